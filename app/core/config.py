@@ -1,0 +1,94 @@
+"""One `Settings` object for the whole service, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo.errors import ConfigurationError, InvalidURI
+from pymongo.uri_parser import parse_uri
+
+Environment = Literal["development", "test", "staging", "production"]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each one is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # --- service ---------------------------------------------------------------------------
+    environment: Environment = "development"
+    app_name: str = "Sensorhub"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # --- MongoDB ---------------------------------------------------------------------------
+    mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_db: str = Field(default="sensorhub", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+    readings_retention_days: int = Field(default=365, ge=1)
+
+    # --- Redis -----------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+
+    # --- start-up and readiness --------------------------------------------------------------
+    startup_retry_attempts: int = Field(default=10, ge=1)
+    startup_retry_max_wait_s: float = Field(default=5.0, gt=0)
+    ready_timeout_s: float = Field(default=2.0, gt=0)
+
+    # --- Firebase --------------------------------------------------------------------------
+    firebase_project_id: str = "demo-sensorhub"
+    firebase_auth_emulator_host: str | None = None
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _valid_mongodb_url(cls, value: str) -> str:
+        """Refuse a URL that the driver could not use, with the driver's reason."""
+        if value.startswith("mongodb+srv://"):
+            # Parsing an SRV URL resolves DNS; check its shape only.
+            if value.removeprefix("mongodb+srv://").split("/")[0]:
+                return value
+            raise ValueError("not a MongoDB connection string; expected mongodb+srv://host")
+        try:
+            parse_uri(value)
+        except (InvalidURI, ConfigurationError, ValueError) as exc:
+            raise ValueError(
+                f"not a MongoDB connection string ({exc}); expected mongodb://host:port"
+            ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str) -> str:
+        """Accept only the URL schemes redis-py understands."""
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://host:port/db, rediss://... or unix://...")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_outside_development(self) -> Settings:
+        """The Firebase emulator skips signature checks, so it is for development and tests."""
+        if self.firebase_auth_emulator_host and not self.is_dev_or_test:
+            raise ValueError(
+                "FIREBASE_AUTH_EMULATOR_HOST is set but ENVIRONMENT is "
+                f"{self.environment!r}: the emulator accepts unsigned tokens, so it is "
+                "refused outside development and test"
+            )
+        return self
+
+    @property
+    def is_dev_or_test(self) -> bool:
+        """True where convenience beats strictness (local runs and the test suite)."""
+        return self.environment in ("development", "test")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

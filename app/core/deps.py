@@ -1,0 +1,34 @@
+"""Dependencies for the clients made in the lifespan, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from odmantic import AIOEngine
+from redis.asyncio import Redis
+
+from app.core.config import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> AIOEngine:
+    """The ODMantic engine made in the lifespan."""
+    engine: AIOEngine = request.app.state.engine
+    return engine
+
+
+def get_redis(request: Request) -> Redis:
+    """The Redis client made in the lifespan."""
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[AIOEngine, Depends(get_engine)]
+RedisDep = Annotated[Redis, Depends(get_redis)]

@@ -1,0 +1,247 @@
+"""Error hierarchy rendered as RFC 9457 problem+json; no internals reach the client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("app.errors")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+
+class AppError(Exception):
+    """Base of every error the service raises on purpose; carries its own status."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.detail)
+
+
+class BadRequest(AppError):
+    """The request is malformed in a way validation could not name."""
+
+    status = 400
+    type = "bad-request"
+    title = "Bad request"
+
+
+class Unauthorized(AppError):
+    """No valid credentials; always answered with `WWW-Authenticate: Bearer`."""
+
+    status = 401
+    type = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class Forbidden(AppError):
+    """Authenticated, but the principal may not do this (used only where existence is public)."""
+
+    status = 403
+    type = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    """Missing, or not visible to the caller: both look the same from outside."""
+
+    status = 404
+    type = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowed(AppError):
+    """The route exists but not with this method."""
+
+    status = 405
+    type = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class Conflict(AppError):
+    """The request conflicts with the current state (duplicate, cycle, not empty)."""
+
+    status = 409
+    type = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    """The request body is over the configured cap."""
+
+    status = 413
+    type = "payload-too-large"
+    title = "Payload too large"
+
+
+class Unprocessable(AppError):
+    """Well-formed but semantically invalid input."""
+
+    status = 422
+    type = "validation-error"
+    title = "Validation failed"
+
+
+class RateLimited(AppError):
+    """Too many requests for the caller's quota."""
+
+    status = 429
+    type = "rate-limited"
+    title = "Too many requests"
+
+
+class ServiceUnavailable(AppError):
+    """A dependency is down; the client may retry later."""
+
+    status = 503
+    type = "service-unavailable"
+    title = "Service unavailable"
+
+
+def problem_response(
+    *,
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """Build one problem+json response (RFC 9457)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
+
+
+def _from_app_error(request: Request, exc: AppError) -> JSONResponse:
+    return problem_response(
+        status=exc.status,
+        type_=exc.type,
+        title=exc.title,
+        detail=exc.detail,
+        instance=request.url.path,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render a domain error."""
+    assert isinstance(exc, AppError)
+    return _from_app_error(request, exc)
+
+
+_HTTP_TYPES: dict[int, type[AppError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: Unprocessable,
+    429: RateLimited,
+    503: ServiceUnavailable,
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render Starlette's own errors (unknown route, wrong method) as problems."""
+    assert isinstance(exc, StarletteHTTPException)
+    cls = _HTTP_TYPES.get(exc.status_code)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) else phrase
+    return problem_response(
+        status=exc.status_code,
+        type_=cls.type if cls else "http-error",
+        title=cls.title if cls else phrase,
+        detail=detail,
+        instance=request.url.path,
+        headers=exc.headers,
+    )
+
+
+def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """Keep where and why; drop the submitted values (they may hold secrets)."""
+    cleaned = []
+    for err in errors:
+        cleaned.append(
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+        )
+    return cleaned
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render request validation failures as 422 problems with an `errors` list."""
+    assert isinstance(exc, RequestValidationError)
+    errors = _clean_validation_errors(exc.errors())
+    malformed = any(e["type"] == "json_invalid" for e in errors)
+    return problem_response(
+        status=422,
+        type_="malformed-json" if malformed else Unprocessable.type,
+        title="Malformed JSON body" if malformed else Unprocessable.title,
+        detail="The request body is not valid JSON"
+        if malformed
+        else f"{len(errors)} invalid field(s) in the request",
+        instance=request.url.path,
+        extra={"errors": errors},
+    )
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Log the failure with its traceback and tell the client nothing internal."""
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return problem_response(
+        status=500,
+        type_=AppError.type,
+        title=AppError.title,
+        detail="An unexpected error occurred; it has been logged",
+        instance=request.url.path,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler on the app."""
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unhandled_error_handler)

@@ -1,0 +1,65 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.core import db, redis
+from app.core.errors import ServiceUnavailable, problem_response
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="Liveness: the process is up")
+async def health() -> dict[str, str]:
+    """Answer while the process can serve requests at all."""
+    return {"status": "ok"}
+
+
+async def _check(name: str, probe: Awaitable[Any], timeout: float) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(probe, timeout)
+    except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+        logger.warning(
+            "readiness check failed", extra={"dependency": name, "error": type(exc).__name__}
+        )
+        return name, "unavailable"
+    return name, "ok"
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: MongoDB and Redis answer",
+    responses={503: {"description": "A dependency did not answer in time"}},
+)
+async def ready(request: Request) -> JSONResponse:
+    """Ping MongoDB and Redis concurrently, each within the readiness timeout."""
+    state = request.app.state
+    timeout = state.settings.ready_timeout_s
+    results = dict(
+        await asyncio.gather(
+            _check("mongodb", db.ping(state.mongo_client), timeout),
+            _check("redis", redis.ping(state.redis), timeout),
+        )
+    )
+    failed = sorted(name for name, status in results.items() if status != "ok")
+    if failed:
+        error = ServiceUnavailable(f"Not ready: {', '.join(failed)} unavailable")
+        return problem_response(
+            status=error.status,
+            type_=error.type,
+            title=error.title,
+            detail=error.detail,
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+            extra={"checks": results},
+        )
+    return JSONResponse({"status": "ready", "checks": results})

@@ -1,0 +1,61 @@
+"""Portable MongoDB patterns shared by every domain (see shared/mongo-compat.md).
+
+- `_id` stays an ObjectId; references to other documents are stored as hex strings.
+- Response schemas use `IdStr`, which accepts an ObjectId or its hex string (aggregation
+  results come back as either, depending on the server).
+- Time buckets are computed with `$dateDiff` from an aligned origin, never with date
+  arithmetic or `$dateTrunc`, which the embedded server gets wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from bson import ObjectId
+from pydantic import BeforeValidator, StringConstraints
+
+_HEX24 = r"^[0-9a-f]{24}$"
+
+
+def _to_hex(value: Any) -> Any:
+    if isinstance(value, ObjectId):
+        return str(value)
+    return value
+
+
+IdStr = Annotated[str, BeforeValidator(_to_hex), StringConstraints(pattern=_HEX24)]
+"""An ObjectId as 24 lowercase hex characters, accepting an `ObjectId` too."""
+
+RefStr = IdStr
+"""A reference to another document, stored as a hex string (never `Reference()`)."""
+
+
+def parse_object_id(value: str) -> ObjectId | None:
+    """The ObjectId for a hex string, or None when it is not one (callers answer 404)."""
+    if isinstance(value, str) and len(value) == 24 and ObjectId.is_valid(value):
+        return ObjectId(value)
+    return None
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC, truncated to milliseconds as BSON stores it."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+BucketUnit = Literal["second", "minute", "hour", "day"]
+
+
+def bucket_index_expr(
+    *, origin: datetime, unit: BucketUnit, size: int, field: str = "$ts"
+) -> dict[str, Any]:
+    """Aggregation expression: index of the `size`-`unit` bucket `field` falls in, from `origin`.
+
+    Portable to MongoDB 5.0+ and the embedded server; turn indexes back into datetimes in
+    Python with `origin + index * size * unit`.
+    """
+    diff = {"$dateDiff": {"startDate": origin, "endDate": field, "unit": unit}}
+    if size == 1:
+        return diff
+    return {"$floor": {"$divide": [diff, size]}}

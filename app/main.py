@@ -1,0 +1,71 @@
+"""The application factory: lifespan, middleware, exception handlers and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__, schema
+from app.api import api_router
+from app.core import db, redis
+from app.core.config import Settings, get_settings
+from app.core.errors import install_error_handlers
+from app.core.health import router as health_router
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.startup import wait_for_dependencies
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Sensorhub stores devices, their readings, folders, products and who may see them.
+
+* **Users** sign in with Firebase and call the API with their Firebase ID token or with the
+  API's own session tokens.
+* **Devices** post readings with their own key (`X-Device-Key`).
+* Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Connect to MongoDB and Redis (with retries), create the schema, close on shutdown."""
+    settings: Settings = app.state.settings
+    mongo_client = db.create_client(settings)
+    redis_client = redis.create_redis(settings)
+    try:
+        await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
+        engine = db.create_engine(mongo_client, settings)
+        await db.ensure_schema(
+            engine, models=schema.models(), collections=schema.collections(settings)
+        )
+        app.state.mongo_client = mongo_client
+        app.state.engine = engine
+        app.state.redis = redis_client
+        logger.info("started", extra={"environment": settings.environment})
+        yield
+    finally:
+        await redis_client.aclose()
+        mongo_client.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app for the given settings (the environment's when None)."""
+    settings = settings or get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    app = FastAPI(
+        title=settings.app_name,
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,33 @@
+"""Every collection and index the service needs, created idempotently at start-up."""
+
+from __future__ import annotations
+
+from odmantic import Model
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from app.core.config import Settings
+from app.core.db import CollectionSpec
+
+
+def models() -> list[type[Model]]:
+    """The ODMantic models whose collections and indexes ODMantic creates."""
+    return []
+
+
+def collections(settings: Settings) -> list[CollectionSpec]:
+    """Collections with options or indexes beyond what the models declare."""
+    return [
+        CollectionSpec(
+            name="readings",
+            options={
+                "timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
+                "expireAfterSeconds": settings.readings_retention_days * 86_400,
+            },
+            indexes=[
+                IndexModel(
+                    [("meta.device_id", ASCENDING), ("ts", DESCENDING)],
+                    name="device_ts",
+                ),
+            ],
+        ),
+    ]
