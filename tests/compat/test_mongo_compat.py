@@ -1,0 +1,264 @@
+"""Server behaviours the app relies on, asserted through motor.
+
+Passes on the embedded server (nx-27017) and on real MongoDB 7+ (`MONGODB_URL=... make test`).
+See shared/mongo-compat.md: where the two differ, the app uses the portable form tested here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from app.core.db import CollectionSpec, MongoDatabase, ensure_collection
+from app.core.models import bucket_index_expr
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def coll(mongo_db: MongoDatabase, request: pytest.FixtureRequest) -> Any:
+    name = f"compat_{request.node.name[:40]}_{ObjectId()}"
+    yield mongo_db[name]
+    await mongo_db.drop_collection(name)
+
+
+class TestIds:
+    async def test_string_references_match_by_equality(self, coll: Any) -> None:
+        ref = str(ObjectId())
+        await coll.insert_many([{"product_id": ref}, {"product_id": str(ObjectId())}])
+        assert await coll.count_documents({"product_id": ref}) == 1
+
+    async def test_id_equality_and_in(self, coll: Any) -> None:
+        result = await coll.insert_many([{"n": 1}, {"n": 2}, {"n": 3}])
+        first, second, _ = result.inserted_ids
+        assert (await coll.find_one({"_id": first}))["n"] == 1
+        # find(), not count_documents()/aggregate: the embedded server's aggregation $match
+        # does not match ObjectIds (see mongo-compat.md).
+        found = await coll.find({"_id": {"$in": [first, second]}}).to_list(None)
+        assert sorted(d["n"] for d in found) == [1, 2]
+
+    async def test_id_range_for_cursor_pagination(self, coll: Any) -> None:
+        ids = (await coll.insert_many([{"n": i} for i in range(5)])).inserted_ids
+        page = await coll.find({"_id": {"$gt": ids[1]}}).sort("_id", ASCENDING).to_list(2)
+        assert [d["n"] for d in page] == [2, 3]
+
+
+class TestIndexesAndUpdates:
+    async def test_unique_index_raises_duplicate_key(self, coll: Any) -> None:
+        await coll.create_index("serial", unique=True)
+        await coll.insert_one({"serial": "A"})
+        with pytest.raises(DuplicateKeyError):
+            await coll.insert_one({"serial": "A"})
+
+    async def test_compound_unique_index(self, coll: Any) -> None:
+        await coll.create_index([("resource", ASCENDING), ("user", ASCENDING)], unique=True)
+        await coll.insert_one({"resource": "r", "user": "u"})
+        await coll.insert_one({"resource": "r", "user": "v"})
+        with pytest.raises(DuplicateKeyError):
+            await coll.insert_one({"resource": "r", "user": "u"})
+
+    async def test_create_indexes_is_idempotent(self, coll: Any) -> None:
+        # Index names are not relied on: the embedded server picks its own.
+        spec = [IndexModel([("a", ASCENDING)]), IndexModel("b", expireAfterSeconds=60)]
+        await coll.create_indexes(spec)
+        await coll.create_indexes(spec)
+        info = (await coll.index_information()).values()
+        assert [("a", 1)] in [v["key"] for v in info]
+        assert any(v.get("expireAfterSeconds") == 60 for v in info)
+
+    async def test_counter_upsert_with_inc(self, coll: Any) -> None:
+        for expected in (1, 2, 3):
+            doc = await coll.find_one_and_update(
+                {"_id": "k"}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+            assert doc["n"] == expected
+
+    async def test_set_on_insert_with_update_one(self, coll: Any) -> None:
+        # update_one, not find_one_and_update: the embedded server drops $setOnInsert there.
+        for _ in range(2):
+            await coll.update_one(
+                {"key": "k"}, {"$inc": {"n": 1}, "$setOnInsert": {"created_at": T0}}, upsert=True
+            )
+        doc = await coll.find_one({"key": "k"})
+        assert (doc["n"], doc["created_at"]) == (2, T0)
+
+    async def test_max_on_numbers(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "n": 5})
+        await coll.update_one({"_id": 1}, {"$max": {"n": 3}})
+        assert (await coll.find_one({"_id": 1}))["n"] == 5
+        await coll.update_one({"_id": 1}, {"$max": {"n": 7}})
+        assert (await coll.find_one({"_id": 1}))["n"] == 7
+
+    async def test_add_to_set_and_pull(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "tags": ["a"]})
+        await coll.update_one({"_id": 1}, {"$addToSet": {"tags": "a"}})
+        await coll.update_one({"_id": 1}, {"$addToSet": {"tags": "b"}})
+        await coll.update_one({"_id": 1}, {"$pull": {"tags": "a"}})
+        assert (await coll.find_one({"_id": 1}))["tags"] == ["b"]
+
+    async def test_conditional_latest_value_never_goes_back(self, coll: Any) -> None:
+        """The portable form of "set only if newer" (no pipeline updates)."""
+
+        async def offer(ts: datetime, value: float) -> None:
+            await coll.update_one(
+                {"_id": "dev", "$or": [{"m.t.ts": {"$lt": ts}}, {"m.t.ts": {"$exists": False}}]},
+                {"$set": {"m.t": {"ts": ts, "v": value}}},
+            )
+
+        await coll.insert_one({"_id": "dev", "m": {}})
+        await offer(T0 + timedelta(minutes=5), 2.0)
+        await offer(T0, 1.0)  # late reading
+        doc = await coll.find_one({"_id": "dev"})
+        assert doc["m"]["t"]["v"] == 2.0
+
+    async def test_bulk_write(self, coll: Any) -> None:
+        ops = [UpdateOne({"_id": i}, {"$set": {"v": i}}, upsert=True) for i in range(3)]
+        result = await coll.bulk_write(ops, ordered=False)
+        assert result.upserted_count == 3
+
+
+class TestDatetimes:
+    """Dates are written whole: by insert, replace, or inside a `$set` sub-document."""
+
+    async def test_replace_keeps_datetimes(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "at": T0})
+        await coll.replace_one({"_id": 1}, {"at": T0 + timedelta(hours=1)})
+        assert (await coll.find_one({"_id": 1}))["at"] == T0 + timedelta(hours=1)
+
+    async def test_set_of_sub_document_keeps_datetimes(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "m": {}})
+        await coll.update_one({"_id": 1}, {"$set": {"m.x": {"ts": T0, "v": 1}}})
+        assert (await coll.find_one({"_id": 1}))["m"]["x"]["ts"] == T0
+
+    async def test_find_by_date_range_with_stable_cursor(self, coll: Any) -> None:
+        await coll.insert_many([{"ts": T0 + timedelta(hours=i), "k": "a"} for i in range(5)])
+        in_range = {"ts": {"$gte": T0 + timedelta(hours=1), "$lt": T0 + timedelta(hours=4)}}
+        order = [("ts", -1), ("_id", -1)]
+        page = await coll.find(in_range).sort(order).limit(2).to_list(None)
+        assert [d["ts"].hour for d in page] == [3, 2]
+        last = page[-1]
+        after = {
+            "$or": [{"ts": {"$lt": last["ts"]}}, {"ts": last["ts"], "_id": {"$lt": last["_id"]}}]
+        }
+        rest = await coll.find({**in_range, **after}).sort(order).to_list(None)
+        assert [d["ts"].hour for d in rest] == [1]
+
+
+class TestModelIO:
+    """The document helpers of app.core.db round-trip ODMantic models on both servers."""
+
+    async def test_insert_find_replace_delete(self, app: Any) -> None:
+        from odmantic import Model
+
+        from app.core import db
+
+        class Probe(Model):
+            at: datetime
+            ref: str
+            model_config = {"collection": f"compat_probe_{ObjectId()}"}
+
+        engine = app.state.engine
+        probe = await db.insert(engine, Probe(at=T0, ref="r"))
+        found = await db.find_one(engine, Probe, {"_id": probe.id})
+        assert found is not None
+        assert found.at == T0
+        found.at = T0 + timedelta(days=1)
+        await db.replace(engine, found)
+        [again] = await db.find_many(engine, Probe, {"ref": "r"})
+        assert again.at == T0 + timedelta(days=1)
+        assert again.at.tzinfo is not None
+        await db.delete(engine, again)
+        assert await db.find_one(engine, Probe, {"_id": probe.id}) is None
+        await db.database(engine).drop_collection(Probe.model_config["collection"])
+
+
+class TestAggregation:
+    async def test_group_functions(self, coll: Any) -> None:
+        await coll.insert_many(
+            [{"g": "a", "v": v, "ts": T0 + timedelta(seconds=i)} for i, v in enumerate([1, 5, 3])]
+        )
+        pipeline = [
+            {"$sort": {"ts": 1}},
+            {
+                "$group": {
+                    "_id": "$g",
+                    "avg": {"$avg": "$v"},
+                    "min": {"$min": "$v"},
+                    "max": {"$max": "$v"},
+                    "sum": {"$sum": "$v"},
+                    "count": {"$sum": 1},
+                    "first": {"$first": "$v"},
+                    "last": {"$last": "$v"},
+                }
+            },
+        ]
+        [row] = await coll.aggregate(pipeline).to_list(None)
+        assert (row["avg"], row["min"], row["max"], row["sum"]) == (3, 1, 5, 9)
+        assert (row["count"], row["first"], row["last"]) == (3, 1, 3)
+
+    async def test_date_diff_buckets(self, coll: Any) -> None:
+        times = [T0 + timedelta(minutes=m) for m in (0, 4, 5, 14, 15, 61)]
+        await coll.insert_many([{"ts": ts, "v": 1} for ts in times])
+        pipeline = [
+            {
+                "$group": {
+                    "_id": bucket_index_expr(origin=T0, unit="minute", size=15),
+                    "n": {"$sum": "$v"},
+                }
+            },
+            {"$sort": {"_id": 1}},
+        ]
+        rows = await coll.aggregate(pipeline).to_list(None)
+        assert [(int(r["_id"]), r["n"]) for r in rows] == [(0, 4), (1, 1), (4, 1)]
+
+    async def test_date_to_string_in_utc(self, coll: Any) -> None:
+        await coll.insert_one({"ts": T0 + timedelta(hours=3)})
+        [row] = await coll.aggregate(
+            [{"$project": {"s": {"$dateToString": {"date": "$ts", "format": "%Y-%m-%dT%H:00"}}}}]
+        ).to_list(None)
+        assert row["s"] == "2026-03-01T03:00"
+
+    async def test_facet(self, coll: Any) -> None:
+        await coll.insert_many([{"s": "on"}, {"s": "on"}, {"s": "off"}])
+        [row] = await coll.aggregate(
+            [
+                {
+                    "$facet": {
+                        "total": [{"$count": "n"}],
+                        "on": [{"$match": {"s": "on"}}, {"$count": "n"}],
+                    }
+                }
+            ]
+        ).to_list(None)
+        assert row["total"][0]["n"] == 3
+        assert row["on"][0]["n"] == 2
+
+
+class TestCollections:
+    async def test_time_series_creation_is_idempotent(self, mongo_db: MongoDatabase) -> None:
+        name = f"compat_ts_{ObjectId()}"
+        spec = CollectionSpec(
+            name=name,
+            options={
+                "timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
+                "expireAfterSeconds": 3600,
+            },
+            indexes=[IndexModel([("meta.device_id", ASCENDING), ("ts", ASCENDING)])],
+        )
+        await ensure_collection(mongo_db, spec)
+        await ensure_collection(mongo_db, spec)
+        coll = mongo_db[name]
+        await coll.insert_many([{"ts": T0, "meta": {"device_id": "d1"}, "v": 1}])
+        assert await coll.count_documents({"meta.device_id": "d1"}) == 1
+        await mongo_db.drop_collection(name)
+
+    async def test_aware_datetimes_round_trip(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "at": T0})
+        stored = (await coll.find_one({"_id": 1}))["at"]
+        assert stored == T0
+        assert stored.tzinfo is not None
