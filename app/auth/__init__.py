@@ -1,0 +1,1 @@
+"""Who is calling: Firebase users, API session tokens, admins, the master token, devices."""
