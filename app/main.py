@@ -17,6 +17,7 @@ from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.startup import wait_for_dependencies
+from app.worker.celery_app import create_celery
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.mongo_client = mongo_client
         app.state.engine = engine
         app.state.redis = redis_client
+        app.state.celery = create_celery(settings)
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:

@@ -7,11 +7,12 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from app.core.config import Settings
 from app.core.db import CollectionSpec
+from app.worker.models import EmailOutbox
 
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return []
+    return [EmailOutbox]
 
 
 def collections(settings: Settings) -> list[CollectionSpec]:

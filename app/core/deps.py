@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, Request
 from odmantic import AIOEngine
 from redis.asyncio import Redis
@@ -29,6 +30,13 @@ def get_redis(request: Request) -> Redis:
     return redis
 
 
+def get_celery(request: Request) -> Celery:
+    """The Celery app used to enqueue tasks from the API."""
+    celery: Celery = request.app.state.celery
+    return celery
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[AIOEngine, Depends(get_engine)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]

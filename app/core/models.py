@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from bson import ObjectId
+from odmantic import Field, Model
 from pydantic import BeforeValidator, StringConstraints
 
 _HEX24 = r"^[0-9a-f]{24}$"
@@ -29,6 +30,20 @@ IdStr = Annotated[str, BeforeValidator(_to_hex), StringConstraints(pattern=_HEX2
 
 RefStr = IdStr
 """A reference to another document, stored as a hex string (never `Reference()`)."""
+
+
+if TYPE_CHECKING:
+
+    class Document(Model):
+        """Base of every stored model: an ObjectId `_id`, generated when not given."""
+
+        id: ObjectId = Field(default_factory=ObjectId)
+
+else:
+    # ODMantic types `id` as required for type checkers although it is generated, and does not
+    # support model inheritance at run time: stored models subclass `Model` itself, and type
+    # checkers see the truthful `id` above.
+    Document = Model
 
 
 def parse_object_id(value: str) -> ObjectId | None:

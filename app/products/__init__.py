@@ -1,0 +1,1 @@
+"""Products: device types with a telemetry schema, living in a folder."""

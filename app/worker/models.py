@@ -1,0 +1,48 @@
+"""Storage models of the worker domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from odmantic import Field, Index
+from pymongo import ASCENDING, IndexModel
+
+from app.core.models import Document, utcnow
+
+
+class OutboxStatus(StrEnum):
+    """Lifecycle of an outbox email."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    ARCHIVED = "archived"
+
+
+class EmailOutbox(Document):
+    """An email the system promised to send; the task sends it and records the outcome."""
+
+    to: str
+    template: str
+    context: dict[str, Any] = Field(default_factory=dict)
+    status: OutboxStatus = OutboxStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    dedupe_key: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+    model_config = {
+        "collection": "email_outbox",
+        "indexes": lambda: [
+            Index(EmailOutbox.status, EmailOutbox.updated_at),
+            IndexModel(
+                [("dedupe_key", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"dedupe_key": {"$type": "string"}},
+            ),
+        ],
+    }

@@ -1,0 +1,47 @@
+"""The outbox seam records emails before they are enqueued, at most once per dedupe key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.core import db
+from app.worker import outbox
+from app.worker.models import EmailOutbox, OutboxStatus
+
+
+class TestQueueEmail:
+    async def test_entry_is_pending_with_its_context(self, app: FastAPI) -> None:
+        entry = await outbox.queue_email(
+            app.state.engine,
+            app.state.celery,
+            to="a@example.com",
+            template="welcome",
+            context={"name": "Ada"},
+        )
+        assert entry is not None
+        stored = await db.find_one(app.state.engine, EmailOutbox, {"_id": entry.id})
+        assert stored is not None
+        assert (stored.status, stored.template, stored.context) == (
+            OutboxStatus.PENDING,
+            "welcome",
+            {"name": "Ada"},
+        )
+
+    async def test_dedupe_key_queues_once(self, app: FastAPI, mongo_db: Any) -> None:
+        engine, celery = app.state.engine, app.state.celery
+        kwargs: dict[str, Any] = {"to": "b@example.com", "template": "welcome", "context": {}}
+        first = await outbox.queue_email(engine, celery, dedupe_key="welcome:uid-b", **kwargs)
+        second = await outbox.queue_email(engine, celery, dedupe_key="welcome:uid-b", **kwargs)
+        assert first is not None
+        assert second is None
+        assert await mongo_db.email_outbox.count_documents({"dedupe_key": "welcome:uid-b"}) == 1
+
+    async def test_entries_without_dedupe_key_do_not_clash(self, app: FastAPI) -> None:
+        engine, celery = app.state.engine, app.state.celery
+        for _ in range(2):
+            entry = await outbox.queue_email(
+                engine, celery, to="c@example.com", template="welcome", context={}
+            )
+            assert entry is not None
