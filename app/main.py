@@ -17,6 +17,7 @@ from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.startup import wait_for_dependencies
+from app.readings import ingest as readings_ingest
 from app.worker.celery_app import create_celery
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine
         app.state.redis = redis_client
         app.state.celery = create_celery(settings)
+        readings_ingest.start(app.state, engine, settings)
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:
+        await readings_ingest.stop(app.state)  # acknowledged readings are written first
         await redis_client.aclose()
         mongo_client.close()
 
