@@ -204,11 +204,8 @@ async def find_history(
         ts, oid = after
         op = "$lt" if descending else "$gt"
         clauses.append({"$or": [{"ts": {op: ts}}, {"ts": ts, "_id": {op: oid}}]})
-    projection: Doc = {"ts": 1, "quality": 1, "suspect": 1}
-    if keys:
-        projection.update({f"m.{k}": 1 for k in keys})
-    else:
-        projection["m"] = 1
+    # Whole `m`: the embedded server drops nested projections such as `m.temperature`.
+    projection: Doc = {"ts": 1, "m": 1, "quality": 1, "suspect": 1}
     direction = DESCENDING if descending else ASCENDING
     cursor = (
         database(engine)[READINGS]

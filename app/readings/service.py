@@ -276,6 +276,10 @@ async def history(
     next_cursor = (
         _encode_cursor(page[-1], descending=descending) if len(docs) > limit and page else None
     )
+    if keys:
+        wanted = set(keys)
+        for doc in page:
+            doc["m"] = {k: v for k, v in (doc.get("m") or {}).items() if k in wanted}
     return ReadingsPage(items=[_reading_read(d) for d in page], next_cursor=next_cursor)
 
 
