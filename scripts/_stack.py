@@ -139,9 +139,11 @@ class Stack:
                     {
                         "_id": device_id,
                         "name": f"sim-{i}",
+                        "name_key": f"sim-{i}",
                         "serial": f"SIM-{device_id}",
                         "product_id": str(product_id),
                         "folder_id": None,
+                        "folder_path": [],
                         "key_hash": key.key_hash,
                         "key_prefix": key.key_prefix,
                         "location": None,
@@ -149,6 +151,7 @@ class Stack:
                         "created_at": now,
                         "updated_at": now,
                         "presence": None,
+                        "created_by": "simulator",
                     }
                 )
                 devices.append(Device(id=str(device_id), key=key.key))

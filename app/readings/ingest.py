@@ -88,6 +88,11 @@ class IngestBatcher:
         self._latest_known: set[str] = set()
         self.flush_count = 0
 
+    @property
+    def queued(self) -> int:
+        """Readings waiting for the next flush."""
+        return self._queued_docs
+
     def start(self) -> None:
         """Start the flush loop on the running event loop."""
         self._task = asyncio.create_task(self._run(), name="ingest-batcher")
@@ -227,15 +232,26 @@ class IngestBatcher:
                     if suspect and any(field_key(name) == key for name in suspect):
                         entry["suspect"] = True
                     per_device[key] = entry
-        ops: list[UpdateOne] = []
-        for device_id, metrics in newest.items():
-            if device_id not in self._latest_known:
-                ops.append(repository.latest_ensure(device_id, products[device_id]))
-            ops.extend(repository.latest_offer(device_id, k, v) for k, v in metrics.items())
-        await repository.write_latest(self.engine, ops)
+        ensure = [
+            repository.latest_ensure(device_id, products[device_id])
+            for device_id in newest
+            if device_id not in self._latest_known
+        ]
+        # Usually every value is newer than the device's newest: one operation per device.
+        fast = [repository.latest_offer_all(d, metrics) for d, metrics in newest.items()]
+        matched = await repository.write_latest(self.engine, [*ensure, *fast])
         if len(self._latest_known) > _MEMO_LIMIT:
             self._latest_known.clear()
         self._latest_known.update(newest)
+        if matched - len(ensure) >= len(fast):
+            return
+        # Some device got a late value: offer each metric on its own (the fast operations
+        # that did apply make these no-ops, as none of them is newer any more).
+        slow: list[UpdateOne] = []
+        for device_id, metrics in newest.items():
+            slow.extend(repository.latest_offer(device_id, k, v) for k, v in metrics.items())
+            slow.append(repository.latest_newest(device_id, max(v["ts"] for v in metrics.values())))
+        await repository.write_latest(self.engine, slow)
 
     async def _update_presence(self, items: list[_Item]) -> None:
         mono = time.monotonic()

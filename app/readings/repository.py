@@ -289,10 +289,33 @@ def latest_offer(device_id: str, key: str, value: Doc) -> UpdateOne:
     return UpdateOne({"$and": [{"_id": device_id}, newer]}, {"$set": {f"m.{key}": value}})
 
 
-async def write_latest(engine: AIOEngine, ops: Sequence[UpdateOne]) -> None:
-    """Apply latest-value updates in order (each device's ensure comes before its offers)."""
-    if ops:
-        await database(engine)[DEVICE_LATEST].bulk_write(list(ops), ordered=True)
+def latest_offer_all(device_id: str, values: dict[str, Doc]) -> UpdateOne:
+    """Set every given metric at once when all are newer than anything stored for the device.
+
+    `newest.ts` is the time of the device's newest stored value (in a sub-document: a `$set`
+    of a bare date is not portable). This one operation replaces one per metric in the
+    usual case of readings arriving in order; `latest_offer` handles late ones.
+    """
+    oldest_new = min(v["ts"] for v in values.values())
+    newest_new = max(v["ts"] for v in values.values())
+    older = {"$or": [{"newest.ts": {"$lt": oldest_new}}, {"newest": {"$exists": False}}]}
+    update = {f"m.{k}": v for k, v in values.items()}
+    update["newest"] = {"ts": newest_new}
+    return UpdateOne({"$and": [{"_id": device_id}, older]}, {"$set": update})
+
+
+def latest_newest(device_id: str, ts: datetime) -> UpdateOne:
+    """Move the device's `newest.ts` forward to `ts` (never back)."""
+    older = {"$or": [{"newest.ts": {"$lt": ts}}, {"newest": {"$exists": False}}]}
+    return UpdateOne({"$and": [{"_id": device_id}, older]}, {"$set": {"newest": {"ts": ts}}})
+
+
+async def write_latest(engine: AIOEngine, ops: Sequence[UpdateOne]) -> int:
+    """Apply latest-value updates in order; returns how many operations matched or upserted."""
+    if not ops:
+        return 0
+    result = await database(engine)[DEVICE_LATEST].bulk_write(list(ops), ordered=True)
+    return int(result.matched_count) + int(result.upserted_count)
 
 
 async def read_latest(engine: AIOEngine, device_id: str) -> Doc | None:

@@ -92,9 +92,11 @@ def make_device(mongo_db: MongoDatabase, engine: AIOEngine) -> MakeDevice:
             {
                 "_id": device_id,
                 "name": f"dev-{device_id}",
+                "name_key": f"dev-{device_id}",
                 "serial": f"SN-{device_id}",
                 "product_id": str(product_id),
                 "folder_id": None,
+                "folder_path": [],
                 "key_hash": key.key_hash,
                 "key_prefix": key.key_prefix,
                 "location": None,
@@ -102,6 +104,7 @@ def make_device(mongo_db: MongoDatabase, engine: AIOEngine) -> MakeDevice:
                 "created_at": now,
                 "updated_at": now,
                 "presence": presence,
+                "created_by": "tests",
             }
         )
         context = await load_device_context(engine, str(device_id))

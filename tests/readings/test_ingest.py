@@ -153,7 +153,7 @@ class TestGroupCommit:
         mongo_db: MongoDatabase,
     ) -> None:
         device = await make_device()
-        settings = make_settings(ingest_flush_interval_ms=200)
+        settings = make_settings(ingest_flush_interval_ms=1000)
         async with app_with(settings) as other:
             engine = other.state.engine
             batcher = other.state.ingest
@@ -163,7 +163,11 @@ class TestGroupCommit:
                 )
                 for i in range(50)
             ]
-            await asyncio.sleep(0.05)  # queued, not yet flushed; now the app shuts down
+            for _ in range(100):  # wait until they are queued, not yet flushed
+                if batcher.queued >= 25:
+                    break
+                await asyncio.sleep(0.01)
+            # ... and shut the app down now.
         results = await asyncio.gather(*tasks, return_exceptions=True)
         acknowledged = {i for i, r in enumerate(results) if isinstance(r, service.IngestAnswer)}
         assert acknowledged  # the requests already queued were flushed on shutdown
