@@ -174,19 +174,24 @@ def requeue_stuck(ctx: WorkerContext, enqueue: Callable[[str], None]) -> dict[st
 
     fresh_cutoff = now - timedelta(seconds=settings.email_pending_grace_s)
     retry_cutoff = fresh_cutoff - timedelta(seconds=settings.task_retry_backoff_max_s)
-    due = {
-        "status": OutboxStatus.PENDING.value,
-        "$or": [
-            {"attempts": 0, "updated_at": {"$lt": fresh_cutoff}},
-            {"attempts": {"$gt": 0}, "updated_at": {"$lt": retry_cutoff}},
-        ],
-    }
-    for doc in coll.find(due, {"_id": 1}).limit(BATCH):
-        # Touch updated_at first so the next beat run does not enqueue it again right away.
-        result = coll.update_one({"_id": doc["_id"], **due}, {"$currentDate": {"updated_at": True}})
-        if result.modified_count:
-            enqueue(str(doc["_id"]))
-            counts["enqueued"] += 1
+    # Two plain filters, not one `$or`: the embedded server applies an update whose filter
+    # combines `_id` with `$or` to the wrong document (shared/mongo-compat.md).
+    for due in (
+        {"status": OutboxStatus.PENDING.value, "attempts": 0, "updated_at": {"$lt": fresh_cutoff}},
+        {
+            "status": OutboxStatus.PENDING.value,
+            "attempts": {"$gt": 0},
+            "updated_at": {"$lt": retry_cutoff},
+        },
+    ):
+        for doc in coll.find(due, {"_id": 1}).limit(BATCH):
+            # Touch updated_at first so the next beat run does not enqueue it again at once.
+            result = coll.update_one(
+                {"_id": doc["_id"], **due}, {"$currentDate": {"updated_at": True}}
+            )
+            if result.modified_count:
+                enqueue(str(doc["_id"]))
+                counts["enqueued"] += 1
     if any(counts.values()):
         logger.info("outbox requeue", extra=counts)
     return counts
