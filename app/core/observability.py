@@ -57,6 +57,27 @@ _META_KEYS = frozenset(
     {"release", "environment", "dist", "sdk", "event_id", "platform", "timestamp", "level"}
 )
 
+# Frame variables that hold a whole request (every header, cookies, the body) under a name
+# (Starlette requests are Mappings over the ASGI scope, so the SDK serialises them whole)
+# the key-based scrubber cannot know about, e.g. the ASGI `scope` with its raw header pairs.
+_RAW_REQUEST_VARS = frozenset(
+    {
+        "scope",
+        "request",
+        "conn",
+        "websocket",
+        "headers",
+        "raw_headers",
+        "message",
+        "body",
+        "body_bytes",
+        "json_body",
+        "raw_body",
+        "form",
+        "cookies",
+    }
+)
+
 NEVER_TRACED = frozenset({"/health", "/ready", "/metrics"})
 
 # The unhandled-error handler logs the exception that the ASGI integration already reports;
@@ -89,11 +110,23 @@ def _redact(value: Any) -> Any:
     return value
 
 
+def _drop_raw_request_vars(event: dict[str, Any]) -> None:
+    values = (event.get("exception") or {}).get("values") or []
+    threads = (event.get("threads") or {}).get("values") or []
+    for holder in [*values, *threads]:
+        for frame in (holder.get("stacktrace") or {}).get("frames") or []:
+            local_vars = frame.get("vars")
+            if isinstance(local_vars, dict):
+                for name in local_vars.keys() & _RAW_REQUEST_VARS:
+                    local_vars[name] = FILTERED
+
+
 def scrub_event(event: dict[str, Any]) -> dict[str, Any]:
     """Redact secrets and addresses anywhere in an event, including raw query strings."""
     request = event.get("request")
     if isinstance(request, dict) and isinstance(request.get("query_string"), str):
         request["query_string"] = _redact_query(request["query_string"])
+    _drop_raw_request_vars(event)
     return {k: (v if k in _META_KEYS else _redact(v)) for k, v in event.items()}
 
 
