@@ -46,6 +46,9 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
     """Define every task on `app`, bound to the worker context of this process."""
     settings = ctx.settings
     options: dict[str, Any] = {
+        # Bound to this app and its context only; shared tasks would be copied into every
+        # Celery app made in the process (the API and tests make several).
+        "shared": False,
         "autoretry_for": TRANSIENT_ERRORS,
         "retry_backoff": 1,
         "retry_backoff_max": settings.task_retry_backoff_max_s,
