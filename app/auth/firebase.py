@@ -20,6 +20,8 @@ import firebase_admin
 from cachetools import TLRUCache
 from firebase_admin import auth, exceptions
 from google.auth.exceptions import GoogleAuthError
+from jose import jwt
+from jose.exceptions import JWTError
 
 from app.auth.exceptions import IdentityProviderUnavailable, InvalidCredentials
 from app.core.config import Settings
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 EMULATOR_ENV_VAR = "FIREBASE_AUTH_EMULATOR_HOST"
 ADMIN_CLAIM = "admin"
+CLOCK_SKEW_S = 60
 
 T = TypeVar("T")
 
@@ -67,6 +70,19 @@ def _token_key(token: str) -> str:
 
 def _until_expiry(_key: str, identity: FirebaseIdentity, _now: float) -> float:
     return float(identity.expires_at)
+
+
+def _refuse_expired(id_token: str) -> None:
+    """Reject a token whose own `exp` has passed before any SDK or network call.
+
+    Reading the claims unverified is safe here: this can only refuse a token, never accept one.
+    """
+    try:
+        exp = jwt.get_unverified_claims(id_token).get("exp")
+    except (JWTError, ValueError, TypeError, AttributeError):
+        return  # malformed: the SDK says why
+    if isinstance(exp, int | float) and exp <= time.time():
+        raise InvalidCredentials("The ID token has expired")
 
 
 def _app_for(settings: Settings) -> firebase_admin.App:
@@ -126,6 +142,7 @@ class FirebaseAuth:
             cached = self._cache.get(key)
             if cached is not None and cached.expires_at > time.time():
                 return cached
+        _refuse_expired(id_token)
         try:
             claims = await self._call(auth.verify_id_token, id_token, check_revoked=check_revoked)
         except auth.UserDisabledError:
@@ -139,6 +156,13 @@ class FirebaseAuth:
         except (auth.InvalidIdTokenError, ValueError):
             raise InvalidCredentials("Not a valid Firebase ID token for this project") from None
         identity = identity_from_claims(claims)
+        # The SDK checks these against Google's keys, but skips them in emulator mode; checking
+        # here too keeps expired tokens out of the cache and the emulator honest.
+        now = time.time()
+        if identity.expires_at <= now:
+            raise InvalidCredentials("The ID token has expired")
+        if identity.issued_at > now + CLOCK_SKEW_S:
+            raise InvalidCredentials("The ID token is not valid yet")
         if self._cache is not None:
             self._cache[key] = identity
         return identity

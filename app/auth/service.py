@@ -69,12 +69,12 @@ async def authenticate(
         return Authentication(principal=MASTER_PRINCIPAL)
     if tokens.is_ours(settings, token):
         claims = tokens.decode(settings, token, typ=tokens.ACCESS)
-        if await sessions.is_family_revoked(engine, family_id=claims.family_id):
-            raise InvalidCredentials("The session has ended; sign in again")
         user = await users_service.get(engine, uid=claims.uid)
         if user is None:
             raise InvalidCredentials("The account no longer exists")
         ensure_enabled(user)
+        if await sessions.is_family_revoked(engine, family_id=claims.family_id):
+            raise InvalidCredentials("The session has ended; sign in again")
         return Authentication(principal=users_service.principal_for_user(settings, user), user=user)
     identity = await firebase.verify(token)
     user = await users_service.get(engine, uid=identity.uid)
