@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 from odmantic import AIOEngine
+from pymongo.errors import DuplicateKeyError
 
 from app.auth import sessions
 from app.auth.firebase import FirebaseAuth, FirebaseIdentity
@@ -120,11 +121,14 @@ async def on_first_sign_in(
     doc.pop("_id")
     # An upsert's insert keeps datetimes on both servers, and the unique `uid` index makes
     # concurrent first requests create one document.
-    result = await db.collection(engine, User).update_one(
-        {"uid": identity.uid}, {"$setOnInsert": doc}, upsert=True
-    )
+    try:
+        result = await db.collection(engine, User).update_one(
+            {"uid": identity.uid}, {"$setOnInsert": doc}, upsert=True
+        )
+        created = result.upserted_id is not None
+    except DuplicateKeyError:  # a concurrent first request inserted it
+        created = False
     user = await get_or_404(engine, uid=identity.uid)
-    created = result.upserted_id is not None
     if created and user.email:
         await outbox.queue_email(
             engine,
