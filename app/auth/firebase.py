@@ -178,7 +178,7 @@ class FirebaseAuth:
         """The Firebase account with this email, or None."""
         try:
             return await self._call(auth.get_user_by_email, email)
-        except auth.UserNotFoundError:
+        except (auth.UserNotFoundError, ValueError):  # ValueError: not an email address
             return None
 
     async def set_admin_claim(self, uid: str, *, admin: bool) -> bool:
