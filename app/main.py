@@ -10,12 +10,16 @@ from fastapi import FastAPI
 
 from app import __version__, schema
 from app.api import api_router
+from app.auth.firebase import FirebaseAuth
 from app.core import db, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.observability import init_sentry
+from app.core.prometheus import PrometheusMiddleware
+from app.core.prometheus import router as metrics_router
 from app.core.startup import wait_for_dependencies
 from app.readings import ingest as readings_ingest
 from app.worker.celery_app import create_celery
@@ -49,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = redis_client
         app.state.celery = create_celery(settings)
         readings_ingest.start(app.state, engine, settings)
+        app.state.firebase = FirebaseAuth(settings)
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app for the given settings (the environment's when None)."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    init_sentry(settings, component="api")
     app = FastAPI(
         title=settings.app_name,
         version=__version__,
@@ -71,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(PrometheusMiddleware)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router)
     return app

@@ -6,6 +6,7 @@ See shared/mongo-compat.md: where the two differ, the app uses the portable form
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -351,3 +352,96 @@ class TestReadingsPatterns:
         ).matched_count == 0
         fresh = {"_id": 3, "presence.last_seen_at": {"$lt": T0}}
         assert (await coll.update_one(fresh, {"$set": {"y": 2}})).matched_count == 0
+
+
+class TestOutboxClaims:
+    """The worker's atomic claim and its date-filtered updates and deletes (app/worker)."""
+
+    async def test_conditional_claim_with_current_date(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "status": "pending", "attempts": 0, "updated_at": T0})
+        update = {
+            "$set": {"status": "sending", "claim": "a"},
+            "$inc": {"attempts": 1},
+            "$currentDate": {"updated_at": True},
+        }
+        query = {"_id": 1, "status": "pending", "attempts": {"$lt": 3}}
+        doc = await coll.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+        assert (doc["status"], doc["claim"], doc["attempts"]) == ("sending", "a", 1)
+        assert isinstance(doc["updated_at"], datetime)
+        assert doc["updated_at"] > T0
+        # A second claimer finds nothing to claim.
+        assert await coll.find_one_and_update(query, update) is None
+
+    async def test_update_and_delete_filtered_by_date(self, coll: Any) -> None:
+        # Update filters combine `_id` with plain conditions only: with `_id` AND `$or`, the
+        # embedded server updates the first document matching the `$or` instead.
+        await coll.insert_many(
+            [
+                {"_id": i, "status": "pending", "attempts": i % 2, "updated_at": T0 + timedelta(i)}
+                for i in range(6)
+            ]
+        )
+        cutoff = T0 + timedelta(3)
+        fresh = {"status": "pending", "attempts": 0, "updated_at": {"$lt": cutoff}}
+        retrying = {"status": "pending", "attempts": {"$gt": 0}, "updated_at": {"$lt": cutoff}}
+        assert sorted(d["_id"] for d in await coll.find(fresh).to_list(None)) == [0, 2]
+        assert sorted(d["_id"] for d in await coll.find(retrying).to_list(None)) == [1]
+        touched = await coll.update_one({"_id": 2, **fresh}, {"$currentDate": {"updated_at": True}})
+        assert touched.modified_count == 1
+        assert (await coll.find_one({"_id": 2}))["updated_at"] > cutoff
+        assert (await coll.update_one({"_id": 3, **fresh}, {"$set": {"x": 1}})).matched_count == 0
+        changed = await coll.update_many({"updated_at": {"$lt": cutoff}}, {"$set": {"old": True}})
+        assert changed.modified_count == 2  # 0 and 1; 2 was just touched
+        deleted = await coll.delete_many({"updated_at": {"$lt": cutoff}})
+        assert deleted.deleted_count == 2
+        assert sorted(d["_id"] for d in await coll.find({}).to_list(None)) == [2, 3, 4, 5]
+
+    async def test_group_by_string_status(self, coll: Any) -> None:
+        await coll.insert_many([{"status": s} for s in ("sent", "sent", "pending")])
+        rows = await coll.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]).to_list(
+            None
+        )
+        assert {r["_id"]: r["n"] for r in rows} == {"sent": 2, "pending": 1}
+
+
+class TestIdentityPatterns:
+    """What sessions (refresh-token rotation) and users (first sight, last seen) rely on."""
+
+    async def test_conditional_update_has_one_winner(self, coll: Any) -> None:
+        await coll.insert_one({"jti": "t1", "spent": False})
+        results = await asyncio.gather(
+            *(
+                coll.update_one({"jti": "t1", "spent": False}, {"$set": {"spent": True}})
+                for _ in range(5)
+            )
+        )
+        assert sorted(r.modified_count for r in results) == [0, 0, 0, 0, 1]
+
+    async def test_upsert_reports_the_insert_once(self, coll: Any) -> None:
+        first = await coll.update_one(
+            {"uid": "u"}, {"$setOnInsert": {"uid": "u", "created_at": T0}}, upsert=True
+        )
+        second = await coll.update_one(
+            {"uid": "u"}, {"$setOnInsert": {"uid": "u", "created_at": T0}}, upsert=True
+        )
+        assert first.upserted_id is not None
+        assert second.upserted_id is None
+        assert (await coll.find_one({"uid": "u"}))["created_at"] == T0
+
+    async def test_current_date_writes_a_date(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "seen_at": T0})
+        await coll.update_one({"_id": 1}, {"$currentDate": {"seen_at": True}})
+        stored = (await coll.find_one({"_id": 1}))["seen_at"]
+        assert isinstance(stored, datetime)
+        assert stored > T0
+
+    async def test_string_prefix_range(self, coll: Any) -> None:
+        await coll.insert_many([{"e": e} for e in ("ada@x", "adb@x", "ad@x", "bob@x", "a.*@x")])
+        found = await coll.find({"e": {"$gte": "ad", "$lt": "ae"}}).sort("e", 1).to_list(None)
+        assert [d["e"] for d in found] == ["ad@x", "ada@x", "adb@x"]
+
+    async def test_update_many_by_string_field(self, coll: Any) -> None:
+        await coll.insert_many([{"fid": "f", "r": False}, {"fid": "f", "r": False}, {"fid": "g"}])
+        await coll.update_many({"fid": "f"}, {"$set": {"r": True}})
+        assert await coll.count_documents({"fid": "f", "r": True}) == 2
+        assert await coll.find_one({"fid": "g", "r": True}, {"_id": 1}) is None
