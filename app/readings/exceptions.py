@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from app.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 
 
 class DeviceNotFound(NotFound):
@@ -65,3 +65,10 @@ class QueryInvalid(Unprocessable):
 
     type = "readings-query-invalid"
     title = "Invalid readings query"
+
+
+class DeviceKeyRequired(Forbidden):
+    """Readings and heartbeats come from devices, authenticated with their own key."""
+
+    type = "device-key-required"
+    title = "Device key required"

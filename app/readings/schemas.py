@@ -128,3 +128,6 @@ class PresenceRead(BaseModel):
     last_seen_at: datetime | None
     reported_status: ReportedStatus | None
     detail: dict[str, DetailValue]
+    status: Literal["online", "offline", "error"] | None = Field(
+        default=None, description="derived: offline when silent too long, else error or online"
+    )
