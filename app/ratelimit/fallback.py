@@ -50,7 +50,6 @@ class CircuitBreaker:
         self.cooldown_s = cooldown_s
         self.failures = 0
         self.open_until: float | None = None
-        self.probing = False
 
     @property
     def is_closed(self) -> bool:
@@ -61,9 +60,11 @@ class CircuitBreaker:
         """Whether this call may go to Redis now."""
         if self.open_until is None:
             return True
-        if self.probing or time.monotonic() < self.open_until:
+        now = time.monotonic()
+        if now < self.open_until:
             return False
-        self.probing = True
+        # One probe per cool-down; a probe that never reports back (cancelled) is replaced.
+        self.open_until = now + self.cooldown_s
         return True
 
     def record_success(self) -> bool:
@@ -71,14 +72,12 @@ class CircuitBreaker:
         recovered = self.failures > 0 or self.open_until is not None
         self.failures = 0
         self.open_until = None
-        self.probing = False
         return recovered
 
     def record_failure(self) -> bool:
         """Note a failed call; True when this is the first failure of an outage."""
         first = self.failures == 0 and self.open_until is None
         self.failures += 1
-        self.probing = False
         if self.failures >= self.failure_threshold:
             self.open_until = time.monotonic() + self.cooldown_s
         return first
