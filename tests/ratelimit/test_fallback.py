@@ -18,11 +18,12 @@ import redis
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from app.ratelimit.backends import RedisBackend
+from app.ratelimit.backends import RedisBackend, UpstashBackend
 from app.ratelimit.fallback import CircuitBreaker
 from app.ratelimit.policies import Policy
 from app.ratelimit.service import RateLimiter
 from tests.fixtures.services import ManagedProcess, free_port, start_redis, wait_until
+from tests.fixtures.upstash import UpstashRestServer
 
 WARNING_TEXT = "rate limiter store unavailable"
 
@@ -177,3 +178,37 @@ class TestCircuitBreaker:
         finally:
             await limiter.aclose()
             hole.close()
+
+
+class TestUpstashUnavailable:
+    async def test_local_fallback_then_shared_again(
+        self, own_redis: ManagedProcess, workdir: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        rest = UpstashRestServer(redis_port=own_redis.port)
+        rest.start()
+        limiter = RateLimiter(
+            UpstashBackend(rest.url, rest.token, timeout_s=0.5),
+            prefix="up",
+            breaker=CircuitBreaker(failure_threshold=1, cooldown_s=0.3),
+        )
+        policy = Policy("user", 2, 60_000)
+        caplog.set_level(logging.INFO, logger="app.ratelimit.service")
+        try:
+            assert (await limiter.hit(policy, "k")).allowed
+            own_redis.stop()
+            before = fallbacks()
+            decisions = [await limiter.hit(policy, "during") for _ in range(3)]
+            assert [d.allowed for d in decisions] == [True, True, False]
+            assert fallbacks() - before == 3
+            assert len(outage_warnings(caplog)) == 1
+            restarted = start_redis(workdir, port=own_redis.port)
+            try:
+                await asyncio.sleep(0.35)
+                assert (await limiter.hit(policy, "after")).allowed
+                assert not limiter.degraded
+                assert redis.Redis(port=restarted.port).keys("up:{user:after}:*")
+            finally:
+                restarted.stop()
+        finally:
+            await limiter.aclose()
+            rest.stop()
