@@ -5,14 +5,16 @@ from __future__ import annotations
 from odmantic import Model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from app.auth.models import Session
 from app.core.config import Settings
 from app.core.db import CollectionSpec
+from app.users.models import User
 from app.worker.models import EmailOutbox
 
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return [EmailOutbox]
+    return [EmailOutbox, Session, User]
 
 
 def collections(settings: Settings) -> list[CollectionSpec]:

@@ -7,10 +7,11 @@ headers on whatever response the route produces (a model, a `Response`, an error
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Request
 
+from app.auth.dependencies import OptionalPrincipal
 from app.auth.principal import Principal, PrincipalKind
 from app.core.config import Settings
 from app.ratelimit import policies
@@ -35,12 +36,9 @@ def get_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
-async def request_principal(request: Request) -> Principal | None:
-    """The caller as identity resolved it; None (anonymous, keyed by client IP) until then."""
-    return None
-
-
-CallerDep = Annotated[Principal | None, Depends(request_principal)]
+# The caller as identity resolves it (None: anonymous, counted by client IP). Bad
+# credentials are refused by identity with 401 before any limit is counted.
+CallerDep = OptionalPrincipal
 
 
 def client_ip(request: Request) -> str:

@@ -87,6 +87,18 @@ def limiter(make_limiter: Callable[..., RateLimiter]) -> RateLimiter:
     return make_limiter()
 
 
+# The shipped limits (the shared test settings raise them out of other tests' way).
+DEFAULT_LIMITS: dict[str, object] = {
+    name: Settings.model_fields[name].default
+    for name in (
+        "rate_limit_anonymous_limit",
+        "rate_limit_user_limit",
+        "rate_limit_admin_limit",
+        "rate_limit_device_limit",
+    )
+}
+
+
 def probe_router() -> APIRouter:
     """Test routes mounted with exactly the dependencies of the real `api_router`."""
     outer = APIRouter(prefix=api_router.prefix, dependencies=list(api_router.dependencies))
@@ -120,6 +132,7 @@ def probe_app(
 
     @asynccontextmanager
     async def run(**overrides: object) -> AsyncIterator[FastAPI]:
+        overrides = {**DEFAULT_LIMITS, **overrides}
         overrides.setdefault("rate_limit_key_prefix", f"t{uuid.uuid4().hex[:10]}")
         app = create_app(make_settings(**overrides))
         app.include_router(probe_router())

@@ -19,6 +19,7 @@ from app.ratelimit.dependencies import (
     records,
 )
 from app.ratelimit.exceptions import RateLimitExceeded
+from tests.ratelimit.conftest import DEFAULT_LIMITS
 
 ProbeApp = Callable[..., AbstractAsyncContextManager[FastAPI]]
 USER = Principal(kind=PrincipalKind.USER, uid="u-1")
@@ -109,7 +110,7 @@ class TestDeviceIngest:
 
 class TestQuota:
     def test_shows_the_policy(self, make_settings: Callable[..., Settings]) -> None:
-        settings = make_settings()
+        settings = make_settings(**DEFAULT_LIMITS)
         assert quota_for(USER, settings).model_dump() == {
             "policy": "user",
             "exempt": False,
