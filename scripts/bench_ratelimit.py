@@ -27,6 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.auth.dependencies import get_optional_principal  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.ratelimit.dependencies import enforce_rate_limit  # noqa: E402
 from app.ratelimit.middleware import RateLimitHeadersMiddleware  # noqa: E402
@@ -118,8 +119,12 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI()
     app.state.settings = settings
     app.state.rate_limiter = create_limiter(settings)
+    # Anonymous requests resolve no credentials, so identity never touches these.
+    app.state.engine = None
+    app.state.firebase = None
     limited = APIRouter(prefix="/on", dependencies=[Depends(enforce_rate_limit)])
-    plain = APIRouter(prefix="/off")
+    # The same caller resolution without the limiter, so the difference is the limiter alone.
+    plain = APIRouter(prefix="/off", dependencies=[Depends(get_optional_principal)])
 
     async def ping() -> dict[str, str]:
         return {"status": "ok"}
