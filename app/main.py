@@ -21,6 +21,8 @@ from app.core.observability import init_sentry
 from app.core.prometheus import PrometheusMiddleware
 from app.core.prometheus import router as metrics_router
 from app.core.startup import wait_for_dependencies
+from app.ratelimit.middleware import RateLimitHeadersMiddleware
+from app.ratelimit.service import create_limiter
 from app.readings import ingest as readings_ingest
 from app.worker.celery_app import create_celery
 
@@ -42,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     mongo_client = db.create_client(settings)
     redis_client = redis.create_redis(settings)
+    rate_limiter = create_limiter(settings)
     try:
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
@@ -54,10 +57,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.celery = create_celery(settings)
         readings_ingest.start(app.state, engine, settings)
         app.state.firebase = FirebaseAuth(settings)
+        app.state.rate_limiter = rate_limiter
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:
         await readings_ingest.stop(app.state)  # acknowledged readings are written first
+        await rate_limiter.aclose()
         await redis_client.aclose()
         mongo_client.close()
 
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(PrometheusMiddleware)

@@ -7,6 +7,7 @@ only then record the user as seen (so a refused request writes nothing).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -75,47 +76,51 @@ async def get_optional_principal(authentication: AuthenticationDep) -> Principal
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
-async def get_current_principal(
-    authentication: AuthenticationDep,
-    settings: SettingsDep,
-    engine: EngineDep,
-    celery: CeleryDep,
-) -> Principal:
-    """Any authenticated caller (user, admin, master or device)."""
-    if authentication is None:
-        raise CredentialsRequired("This endpoint needs credentials")
-    await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
-    return authentication.principal
+def _any_caller(principal: Principal) -> None:
+    """Every authenticated kind is welcome."""
 
 
-async def get_user_principal(
-    authentication: AuthenticationDep,
-    settings: SettingsDep,
-    engine: EngineDep,
-    celery: CeleryDep,
-) -> Principal:
-    """A signed-in person (or the master token); devices are refused."""
-    if authentication is None:
-        raise CredentialsRequired("This endpoint needs credentials")
-    if authentication.principal.is_device:
+def _people_only(principal: Principal) -> None:
+    """Refuse devices."""
+    if principal.is_device:
         raise UserRequired("Devices may not use this endpoint")
-    await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
-    return authentication.principal
 
 
-async def get_admin_principal(
-    authentication: AuthenticationDep,
-    settings: SettingsDep,
-    engine: EngineDep,
-    celery: CeleryDep,
-) -> Principal:
-    """An admin or the master token."""
-    if authentication is None:
-        raise CredentialsRequired("This endpoint needs credentials")
-    if not authentication.principal.is_admin:
+def _admins_only(principal: Principal) -> None:
+    """Refuse everyone but admins and the master token."""
+    if not principal.is_admin:
         raise AdminRequired("This endpoint is for administrators")
-    await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
-    return authentication.principal
+
+
+def _principal_dependency(
+    check: Callable[[Principal], None], doc: str
+) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that requires credentials, applies `check`, and only then records the
+    caller as seen (so a refused request writes nothing)."""
+
+    async def dependency(
+        authentication: AuthenticationDep,
+        settings: SettingsDep,
+        engine: EngineDep,
+        celery: CeleryDep,
+    ) -> Principal:
+        if authentication is None:
+            raise CredentialsRequired("This endpoint needs credentials")
+        check(authentication.principal)
+        await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
+        return authentication.principal
+
+    dependency.__doc__ = doc
+    return dependency
+
+
+get_current_principal = _principal_dependency(
+    _any_caller, "Any authenticated caller (user, admin, master or device)."
+)
+get_user_principal = _principal_dependency(
+    _people_only, "A signed-in person (or the master token); devices are refused."
+)
+get_admin_principal = _principal_dependency(_admins_only, "An admin or the master token.")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
