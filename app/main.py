@@ -16,6 +16,9 @@ from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.observability import init_sentry
+from app.core.prometheus import PrometheusMiddleware
+from app.core.prometheus import router as metrics_router
 from app.core.startup import wait_for_dependencies
 from app.worker.celery_app import create_celery
 
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app for the given settings (the environment's when None)."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    init_sentry(settings, component="api")
     app = FastAPI(
         title=settings.app_name,
         version=__version__,
@@ -68,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(PrometheusMiddleware)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router)
     return app

@@ -187,3 +187,8 @@ def live_server(settings: Settings) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+from tests.fixtures.worker import celery_worker, worker_celery, worker_settings  # noqa: E402
+
+__all__ = ["celery_worker", "worker_celery", "worker_settings"]

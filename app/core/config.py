@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
@@ -45,6 +45,31 @@ class Settings(BaseSettings):
     # --- Firebase --------------------------------------------------------------------------
     firebase_project_id: str = "demo-sensorhub"
     firebase_auth_emulator_host: str | None = None
+
+    # --- worker: email delivery, outbox and cleanup (app/worker) ---------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_from: str = "Sensorhub <noreply@sensorhub.local>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    email_max_attempts: int = Field(default=5, ge=1, le=50)
+    task_retry_backoff_max_s: int = Field(default=600, ge=1)
+    email_pending_grace_s: int = Field(default=120, ge=1)
+    email_lease_s: int = Field(default=600, ge=30)
+    email_requeue_interval_s: float = Field(default=60.0, gt=0)
+    cleanup_interval_s: float = Field(default=3600.0, gt=0)
+    outbox_archive_after_days: int = Field(default=30, ge=1)
+
+    # --- observability: Sentry and Prometheus (app/core/observability.py, /metrics) --------
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    sentry_release: str | None = None
+    sentry_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    sentry_profiles_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    metrics_token: SecretStr | None = None
 
     # --- catalog: folders, products, devices, sharing ------------------------------------
     device_offline_after_s: int = Field(default=300, ge=1)
@@ -87,6 +112,12 @@ class Settings(BaseSettings):
                 f"{self.environment!r}: the emulator accepts unsigned tokens, so it is "
                 "refused outside development and test"
             )
+        if (
+            self.metrics_token is not None
+            and len(self.metrics_token.get_secret_value()) < 16
+            and not self.is_dev_or_test
+        ):
+            raise ValueError("METRICS_TOKEN is too short: use at least 16 random characters")
         return self
 
     @property

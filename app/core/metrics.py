@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator, Mapping, Sequence
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class SharedCounter(Collector):
+    """A counter kept outside this process (in Redis, by the Celery workers).
+
+    The `/metrics` handler loads the current totals with `set_totals` just before rendering,
+    so a scrape shows what every worker has counted.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self._totals: dict[tuple[str, ...], float] = {}
+        REGISTRY.register(self)
+
+    def set_totals(self, totals: Mapping[tuple[str, ...], float]) -> None:
+        """Replace the totals with the store's current values."""
+        self._totals = dict(totals)
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus hook: one sample per label set."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in sorted(self._totals.items()):
+            family.add_metric(list(labels), value)
+        yield family
+
 
 HTTP_REQUESTS = Counter(
     "sensorhub_http_requests_total",
@@ -33,8 +64,8 @@ OUTBOX_EMAILS = Gauge(
     "Emails in the outbox by status",
     ["status"],
 )
-CELERY_TASKS = Counter(
-    "sensorhub_celery_tasks_total",
-    "Celery task outcomes by task name (success, retry, failure)",
+CELERY_TASKS = SharedCounter(
+    "sensorhub_celery_tasks",
+    "Celery task outcomes by task name (success, retry, failure), counted by the workers",
     ["task", "outcome"],
 )

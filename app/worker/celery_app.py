@@ -5,9 +5,15 @@ Run with `celery -A app.worker.celery_app worker` and `celery -A app.worker.cele
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import beat_init, celeryd_init
 
 from app.core.config import Settings, get_settings
+from app.worker import signals
+from app.worker.context import WorkerContext
+from app.worker.tasks import beat_schedule, register_tasks
 
 # Longest a task may run; the broker's visibility timeout must be longer, or Redis would hand
 # an unacknowledged (acks_late) task to a second worker while the first is still on it.
@@ -16,8 +22,9 @@ VISIBILITY_TIMEOUT_S = 3600
 
 
 def create_celery(settings: Settings) -> Celery:
-    """A Celery app configured for reliable delivery on the Redis broker."""
+    """A Celery app configured for reliable delivery on the Redis broker, with its tasks."""
     app = Celery("sensorhub", broker=settings.redis_url)
+    ctx = WorkerContext(settings)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -32,9 +39,24 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         timezone="UTC",
         enable_utc=True,
-        beat_schedule={},
+        beat_schedule=beat_schedule(ctx),
     )
+    register_tasks(app, ctx)
+    signals.attach(app, ctx)
     return app
 
 
-celery_app = create_celery(get_settings())
+settings = get_settings()
+celery_app = create_celery(settings)
+
+
+@celeryd_init.connect
+def _observe_worker(**_: Any) -> None:
+    """Sentry in the worker's main process, before the pool forks (Sentry's advice)."""
+    signals.init_sentry_for_worker(settings)
+
+
+@beat_init.connect
+def _observe_beat(**_: Any) -> None:
+    """Sentry in the beat process."""
+    signals.init_sentry_for_worker(settings)

@@ -13,9 +13,15 @@ from app.core.models import Document, utcnow
 
 
 class OutboxStatus(StrEnum):
-    """Lifecycle of an outbox email."""
+    """Lifecycle of an outbox email.
+
+    pending -> sending (claimed by one task, attempts + 1) -> sent; a transient failure puts
+    it back to pending for the retry; after EMAIL_MAX_ATTEMPTS, or on a permanent error,
+    failed. Sent and failed entries are archived after OUTBOX_ARCHIVE_AFTER_DAYS.
+    """
 
     PENDING = "pending"
+    SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
     ARCHIVED = "archived"
@@ -29,6 +35,7 @@ class EmailOutbox(Document):
     context: dict[str, Any] = Field(default_factory=dict)
     status: OutboxStatus = OutboxStatus.PENDING
     attempts: int = 0
+    claim: str | None = None
     last_error: str | None = None
     dedupe_key: str | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -19,7 +19,7 @@ from app.worker.models import EmailOutbox
 
 logger = logging.getLogger(__name__)
 
-SEND_TASK = "emails.send"
+SEND_TASK = "emails.send"  # app.worker.tasks.SEND_EMAIL; not imported: the API stays light
 
 
 async def queue_email(

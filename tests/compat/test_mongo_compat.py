@@ -264,6 +264,55 @@ class TestCollections:
         assert stored.tzinfo is not None
 
 
+class TestOutboxClaims:
+    """The worker's atomic claim and its date-filtered updates and deletes (app/worker)."""
+
+    async def test_conditional_claim_with_current_date(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "status": "pending", "attempts": 0, "updated_at": T0})
+        update = {
+            "$set": {"status": "sending", "claim": "a"},
+            "$inc": {"attempts": 1},
+            "$currentDate": {"updated_at": True},
+        }
+        query = {"_id": 1, "status": "pending", "attempts": {"$lt": 3}}
+        doc = await coll.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+        assert (doc["status"], doc["claim"], doc["attempts"]) == ("sending", "a", 1)
+        assert isinstance(doc["updated_at"], datetime)
+        assert doc["updated_at"] > T0
+        # A second claimer finds nothing to claim.
+        assert await coll.find_one_and_update(query, update) is None
+
+    async def test_update_and_delete_filtered_by_date(self, coll: Any) -> None:
+        # Update filters combine `_id` with plain conditions only: with `_id` AND `$or`, the
+        # embedded server updates the first document matching the `$or` instead.
+        await coll.insert_many(
+            [
+                {"_id": i, "status": "pending", "attempts": i % 2, "updated_at": T0 + timedelta(i)}
+                for i in range(6)
+            ]
+        )
+        cutoff = T0 + timedelta(3)
+        fresh = {"status": "pending", "attempts": 0, "updated_at": {"$lt": cutoff}}
+        retrying = {"status": "pending", "attempts": {"$gt": 0}, "updated_at": {"$lt": cutoff}}
+        assert sorted(d["_id"] for d in await coll.find(fresh).to_list(None)) == [0, 2]
+        assert sorted(d["_id"] for d in await coll.find(retrying).to_list(None)) == [1]
+        touched = await coll.update_one({"_id": 2, **fresh}, {"$currentDate": {"updated_at": True}})
+        assert touched.modified_count == 1
+        assert (await coll.find_one({"_id": 2}))["updated_at"] > cutoff
+        assert (await coll.update_one({"_id": 3, **fresh}, {"$set": {"x": 1}})).matched_count == 0
+        changed = await coll.update_many({"updated_at": {"$lt": cutoff}}, {"$set": {"old": True}})
+        assert changed.modified_count == 2  # 0 and 1; 2 was just touched
+        deleted = await coll.delete_many({"updated_at": {"$lt": cutoff}})
+        assert deleted.deleted_count == 2
+        assert sorted(d["_id"] for d in await coll.find({}).to_list(None)) == [2, 3, 4, 5]
+
+    async def test_group_by_string_status(self, coll: Any) -> None:
+        await coll.insert_many([{"status": s} for s in ("sent", "sent", "pending")])
+        rows = await coll.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]).to_list(
+            None
+        )
+        assert {r["_id"]: r["n"] for r in rows} == {"sent": 2, "pending": 1}
+
 class TestCatalogQueries:
     """Forms the catalog (folders, products, devices, permissions) relies on."""
 

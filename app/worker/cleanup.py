@@ -1,0 +1,84 @@
+"""Cleanup on the beat schedule; each job holds a Redis lock, so two runs never overlap.
+
+TTL indexes expire sessions and idempotency keys and the time-series collection expires
+readings on servers that support them; these jobs are the fallback for servers that do not
+(and they are idempotent: a second run finds nothing left to do).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from app.core.models import utcnow
+from app.worker.context import WorkerContext
+from app.worker.locks import redis_lock
+from app.worker.models import EmailOutbox, OutboxStatus
+
+logger = logging.getLogger(__name__)
+
+# A crashed run holds its lock at most this long; longer than the task time limit.
+LOCK_TTL_MS = 15 * 60 * 1000
+
+SKIPPED: dict[str, Any] = {"skipped": "another run holds the lock"}
+
+
+def _delete_before(
+    ctx: WorkerContext, job: str, *, collection: str, field: str, cutoff: Any
+) -> dict[str, Any]:
+    with redis_lock(ctx.redis, job, ttl_ms=LOCK_TTL_MS) as acquired:
+        if not acquired:
+            logger.info("cleanup skipped: locked", extra={"job": job})
+            return SKIPPED
+        result = ctx.db[collection].delete_many({field: {"$lt": cutoff}})
+    if result.deleted_count:
+        logger.info("cleanup", extra={"job": job, "deleted": result.deleted_count})
+    return {"deleted": result.deleted_count}
+
+
+def expired_sessions(ctx: WorkerContext) -> dict[str, Any]:
+    """Delete sessions whose `expires_at` has passed."""
+    return _delete_before(
+        ctx, "cleanup.sessions", collection="sessions", field="expires_at", cutoff=utcnow()
+    )
+
+
+def expired_idempotency_keys(ctx: WorkerContext) -> dict[str, Any]:
+    """Delete idempotency keys whose `expires_at` has passed."""
+    return _delete_before(
+        ctx,
+        "cleanup.idempotency_keys",
+        collection="idempotency_keys",
+        field="expires_at",
+        cutoff=utcnow(),
+    )
+
+
+def old_readings(ctx: WorkerContext) -> dict[str, Any]:
+    """Delete readings older than READINGS_RETENTION_DAYS."""
+    cutoff = utcnow() - timedelta(days=ctx.settings.readings_retention_days)
+    return _delete_before(ctx, "cleanup.readings", collection="readings", field="ts", cutoff=cutoff)
+
+
+def archive_outbox(ctx: WorkerContext) -> dict[str, Any]:
+    """Archive sent and failed emails older than OUTBOX_ARCHIVE_AFTER_DAYS.
+
+    Archived entries keep who, what template and the outcome, but drop the template context
+    (names, links), which is no longer needed.
+    """
+    cutoff = utcnow() - timedelta(days=ctx.settings.outbox_archive_after_days)
+    with redis_lock(ctx.redis, "cleanup.outbox", ttl_ms=LOCK_TTL_MS) as acquired:
+        if not acquired:
+            logger.info("cleanup skipped: locked", extra={"job": "cleanup.outbox"})
+            return SKIPPED
+        result = ctx.engine.get_collection(EmailOutbox).update_many(
+            {
+                "status": {"$in": [OutboxStatus.SENT.value, OutboxStatus.FAILED.value]},
+                "updated_at": {"$lt": cutoff},
+            },
+            {"$set": {"status": OutboxStatus.ARCHIVED.value, "context": {}}},
+        )
+    if result.modified_count:
+        logger.info("cleanup", extra={"job": "cleanup.outbox", "archived": result.modified_count})
+    return {"archived": result.modified_count}

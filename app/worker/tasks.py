@@ -1,0 +1,108 @@
+"""The Celery tasks: thin, synchronous, idempotent, named "domain.verb", given ids only.
+
+One retry mechanism for every task: Celery's autoretry on transient errors (SMTP relay or
+MongoDB or Redis away), with exponential backoff and full jitter, capped by
+TASK_RETRY_BACKOFF_MAX_S.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.worker import cleanup, emails
+from app.worker.context import WorkerContext
+from app.worker.locks import redis_lock
+from app.worker.mailer import TransientEmailError
+
+SEND_EMAIL = "emails.send"
+REQUEUE_EMAILS = "emails.requeue_pending"
+CLEANUP_SESSIONS = "cleanup.sessions"
+CLEANUP_IDEMPOTENCY_KEYS = "cleanup.idempotency_keys"
+CLEANUP_READINGS = "cleanup.readings"
+CLEANUP_OUTBOX = "cleanup.outbox"
+TASK_NAMES = (
+    SEND_EMAIL,
+    REQUEUE_EMAILS,
+    CLEANUP_SESSIONS,
+    CLEANUP_IDEMPOTENCY_KEYS,
+    CLEANUP_READINGS,
+    CLEANUP_OUTBOX,
+)
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    TransientEmailError,
+    ConnectionFailure,  # pymongo AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def register_tasks(app: Celery, ctx: WorkerContext) -> None:
+    """Define every task on `app`, bound to the worker context of this process."""
+    settings = ctx.settings
+    options: dict[str, Any] = {
+        # Bound to this app and its context only; shared tasks would be copied into every
+        # Celery app made in the process (the API and tests make several).
+        "shared": False,
+        "autoretry_for": TRANSIENT_ERRORS,
+        "retry_backoff": 1,
+        "retry_backoff_max": settings.task_retry_backoff_max_s,
+        "retry_jitter": True,
+        # The outbox counts attempts itself; this only stops a task retrying forever.
+        "max_retries": settings.email_max_attempts + 2,
+    }
+
+    @app.task(name=SEND_EMAIL, bind=True, **options)
+    def send_email(self: Task[Any, Any], outbox_id: str) -> str:
+        """Deliver one outbox email (a no-op if it is sent or being sent already)."""
+        return emails.send_outbox_email(ctx, outbox_id)
+
+    @app.task(name=REQUEUE_EMAILS, **options)
+    def requeue_emails() -> dict[str, Any]:
+        """Re-enqueue outbox entries the broker lost or a dead worker left behind."""
+        with redis_lock(ctx.redis, REQUEUE_EMAILS, ttl_ms=cleanup.LOCK_TTL_MS) as acquired:
+            if not acquired:
+                return cleanup.SKIPPED
+            return dict(emails.requeue_stuck(ctx, lambda oid: send_email.delay(oid)))
+
+    @app.task(name=CLEANUP_SESSIONS, **options)
+    def cleanup_sessions() -> dict[str, Any]:
+        """Delete expired sessions."""
+        return cleanup.expired_sessions(ctx)
+
+    @app.task(name=CLEANUP_IDEMPOTENCY_KEYS, **options)
+    def cleanup_idempotency_keys() -> dict[str, Any]:
+        """Delete expired idempotency keys."""
+        return cleanup.expired_idempotency_keys(ctx)
+
+    @app.task(name=CLEANUP_READINGS, **options)
+    def cleanup_readings() -> dict[str, Any]:
+        """Delete readings past retention."""
+        return cleanup.old_readings(ctx)
+
+    @app.task(name=CLEANUP_OUTBOX, **options)
+    def cleanup_outbox() -> dict[str, Any]:
+        """Archive old sent and failed outbox entries."""
+        return cleanup.archive_outbox(ctx)
+
+
+def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
+    """What beat runs and how often; a run that waited past its interval is dropped."""
+    settings = ctx.settings
+    requeue = settings.email_requeue_interval_s
+    every = settings.cleanup_interval_s
+    schedule: dict[str, dict[str, Any]] = {
+        REQUEUE_EMAILS: {
+            "task": REQUEUE_EMAILS,
+            "schedule": requeue,
+            "options": {"expires": requeue},
+        },
+    }
+    for name in (CLEANUP_SESSIONS, CLEANUP_IDEMPOTENCY_KEYS, CLEANUP_READINGS, CLEANUP_OUTBOX):
+        schedule[name] = {"task": name, "schedule": every, "options": {"expires": every}}
+    return schedule

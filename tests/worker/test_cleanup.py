@@ -1,0 +1,154 @@
+"""Cleanup jobs delete only what is expired, and never run twice at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.core.models import utcnow
+from app.worker import cleanup
+from app.worker.context import WorkerContext
+from app.worker.locks import redis_lock
+
+
+@pytest.fixture
+def ctx(app: FastAPI, settings: Settings) -> Iterator[WorkerContext]:
+    """A worker context in the test process (the same code the worker runs)."""
+    context = WorkerContext(settings)
+    yield context
+    context.close()
+
+
+def tag() -> str:
+    return uuid_hex()
+
+
+def uuid_hex() -> str:
+    return ObjectId().__str__()
+
+
+class TestExpiredSessionsAndKeys:
+    @pytest.mark.parametrize(
+        ("job", "collection"),
+        [
+            (cleanup.expired_sessions, "sessions"),
+            (cleanup.expired_idempotency_keys, "idempotency_keys"),
+        ],
+    )
+    def test_deletes_only_expired(self, ctx: WorkerContext, job: Any, collection: str) -> None:
+        now = utcnow()
+        run = tag()
+        coll = ctx.db[collection]
+        coll.insert_many(
+            [
+                {"run": run, "name": "expired", "expires_at": now - timedelta(minutes=1)},
+                {"run": run, "name": "long expired", "expires_at": now - timedelta(days=9)},
+                {"run": run, "name": "live", "expires_at": now + timedelta(minutes=5)},
+            ]
+        )
+        assert job(ctx)["deleted"] >= 2
+        assert [d["name"] for d in coll.find({"run": run})] == ["live"]
+        assert job(ctx) == {"deleted": 0}  # idempotent
+
+
+class TestOldReadings:
+    def test_deletes_readings_past_retention_only(
+        self, ctx: WorkerContext, settings: Settings
+    ) -> None:
+        device = tag()
+        now = utcnow()
+        retention = timedelta(days=settings.readings_retention_days)
+        ctx.db.readings.insert_many(
+            [
+                {"meta": {"device_id": device}, "ts": now - retention - timedelta(hours=1), "v": 1},
+                {"meta": {"device_id": device}, "ts": now - retention + timedelta(hours=1), "v": 2},
+                {"meta": {"device_id": device}, "ts": now, "v": 3},
+            ]
+        )
+        assert cleanup.old_readings(ctx)["deleted"] >= 1
+        kept = sorted(d["v"] for d in ctx.db.readings.find({"meta.device_id": device}))
+        assert kept == [2, 3]
+
+
+class TestArchiveOutbox:
+    def test_archives_old_sent_and_failed_only(
+        self, ctx: WorkerContext, settings: Settings
+    ) -> None:
+        run = tag()
+        old = utcnow() - timedelta(days=settings.outbox_archive_after_days + 1)
+        recent = utcnow() - timedelta(days=1)
+        rows = [
+            ("sent", old),
+            ("failed", old),
+            ("pending", old),
+            ("sending", old),
+            ("sent", recent),
+        ]
+        ctx.db.email_outbox.insert_many(
+            [
+                {
+                    "to": "x@example.com",
+                    "template": "welcome",
+                    "context": {"name": "Kept only until archived", "run": run},
+                    "status": status,
+                    "attempts": 1,
+                    "dedupe_key": f"{run}-{i}",
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                for i, (status, at) in enumerate(rows)
+            ]
+        )
+        assert cleanup.archive_outbox(ctx)["archived"] >= 2
+        docs = list(ctx.db.email_outbox.find({"dedupe_key": {"$regex": f"^{run}-"}}))
+        by_key = {d["dedupe_key"]: d for d in docs}
+        statuses = [by_key[f"{run}-{i}"]["status"] for i in range(len(rows))]
+        assert statuses == ["archived", "archived", "pending", "sending", "sent"]
+        assert by_key[f"{run}-0"]["context"] == {}
+        assert by_key[f"{run}-4"]["context"]["run"] == run
+
+
+class TestOneRunAtATime:
+    def test_a_run_is_skipped_while_another_holds_the_lock(self, ctx: WorkerContext) -> None:
+        run = tag()
+        ctx.db.sessions.insert_one({"run": run, "expires_at": utcnow() - timedelta(hours=1)})
+        with redis_lock(ctx.redis, "cleanup.sessions", ttl_ms=10_000) as held:
+            assert held
+            assert cleanup.expired_sessions(ctx) == cleanup.SKIPPED
+            assert ctx.db.sessions.count_documents({"run": run}) == 1
+        assert cleanup.expired_sessions(ctx)["deleted"] >= 1
+
+    def test_concurrent_runs_do_not_double_process(
+        self, ctx: WorkerContext, settings: Settings
+    ) -> None:
+        run = tag()
+        expired = utcnow() - timedelta(hours=1)
+        ctx.db.idempotency_keys.insert_many(
+            [{"run": run, "n": i, "expires_at": expired} for i in range(300)]
+        )
+        contexts = [WorkerContext(settings) for _ in range(4)]
+        barrier = threading.Barrier(len(contexts))
+        results: list[dict[str, Any]] = []
+
+        def work(c: WorkerContext) -> None:
+            barrier.wait()
+            results.append(cleanup.expired_idempotency_keys(c))
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in contexts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        for c in contexts:
+            c.close()
+        assert len(results) == 4
+        assert sum(r.get("deleted", 0) for r in results) == 300
+        assert sum(1 for r in results if r.get("deleted")) == 1
+        assert ctx.db.idempotency_keys.count_documents({"run": run}) == 0
