@@ -110,7 +110,7 @@ async def create(
     engine: AIOEngine, *, principal: Principal, device_in: DeviceCreate, metadata_max_bytes: int
 ) -> tuple[Device, str]:
     """Create a device and its key; returns the device and the key (shown only now)."""
-    uid = permissions_service.require_user(principal)
+    uid = permissions_service.creator_uid(principal)
     check_metadata(device_in.metadata, max_bytes=metadata_max_bytes)
     await products_service.get_for(
         engine, principal=principal, product_id=device_in.product_id, role=Role.VIEWER
@@ -134,7 +134,7 @@ async def create(
         await db.insert(engine, device)
     except DuplicateKeyError:
         raise SerialTaken() from None
-    await sharing.grant_owner(engine, resource=device, uid=uid)
+    await sharing.grant_owner(engine, resource=device, principal=principal)
     return device, key.key
 
 
@@ -210,7 +210,7 @@ async def update(
     return await get(engine, device_id=str(device.id))
 
 
-async def rotate_key(engine: AIOEngine, *, device: Device) -> str:
+async def rotate_key(engine: AIOEngine, *, device: Device) -> device_keys.NewDeviceKey:
     """Give the device a new key; the old one stops working with this write."""
     key = device_keys.generate()
     await db.collection(engine, Device).update_one(
@@ -220,7 +220,7 @@ async def rotate_key(engine: AIOEngine, *, device: Device) -> str:
             "$currentDate": {"updated_at": True},
         },
     )
-    return key.key
+    return key
 
 
 async def delete(engine: AIOEngine, *, device: Device) -> None:

@@ -46,7 +46,7 @@ def _scope(parent: Folder | None, uid: str) -> str:
 
 async def create(engine: AIOEngine, *, principal: Principal, folder_in: FolderCreate) -> Folder:
     """Create a folder (editor on the parent needed); the creator becomes its owner."""
-    uid = permissions_service.require_user(principal)
+    uid = permissions_service.creator_uid(principal)
     parent = None
     if folder_in.parent_id is not None:
         parent = await get_for(
@@ -64,7 +64,7 @@ async def create(engine: AIOEngine, *, principal: Principal, folder_in: FolderCr
         await db.insert(engine, folder)
     except DuplicateKeyError:
         raise FolderNameTaken() from None
-    await sharing.grant_owner(engine, resource=folder, uid=uid)
+    await sharing.grant_owner(engine, resource=folder, principal=principal)
     return folder
 
 

@@ -34,7 +34,7 @@ class TooManyShares(Conflict):
 
 
 class UserRequired(Forbidden):
-    """Only a signed-in user can own what it creates (not a device key or the master token)."""
+    """Device keys act on their own device only; they cannot create resources."""
 
     type = "user-required"
-    title = "Only users can create resources"
+    title = "Device keys cannot create resources"

@@ -52,9 +52,9 @@ def inherited_from(resource: Resource) -> list[str]:
     return list(resource.folder_path)
 
 
-def require_user(principal: Principal) -> str:
-    """The uid of a user principal; what is created gets an owner, so only users create."""
-    if not principal.is_user:
+def creator_uid(principal: Principal) -> str:
+    """Who is recorded as creator: a user's uid or `master`; device keys cannot create."""
+    if principal.is_device:
         raise UserRequired()
     return principal.uid
 

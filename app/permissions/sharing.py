@@ -57,8 +57,11 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def grant_owner(engine: AIOEngine, *, resource: Resource, uid: str) -> None:
-    """Make the creator of a resource its owner."""
+async def grant_owner(engine: AIOEngine, *, resource: Resource, principal: Principal) -> None:
+    """Make the creating user the owner (the master token sees everything without a grant)."""
+    if not principal.is_user:
+        return
+    uid = principal.uid
     grant = Grant(
         resource_type=resource_type_of(resource),
         resource_id=str(resource.id),

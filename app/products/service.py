@@ -52,7 +52,7 @@ async def _folder_path(engine: AIOEngine, principal: Principal, folder_id: str |
 
 async def create(engine: AIOEngine, *, principal: Principal, product_in: ProductCreate) -> Product:
     """Create a product (editor on its folder needed); the creator becomes its owner."""
-    uid = permissions_service.require_user(principal)
+    uid = permissions_service.creator_uid(principal)
     product = Product(
         name=product_in.name,
         name_key=product_in.name.casefold(),
@@ -70,7 +70,7 @@ async def create(engine: AIOEngine, *, principal: Principal, product_in: Product
         await db.insert(engine, product)
     except DuplicateKeyError:
         raise SkuTaken() from None
-    await sharing.grant_owner(engine, resource=product, uid=uid)
+    await sharing.grant_owner(engine, resource=product, principal=principal)
     return product
 
 

@@ -98,7 +98,7 @@ class TestKeys:
         device, old = await new_device(
             engine, owner=alice, product=await new_product(engine, owner=alice)
         )
-        new = await devices_service.rotate_key(engine, device=device)
+        new = (await devices_service.rotate_key(engine, device=device)).key
         coll = db.collection(engine, Device)
         assert await coll.find_one({"key_hash": device_keys.hash_key(old)}) is None
         assert (await coll.find_one({"key_hash": device_keys.hash_key(new)}))["_id"] == device.id
