@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app import __version__, schema
 from app.api import api_router
+from app.auth.firebase import FirebaseAuth
 from app.core import db, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -50,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine
         app.state.redis = redis_client
         app.state.celery = create_celery(settings)
+        app.state.firebase = FirebaseAuth(settings)
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:

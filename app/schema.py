@@ -5,18 +5,20 @@ from __future__ import annotations
 from odmantic import Model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from app.auth.models import Session
 from app.core.config import Settings
 from app.core.db import CollectionSpec
 from app.devices.models import Device
 from app.folders.models import Folder
 from app.permissions.models import Grant, Invite
 from app.products.models import Product
+from app.users.models import User
 from app.worker.models import EmailOutbox
 
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return [EmailOutbox, Folder, Product, Device, Grant, Invite]
+    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite]
 
 
 def collections(settings: Settings) -> list[CollectionSpec]:

@@ -25,6 +25,14 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.core.db import MongoDatabase, database
 from app.main import create_app
+from tests.fixtures.identities import (  # noqa: F401 - fixtures
+    TEST_JWT_SECRET,
+    TEST_MASTER_TOKEN,
+    api_session,
+    emulator_rest,
+    make_user,
+    master_headers,
+)
 from tests.fixtures.services import (
     ManagedProcess,
     SentryEndpoint,
@@ -103,7 +111,10 @@ def db_name() -> str:
 
 @pytest.fixture(scope="session")
 def make_settings(
-    mongodb_url: str, redis_server: ManagedProcess, db_name: str
+    mongodb_url: str,
+    redis_server: ManagedProcess,
+    db_name: str,
+    firebase_emulator: ManagedProcess,
 ) -> Callable[..., Settings]:
     """Build test settings pointing at the real servers, with overrides."""
 
@@ -118,6 +129,10 @@ def make_settings(
             "startup_retry_max_wait_s": 0.5,
             "ready_timeout_s": 1.0,
             "mongodb_timeout_ms": 2000,
+            "firebase_project_id": FIREBASE_PROJECT_ID,
+            "firebase_auth_emulator_host": f"127.0.0.1:{firebase_emulator.port}",
+            "jwt_secret": TEST_JWT_SECRET,
+            "master_token": TEST_MASTER_TOKEN,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

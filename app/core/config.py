@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
 
 Environment = Literal["development", "test", "staging", "production"]
+
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -70,6 +73,28 @@ class Settings(BaseSettings):
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
     sentry_profiles_sample_rate: float = Field(default=0.0, ge=0, le=1)
     metrics_token: SecretStr | None = None
+    # --- identity: Firebase verification, API session tokens, admins, master token -----------
+    # Seconds the Firebase SDK waits for Google (or the emulator) before giving up.
+    firebase_http_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Verified Firebase ID tokens kept in memory (each until its own expiry).
+    firebase_token_cache_size: int = Field(default=10_000, ge=0)
+    # HMAC key of the API's session tokens; required (32+ characters) outside development/test.
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = Field(default="sensorhub", min_length=1)
+    jwt_audience: str = Field(default="sensorhub-api", min_length=1)
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
+    # Comma-separated email domains whose VERIFIED addresses are admins, e.g. "example.com".
+    admin_email_domains: str = ""
+    # Bearer token with admin rights for operations scripts; unset = disabled.
+    master_token: SecretStr | None = None
+    # Minimum seconds between two `last_seen_at` writes for one user.
+    user_seen_interval_s: int = Field(default=60, ge=0)
+
+    # A stand-in signing key for development and tests when JWT_SECRET is unset: random per
+    # process, so tokens do not survive a restart and nobody can know it.
+    _generated_jwt_secret: str = PrivateAttr(default_factory=lambda: secrets.token_urlsafe(48))
 
     # --- catalog: folders, products, devices, sharing ------------------------------------
     device_offline_after_s: int = Field(default=300, ge=1)
@@ -118,12 +143,56 @@ class Settings(BaseSettings):
             and not self.is_dev_or_test
         ):
             raise ValueError("METRICS_TOKEN is too short: use at least 16 random characters")
+        if not self.is_dev_or_test:
+            # Session tokens and the master token grant access: no guessable keys in production.
+            if self.jwt_secret is None:
+                raise ValueError("JWT_SECRET must be set outside development and test")
+            secrets_ = {"JWT_SECRET": self.jwt_secret, "MASTER_TOKEN": self.master_token}
+            for name, secret in secrets_.items():
+                if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_CHARS:
+                    raise ValueError(
+                        f"{name} is too short: use at least {MIN_SECRET_CHARS} random characters "
+                        "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                    )
         return self
+
+    @field_validator("master_token")
+    @classmethod
+    def _master_token_not_a_device_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A `dk_` token would be read as a device key and never reach the master check."""
+        if value is not None and value.get_secret_value().startswith("dk_"):
+            raise ValueError("MASTER_TOKEN must not start with dk_ (the device key prefix)")
+        return value
+
+    @field_validator("admin_email_domains")
+    @classmethod
+    def _valid_domains(cls, value: str) -> str:
+        """Each entry must look like a domain name (no `@`, no spaces)."""
+        for domain in _split_domains(value):
+            if "@" in domain or " " in domain or "." not in domain:
+                raise ValueError(f"not an email domain: {domain!r} (expected e.g. example.com)")
+        return value
+
+    @property
+    def admin_domains(self) -> frozenset[str]:
+        """The admin email domains, lower-cased."""
+        return frozenset(_split_domains(self.admin_email_domains))
+
+    @property
+    def jwt_signing_key(self) -> str:
+        """The key that signs and verifies session tokens."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return self._generated_jwt_secret
 
     @property
     def is_dev_or_test(self) -> bool:
         """True where convenience beats strictness (local runs and the test suite)."""
         return self.environment in ("development", "test")
+
+
+def _split_domains(value: str) -> list[str]:
+    return [part.strip().lower().lstrip("@") for part in value.split(",") if part.strip()]
 
 
 @lru_cache

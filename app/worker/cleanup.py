@@ -24,9 +24,10 @@ LOCK_TTL_MS = 15 * 60 * 1000
 SKIPPED: dict[str, Any] = {"skipped": "another run holds the lock"}
 
 
-def _delete_before(
+def delete_before(
     ctx: WorkerContext, job: str, *, collection: str, field: str, cutoff: Any
 ) -> dict[str, Any]:
+    """Delete documents whose `field` is before `cutoff`, under the job's lock."""
     with redis_lock(ctx.redis, job, ttl_ms=LOCK_TTL_MS) as acquired:
         if not acquired:
             logger.info("cleanup skipped: locked", extra={"job": job})
@@ -39,14 +40,14 @@ def _delete_before(
 
 def expired_sessions(ctx: WorkerContext) -> dict[str, Any]:
     """Delete sessions whose `expires_at` has passed."""
-    return _delete_before(
+    return delete_before(
         ctx, "cleanup.sessions", collection="sessions", field="expires_at", cutoff=utcnow()
     )
 
 
 def expired_idempotency_keys(ctx: WorkerContext) -> dict[str, Any]:
     """Delete idempotency keys whose `expires_at` has passed."""
-    return _delete_before(
+    return delete_before(
         ctx,
         "cleanup.idempotency_keys",
         collection="idempotency_keys",
@@ -58,7 +59,7 @@ def expired_idempotency_keys(ctx: WorkerContext) -> dict[str, Any]:
 def old_readings(ctx: WorkerContext) -> dict[str, Any]:
     """Delete readings older than READINGS_RETENTION_DAYS."""
     cutoff = utcnow() - timedelta(days=ctx.settings.readings_retention_days)
-    return _delete_before(ctx, "cleanup.readings", collection="readings", field="ts", cutoff=cutoff)
+    return delete_before(ctx, "cleanup.readings", collection="readings", field="ts", cutoff=cutoff)
 
 
 def archive_outbox(ctx: WorkerContext) -> dict[str, Any]:

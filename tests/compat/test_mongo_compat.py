@@ -6,6 +6,7 @@ See shared/mongo-compat.md: where the two differ, the app uses the portable form
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -312,6 +313,49 @@ class TestOutboxClaims:
             None
         )
         assert {r["_id"]: r["n"] for r in rows} == {"sent": 2, "pending": 1}
+
+
+class TestIdentityPatterns:
+    """What sessions (refresh-token rotation) and users (first sight, last seen) rely on."""
+
+    async def test_conditional_update_has_one_winner(self, coll: Any) -> None:
+        await coll.insert_one({"jti": "t1", "spent": False})
+        results = await asyncio.gather(
+            *(
+                coll.update_one({"jti": "t1", "spent": False}, {"$set": {"spent": True}})
+                for _ in range(5)
+            )
+        )
+        assert sorted(r.modified_count for r in results) == [0, 0, 0, 0, 1]
+
+    async def test_upsert_reports_the_insert_once(self, coll: Any) -> None:
+        first = await coll.update_one(
+            {"uid": "u"}, {"$setOnInsert": {"uid": "u", "created_at": T0}}, upsert=True
+        )
+        second = await coll.update_one(
+            {"uid": "u"}, {"$setOnInsert": {"uid": "u", "created_at": T0}}, upsert=True
+        )
+        assert first.upserted_id is not None
+        assert second.upserted_id is None
+        assert (await coll.find_one({"uid": "u"}))["created_at"] == T0
+
+    async def test_current_date_writes_a_date(self, coll: Any) -> None:
+        await coll.insert_one({"_id": 1, "seen_at": T0})
+        await coll.update_one({"_id": 1}, {"$currentDate": {"seen_at": True}})
+        stored = (await coll.find_one({"_id": 1}))["seen_at"]
+        assert isinstance(stored, datetime)
+        assert stored > T0
+
+    async def test_string_prefix_range(self, coll: Any) -> None:
+        await coll.insert_many([{"e": e} for e in ("ada@x", "adb@x", "ad@x", "bob@x", "a.*@x")])
+        found = await coll.find({"e": {"$gte": "ad", "$lt": "ae"}}).sort("e", 1).to_list(None)
+        assert [d["e"] for d in found] == ["ad@x", "ada@x", "adb@x"]
+
+    async def test_update_many_by_string_field(self, coll: Any) -> None:
+        await coll.insert_many([{"fid": "f", "r": False}, {"fid": "f", "r": False}, {"fid": "g"}])
+        await coll.update_many({"fid": "f"}, {"$set": {"r": True}})
+        assert await coll.count_documents({"fid": "f", "r": True}) == 2
+        assert await coll.find_one({"fid": "g", "r": True}, {"_id": 1}) is None
 
 class TestCatalogQueries:
     """Forms the catalog (folders, products, devices, permissions) relies on."""

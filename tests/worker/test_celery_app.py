@@ -34,4 +34,10 @@ class TestCeleryApp:
 class TestMetricsToken:
     def test_short_token_refused_in_production(self) -> None:
         with pytest.raises(ValidationError, match="METRICS_TOKEN is too short"):
-            Settings(_env_file=None, environment="production", metrics_token="short")  # type: ignore[call-arg]
+            Settings(  # type: ignore[call-arg]
+                _env_file=None,
+                environment="production",
+                metrics_token="short",
+                jwt_secret="x" * 48,
+                firebase_auth_emulator_host=None,
+            )

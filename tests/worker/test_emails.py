@@ -140,6 +140,7 @@ class TestSmtpDown:
         self,
         app: FastAPI,
         celery_worker: ManagedProcess,
+        worker_settings: Settings,
         smtp_sink: SmtpSink,
         mongo_db: Any,
     ) -> None:
@@ -159,7 +160,9 @@ class TestSmtpDown:
             smtp_sink.start()
         await eventually(lambda: received(smtp_sink, to), what="the retried email")
         doc = await eventually(lambda: _sent(mongo_db, oid), what="status sent")
-        assert 2 <= doc["attempts"] <= 3
+        # The worker allows several attempts so that a slow machine cannot use them all up
+        # before the relay is back.
+        assert 2 <= doc["attempts"] < worker_settings.email_max_attempts
         assert doc["last_error"] is None
         assert len(received(smtp_sink, to)) == 1
 
@@ -181,7 +184,7 @@ class TestSmtpDown:
                 doc = await status_of(mongo_db, oid)
                 return doc if doc["status"] == OutboxStatus.FAILED else None
 
-            doc = await eventually(failed, timeout=30, what="status failed")
+            doc = await eventually(failed, timeout=60, what="status failed")
         finally:
             smtp_sink.start()
         assert doc["attempts"] == worker_settings.email_max_attempts

@@ -23,8 +23,10 @@ class TestQueueEmail:
         assert entry is not None
         stored = await db.find_one(app.state.engine, EmailOutbox, {"_id": entry.id})
         assert stored is not None
-        assert (stored.status, stored.template, stored.context) == (
-            OutboxStatus.PENDING,
+        # A Celery worker of the suite may already be delivering it.
+        assert stored.status in (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT)
+        assert (stored.to, stored.template, stored.context) == (
+            "a@example.com",
             "welcome",
             {"name": "Ada"},
         )

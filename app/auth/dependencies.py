@@ -1,0 +1,123 @@
+"""Who is calling, as `Annotated` dependencies; every protected route uses one of these.
+
+`OptionalPrincipal` checks credentials and writes nothing; FastAPI resolves it once per request
+however many dependencies ask for it. The others build on it, check what the route needs, and
+only then record the user as seen (so a refused request writes nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import service as auth_service
+from app.auth.exceptions import (
+    AdminRequired,
+    CredentialsRequired,
+    InvalidCredentials,
+    UserRequired,
+)
+from app.auth.firebase import FirebaseAuth
+from app.auth.principal import Principal
+from app.core.deps import CeleryDep, EngineDep, SettingsDep
+
+DEVICE_KEY_HEADER = "X-Device-Key"
+
+# Declared for the OpenAPI "Authorize" dialog; the raw headers are parsed below, strictly.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="Firebase ID token, API access token, master token, or a device key (dk_...)",
+)
+device_key_scheme = APIKeyHeader(name=DEVICE_KEY_HEADER, auto_error=False)
+
+
+def get_firebase(request: Request) -> FirebaseAuth:
+    """The Firebase Auth client made in the lifespan."""
+    firebase: FirebaseAuth = request.app.state.firebase
+    return firebase
+
+
+FirebaseDep = Annotated[FirebaseAuth, Depends(get_firebase)]
+
+
+async def get_authentication(
+    request: Request,
+    settings: SettingsDep,
+    engine: EngineDep,
+    firebase: FirebaseDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    _device_key: Annotated[str | None, Depends(device_key_scheme)],
+) -> auth_service.Authentication | None:
+    """Check the request's credentials; None when it carries none, 401 when they are bad."""
+    device_key = request.headers.get(DEVICE_KEY_HEADER)
+    if device_key is not None:
+        return await auth_service.authenticate_device(engine, key=device_key.strip())
+    authorization = request.headers.get("Authorization")
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidCredentials("Send credentials as `Authorization: Bearer <token>`")
+    return await auth_service.authenticate(engine, firebase, settings=settings, token=token)
+
+
+AuthenticationDep = Annotated[auth_service.Authentication | None, Depends(get_authentication)]
+
+
+async def get_optional_principal(authentication: AuthenticationDep) -> Principal | None:
+    """The caller, or None for an anonymous request (bad credentials are still 401)."""
+    return None if authentication is None else authentication.principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+async def get_current_principal(
+    authentication: AuthenticationDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    celery: CeleryDep,
+) -> Principal:
+    """Any authenticated caller (user, admin, master or device)."""
+    if authentication is None:
+        raise CredentialsRequired("This endpoint needs credentials")
+    await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
+    return authentication.principal
+
+
+async def get_user_principal(
+    authentication: AuthenticationDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    celery: CeleryDep,
+) -> Principal:
+    """A signed-in person (or the master token); devices are refused."""
+    if authentication is None:
+        raise CredentialsRequired("This endpoint needs credentials")
+    if authentication.principal.is_device:
+        raise UserRequired("Devices may not use this endpoint")
+    await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
+    return authentication.principal
+
+
+async def get_admin_principal(
+    authentication: AuthenticationDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    celery: CeleryDep,
+) -> Principal:
+    """An admin or the master token."""
+    if authentication is None:
+        raise CredentialsRequired("This endpoint needs credentials")
+    if not authentication.principal.is_admin:
+        raise AdminRequired("This endpoint is for administrators")
+    await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
+    return authentication.principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+UserPrincipal = Annotated[Principal, Depends(get_user_principal)]
+AdminPrincipal = Annotated[Principal, Depends(get_admin_principal)]

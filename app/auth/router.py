@@ -1,0 +1,54 @@
+"""Auth endpoints: exchange a Firebase ID token for session tokens, rotate, log out, me."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from app.auth import service as auth_service
+from app.auth.dependencies import FirebaseDep, UserPrincipal
+from app.auth.schemas import MeRead, RefreshRequest, SessionCreate, SessionTokens
+from app.core.deps import CeleryDep, EngineDep, SettingsDep
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+# RFC 6749 §5.1: responses carrying tokens must not be cached.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@router.post("/session", response_model=SessionTokens)
+async def create_session(
+    body: SessionCreate,
+    response: Response,
+    settings: SettingsDep,
+    engine: EngineDep,
+    celery: CeleryDep,
+    firebase: FirebaseDep,
+) -> SessionTokens:
+    """Exchange a Firebase ID token for an access token (short) and a refresh token."""
+    response.headers.update(NO_STORE)
+    return await auth_service.create_session(
+        engine, celery, firebase, settings=settings, id_token_in=body.id_token
+    )
+
+
+@router.post("/refresh", response_model=SessionTokens)
+async def refresh(
+    body: RefreshRequest, response: Response, settings: SettingsDep, engine: EngineDep
+) -> SessionTokens:
+    """Rotate: the refresh token works once; presenting it again revokes its whole session."""
+    response.headers.update(NO_STORE)
+    return await auth_service.refresh(
+        engine, settings=settings, refresh_token_in=body.refresh_token
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
+async def logout(body: RefreshRequest, settings: SettingsDep, engine: EngineDep) -> None:
+    """End the session of this refresh token (its access tokens stop working too)."""
+    await auth_service.logout(engine, settings=settings, refresh_token_in=body.refresh_token)
+
+
+@router.get("/me", response_model=MeRead)
+async def me(principal: UserPrincipal, engine: EngineDep) -> MeRead:
+    """The caller's profile and roles."""
+    return await auth_service.me(engine, principal=principal)

@@ -1,0 +1,181 @@
+"""Deciding who is calling, and the API session lifecycle (create, refresh, logout)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from celery import Celery
+from odmantic import AIOEngine
+
+from app.auth import device_keys, sessions, tokens
+from app.auth.exceptions import AccountDisabled, InvalidCredentials, RefreshTokenReused
+from app.auth.firebase import FirebaseAuth, FirebaseIdentity
+from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
+from app.auth.schemas import MeRead, SessionTokens
+from app.core import db
+from app.core.config import Settings
+from app.core.models import utcnow
+from app.users import service as users_service
+from app.users.models import User
+
+MASTER_PRINCIPAL = Principal(kind=PrincipalKind.MASTER, uid="master", roles=frozenset({ADMIN_ROLE}))
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """The outcome of checking a request's credentials, before anything is written."""
+
+    principal: Principal
+    identity: FirebaseIdentity | None = None
+    user: User | None = None
+
+
+def ensure_enabled(user: User | None) -> None:
+    """Refuse a user disabled in Sensorhub (403 on every request)."""
+    if user is not None and user.disabled:
+        raise AccountDisabled("This account has been disabled by an administrator")
+
+
+async def authenticate_device(engine: AIOEngine, *, key: str) -> Authentication:
+    """A device by its key; looked up on every request, so a rotated key stops at once."""
+    if not device_keys.looks_like_device_key(key):
+        raise InvalidCredentials("Not a device key")
+    doc = await db.database(engine)["devices"].find_one(
+        {"key_hash": device_keys.hash_key(key)}, {"_id": 1}
+    )
+    if doc is None:
+        raise InvalidCredentials("Unknown device key")
+    device_id = str(doc["_id"])
+    return Authentication(
+        principal=Principal(kind=PrincipalKind.DEVICE, uid=device_id, device_id=device_id)
+    )
+
+
+def _is_master(settings: Settings, token: str) -> bool:
+    if settings.master_token is None:
+        return False
+    expected = settings.master_token.get_secret_value().encode()
+    return hmac.compare_digest(token.encode(), expected)
+
+
+async def authenticate(
+    engine: AIOEngine, firebase: FirebaseAuth, *, settings: Settings, token: str
+) -> Authentication:
+    """Resolve a bearer token: device key, master token, API access token, Firebase ID token."""
+    if device_keys.looks_like_device_key(token):
+        return await authenticate_device(engine, key=token)
+    if _is_master(settings, token):
+        return Authentication(principal=MASTER_PRINCIPAL)
+    if tokens.is_ours(settings, token):
+        claims = tokens.decode(settings, token, typ=tokens.ACCESS)
+        user = await users_service.get(engine, uid=claims.uid)
+        if user is None:
+            raise InvalidCredentials("The account no longer exists")
+        ensure_enabled(user)
+        if await sessions.is_family_revoked(engine, family_id=claims.family_id):
+            raise InvalidCredentials("The session has ended; sign in again")
+        return Authentication(principal=users_service.principal_for_user(settings, user), user=user)
+    identity = await firebase.verify(token)
+    user = await users_service.get(engine, uid=identity.uid)
+    ensure_enabled(user)
+    return Authentication(
+        principal=users_service.principal_for_identity(settings, identity, user),
+        identity=identity,
+        user=user,
+    )
+
+
+async def accept(
+    engine: AIOEngine, celery: Celery, *, settings: Settings, authentication: Authentication
+) -> None:
+    """Record an accepted user request (first sight, profile sync, last seen)."""
+    if authentication.principal.kind is PrincipalKind.USER:
+        await users_service.record_sight(
+            engine,
+            celery,
+            settings=settings,
+            user=authentication.user,
+            identity=authentication.identity,
+        )
+
+
+def _me(principal: Principal, user: User | None) -> MeRead:
+    return MeRead(
+        uid=principal.uid,
+        kind=principal.kind,
+        email=principal.email,
+        email_verified=principal.email_verified,
+        display_name=user.display_name if user else None,
+        roles=sorted(principal.roles),
+        is_admin=principal.is_admin,
+        created_at=user.created_at if user else None,
+        last_seen_at=user.last_seen_at if user else None,
+    )
+
+
+async def me(engine: AIOEngine, *, principal: Principal) -> MeRead:
+    """The caller's profile and roles."""
+    user = await users_service.get(engine, uid=principal.uid) if principal.is_user else None
+    return _me(principal, user)
+
+
+async def _issue(
+    engine: AIOEngine, *, settings: Settings, user: User, family_id: str
+) -> SessionTokens:
+    access = tokens.issue(settings, typ=tokens.ACCESS, uid=user.uid, family_id=family_id)
+    refresh = tokens.issue(settings, typ=tokens.REFRESH, uid=user.uid, family_id=family_id)
+    await sessions.record(
+        engine,
+        jti=refresh.jti,
+        family_id=family_id,
+        uid=user.uid,
+        expires_at=refresh.expires_at,
+    )
+    # A reuse seen while this token was being stored revokes the family after the fact.
+    if await sessions.is_family_revoked(engine, family_id=family_id):
+        await sessions.revoke_family(engine, family_id=family_id)
+        raise RefreshTokenReused("The session was revoked while refreshing; sign in again")
+    now = utcnow()
+    return SessionTokens(
+        access_token=access.token,
+        refresh_token=refresh.token,
+        expires_in=int((access.expires_at - now).total_seconds()),
+        refresh_expires_in=int((refresh.expires_at - now).total_seconds()),
+        user=_me(users_service.principal_for_user(settings, user), user),
+    )
+
+
+async def create_session(
+    engine: AIOEngine,
+    celery: Celery,
+    firebase: FirebaseAuth,
+    *,
+    settings: Settings,
+    id_token_in: str,
+) -> SessionTokens:
+    """Exchange a Firebase ID token (checked for revocation) for API session tokens."""
+    identity = await firebase.verify(id_token_in, check_revoked=True)
+    user = await users_service.get(engine, uid=identity.uid)
+    ensure_enabled(user)
+    user = await users_service.record_sight(
+        engine, celery, settings=settings, user=user, identity=identity
+    )
+    return await _issue(engine, settings=settings, user=user, family_id=tokens.new_family_id())
+
+
+async def refresh(engine: AIOEngine, *, settings: Settings, refresh_token_in: str) -> SessionTokens:
+    """Rotate a refresh token: it works once; a reused one revokes its whole family."""
+    claims = tokens.decode(settings, refresh_token_in, typ=tokens.REFRESH)
+    user = await users_service.get(engine, uid=claims.uid)
+    if user is None:
+        raise InvalidCredentials("The account no longer exists")
+    ensure_enabled(user)
+    await sessions.spend(engine, jti=claims.jti, family_id=claims.family_id, uid=claims.uid)
+    return await _issue(engine, settings=settings, user=user, family_id=claims.family_id)
+
+
+async def logout(engine: AIOEngine, *, settings: Settings, refresh_token_in: str) -> None:
+    """End a session: every token of the refresh token's family stops working."""
+    claims = tokens.decode(settings, refresh_token_in, typ=tokens.REFRESH)
+    await sessions.revoke_family(engine, family_id=claims.family_id)

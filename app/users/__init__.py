@@ -1,0 +1,1 @@
+"""People who sign in: profiles created on first sight, roles, admin management."""

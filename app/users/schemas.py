@@ -1,0 +1,45 @@
+"""API schemas of the users domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, StrictBool, model_validator
+
+
+class UserRead(BaseModel):
+    """A user as admins see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    uid: str
+    email: str | None
+    email_verified: bool
+    display_name: str | None
+    roles: list[str]
+    disabled: bool
+    created_at: datetime
+    last_seen_at: datetime
+
+
+class UserPage(BaseModel):
+    """One page of users, oldest first; pass `next_cursor` back as `cursor` for the next."""
+
+    items: list[UserRead]
+    next_cursor: str | None
+
+
+class UserUpdate(BaseModel):
+    """What an admin may change about a user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: StrictBool | None = None
+    admin: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> UserUpdate:
+        """An empty update is a client mistake, not a no-op."""
+        if self.disabled is None and self.admin is None:
+            raise ValueError("give at least one of `disabled`, `admin`")
+        return self
