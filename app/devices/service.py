@@ -65,9 +65,9 @@ def status_filter(status: DeviceStatus, *, now: datetime, offline_after_s: int) 
     """The query matching devices whose derived status is `status` (same rule as above)."""
     cutoff = now - timedelta(seconds=offline_after_s)
     if status is DeviceStatus.OFFLINE:
-        return {
-            "$or": [{"presence.last_seen_at": None}, {"presence.last_seen_at": {"$lt": cutoff}}]
-        }
+        # Never seen: `$in: [None]`, which the embedded server also honours inside `$and`.
+        never = {"presence.last_seen_at": {"$in": [None]}}
+        return {"$or": [never, {"presence.last_seen_at": {"$lt": cutoff}}]}
     recent = {"presence.last_seen_at": {"$gte": cutoff}}
     if status is DeviceStatus.ERROR:
         return {**recent, "presence.reported_status": "error"}

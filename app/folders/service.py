@@ -71,7 +71,9 @@ async def create(engine: AIOEngine, *, principal: Principal, folder_in: FolderCr
 async def _top_level_filter(engine: AIOEngine, principal: Principal) -> dict[str, Any]:
     """The caller's top level: the highest folders it can see (roots for admins)."""
     if principal.is_admin:
-        return {"parent_id": None}
+        # `$in: [None]`, not `None`: the embedded server drops a plain null match that is
+        # ANDed with another condition (see the compat test).
+        return {"parent_id": {"$in": [None]}}
     if not principal.is_user:
         return dict(permissions_service.MATCH_NOTHING)
     granted = await permissions_service.granted_folder_ids(engine, uid=principal.uid)

@@ -357,6 +357,7 @@ class TestIdentityPatterns:
         assert await coll.count_documents({"fid": "f", "r": True}) == 2
         assert await coll.find_one({"fid": "g", "r": True}, {"_id": 1}) is None
 
+
 class TestCatalogQueries:
     """Forms the catalog (folders, products, devices, permissions) relies on."""
 
@@ -380,9 +381,13 @@ class TestCatalogQueries:
         assert await coll.find({"_id": {"$in": []}}).to_list(None) == []
 
     async def test_null_matches_missing_and_null(self, coll: Any) -> None:
-        await coll.insert_many([{"parent_id": None}, {}, {"parent_id": "p"}])
-        assert len(await coll.find({"parent_id": None}).to_list(None)) == 2
-        assert len(await coll.find({"parent_id": "p"}).to_list(None)) == 1
+        docs = [{"parent_id": None}, {}, {"parent_id": "p"}, {"parent_id": None}]
+        ids = (await coll.insert_many(docs)).inserted_ids
+        assert len(await coll.find({"parent_id": {"$in": [None]}}).to_list(None)) == 3
+        # ANDed with another condition, a plain `None` match finds nothing on the embedded
+        # server; `$in: [None]` matches null and missing on both.
+        query = {"$and": [{"parent_id": {"$in": [None]}}, {"_id": {"$gt": ids[0]}}]}
+        assert len(await coll.find(query).to_list(None)) == 2
 
     async def test_anchored_prefix_regex(self, coll: Any) -> None:
         await coll.create_index("name_key")
@@ -402,7 +407,12 @@ class TestCatalogQueries:
         cutoff = T0 - timedelta(seconds=300)
         online = await coll.find({"presence.last_seen_at": {"$gte": cutoff}}).to_list(None)
         offline = await coll.find(
-            {"$or": [{"presence.last_seen_at": None}, {"presence.last_seen_at": {"$lt": cutoff}}]}
+            {
+                "$or": [
+                    {"presence.last_seen_at": {"$in": [None]}},
+                    {"presence.last_seen_at": {"$lt": cutoff}},
+                ]
+            }
         ).to_list(None)
         assert [d["n"] for d in online] == [1]
         assert sorted(d["n"] for d in offline) == [0, 2]
