@@ -21,6 +21,8 @@ from app.core.observability import init_sentry
 from app.core.prometheus import PrometheusMiddleware
 from app.core.prometheus import router as metrics_router
 from app.core.startup import wait_for_dependencies
+from app.ratelimit.middleware import RateLimitHeadersMiddleware
+from app.ratelimit.service import create_limiter
 from app.worker.celery_app import create_celery
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     mongo_client = db.create_client(settings)
     redis_client = redis.create_redis(settings)
+    rate_limiter = create_limiter(settings)
     try:
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
@@ -52,9 +55,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = redis_client
         app.state.celery = create_celery(settings)
         app.state.firebase = FirebaseAuth(settings)
+        app.state.rate_limiter = rate_limiter
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:
+        await rate_limiter.aclose()
         await redis_client.aclose()
         mongo_client.close()
 
@@ -72,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(PrometheusMiddleware)

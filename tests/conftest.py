@@ -133,6 +133,12 @@ def make_settings(
             "firebase_auth_emulator_host": f"127.0.0.1:{firebase_emulator.port}",
             "jwt_secret": TEST_JWT_SECRET,
             "master_token": TEST_MASTER_TOKEN,
+            # Every test calls from 127.0.0.1: keep the limiter on, but out of other tests'
+            # way; tests/ratelimit sets small limits on apps of their own.
+            "rate_limit_anonymous_limit": 1_000_000,
+            "rate_limit_user_limit": 1_000_000,
+            "rate_limit_admin_limit": 1_000_000,
+            "rate_limit_device_limit": 1_000_000,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

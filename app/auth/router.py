@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.auth import service as auth_service
 from app.auth.dependencies import FirebaseDep, UserPrincipal
 from app.auth.schemas import MeRead, RefreshRequest, SessionCreate, SessionTokens
 from app.core.deps import CeleryDep, EngineDep, SettingsDep
+from app.ratelimit import dependencies as ratelimit_dependencies
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -49,6 +50,10 @@ async def logout(body: RefreshRequest, settings: SettingsDep, engine: EngineDep)
 
 
 @router.get("/me", response_model=MeRead)
-async def me(principal: UserPrincipal, engine: EngineDep) -> MeRead:
-    """The caller's profile and roles."""
-    return await auth_service.me(engine, principal=principal)
+async def me(
+    principal: UserPrincipal, engine: EngineDep, settings: SettingsDep, request: Request
+) -> MeRead:
+    """The caller's profile, roles and request quota."""
+    profile = await auth_service.me(engine, principal=principal)
+    quota = ratelimit_dependencies.quota_for(principal, settings, request=request)
+    return profile.model_copy(update={"quota": quota})

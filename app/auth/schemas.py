@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.auth.principal import PrincipalKind
+from app.ratelimit.schemas import QuotaRead
 
 # Real tokens are 1-2 KB; the bound keeps a caller from making us parse megabytes.
 TokenStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8192)]
@@ -41,6 +42,7 @@ class MeRead(BaseModel):
     is_admin: bool
     created_at: datetime | None = None
     last_seen_at: datetime | None = None
+    quota: QuotaRead | None = None
 
 
 class SessionTokens(BaseModel):

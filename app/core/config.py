@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from functools import lru_cache
-from typing import Literal
+from ipaddress import ip_network
+from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
 
@@ -189,6 +198,55 @@ class Settings(BaseSettings):
     def is_dev_or_test(self) -> bool:
         """True where convenience beats strictness (local runs and the test suite)."""
         return self.environment in ("development", "test")
+
+    # --- rate limiting (app/ratelimit) -------------------------------------------------------
+    rate_limit_enabled: bool = True
+    rate_limit_anonymous_limit: int = Field(default=60, ge=1)
+    rate_limit_anonymous_window_s: float = Field(default=60, gt=0)
+    rate_limit_user_limit: int = Field(default=100, ge=1)
+    rate_limit_user_window_s: float = Field(default=60, gt=0)
+    rate_limit_admin_limit: int = Field(default=10_000, ge=1)
+    rate_limit_admin_window_s: float = Field(default=60, gt=0)
+    rate_limit_device_limit: int = Field(default=600, ge=1)
+    rate_limit_device_window_s: float = Field(default=60, gt=0)
+    rate_limit_product_create_limit: int = Field(default=1, ge=1)
+    rate_limit_product_create_window_s: float = Field(default=7200, gt=0)
+    rate_limit_key_prefix: str = Field(default="rl", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
+    rate_limit_timeout_s: float = Field(default=0.25, gt=0, le=5)
+    rate_limit_breaker_failures: int = Field(default=3, ge=1)
+    rate_limit_breaker_cooldown_s: float = Field(default=5.0, gt=0)
+    rate_limit_fallback_max_keys: int = Field(default=100_000, ge=100)
+    upstash_redis_rest_url: str | None = None
+    upstash_redis_rest_token: SecretStr | None = None
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: object) -> object:
+        """Accept `10.0.0.1, 10.1.0.0/16` or a JSON list; host bits in a CIDR are allowed."""
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            value = [item.strip() for item in items if item.strip()]
+        if isinstance(value, list | tuple):
+            try:
+                return [ip_network(str(item), strict=False) for item in value]
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or CIDR range ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _upstash_complete(self) -> Settings:
+        """The Upstash REST URL needs its token, and HTTPS outside development and test."""
+        url = self.upstash_redis_rest_url
+        if url is None:
+            return self
+        if not self.upstash_redis_rest_token:
+            raise ValueError("UPSTASH_REDIS_REST_URL is set but UPSTASH_REDIS_REST_TOKEN is not")
+        allowed = ("https://", "http://") if self.is_dev_or_test else ("https://",)
+        if not url.startswith(allowed):
+            raise ValueError("UPSTASH_REDIS_REST_URL must be an https:// URL")
+        return self
 
 
 def _split_domains(value: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""Rate limiting: the sliding-window limiter, its stores, policies and FastAPI integration."""

@@ -1,0 +1,84 @@
+"""Policies (limit per window) from settings, and which one applies to a caller."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from app.auth.principal import Principal, PrincipalKind
+from app.core.config import Settings
+
+ANONYMOUS = "anonymous"
+USER = "user"
+ADMIN = "admin"
+DEVICE = "device"
+PRODUCT_CREATE = "product_create"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """At most `limit` requests in any sliding window of `window_ms` milliseconds."""
+
+    name: str
+    limit: int
+    window_ms: int
+    admin_exempt: bool = False
+
+    @property
+    def window_s(self) -> int:
+        """The window in whole seconds, as the `w` of the `RateLimit-Policy` header."""
+        return max(1, math.ceil(self.window_ms / 1000))
+
+    def with_limit(self, limit: int | None) -> Policy:
+        """The same policy with another limit (a per-product override), or itself."""
+        if limit is None or limit == self.limit:
+            return self
+        return Policy(self.name, limit, self.window_ms, self.admin_exempt)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def policies_from(settings: Settings) -> dict[str, Policy]:
+    """Every named policy, as configured."""
+    return {
+        ANONYMOUS: Policy(
+            ANONYMOUS,
+            settings.rate_limit_anonymous_limit,
+            _ms(settings.rate_limit_anonymous_window_s),
+        ),
+        USER: Policy(USER, settings.rate_limit_user_limit, _ms(settings.rate_limit_user_window_s)),
+        ADMIN: Policy(
+            ADMIN, settings.rate_limit_admin_limit, _ms(settings.rate_limit_admin_window_s)
+        ),
+        DEVICE: Policy(
+            DEVICE, settings.rate_limit_device_limit, _ms(settings.rate_limit_device_window_s)
+        ),
+        PRODUCT_CREATE: Policy(
+            PRODUCT_CREATE,
+            settings.rate_limit_product_create_limit,
+            _ms(settings.rate_limit_product_create_window_s),
+            admin_exempt=True,
+        ),
+    }
+
+
+def default_policy_name(principal: Principal | None) -> str | None:
+    """The policy every request of this caller passes; None for the exempt master token."""
+    if principal is None:
+        return ANONYMOUS
+    if principal.kind is PrincipalKind.MASTER:
+        return None
+    if principal.kind is PrincipalKind.DEVICE:
+        return DEVICE
+    return ADMIN if principal.is_admin else USER
+
+
+def identity_key(principal: Principal | None, client_ip: str) -> str:
+    """Whose counter a request uses: the device, the user, or the client address."""
+    if principal is None:
+        return f"ip:{client_ip}"
+    if principal.kind is PrincipalKind.DEVICE:
+        return f"device:{principal.device_id or principal.uid}"
+    return f"{principal.kind.value}:{principal.uid}"
