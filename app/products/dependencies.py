@@ -1,4 +1,4 @@
-"""Load a product and check the caller's role on it; the product-creation quota seam."""
+"""Load a product and check the caller's role on it; the product-creation quota."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from app.core.deps import EngineDep
 from app.permissions.models import Role
 from app.products import service as products_service
 from app.products.models import Product
+from app.ratelimit import policies
+from app.ratelimit.dependencies import RateLimit
 
 
 def product_for(role: Role) -> Callable[..., Awaitable[Product]]:
@@ -39,10 +41,11 @@ class _CreationQuota:
     async def spend(self, principal: Principal) -> None:
         """Count one product creation against the caller's quota (429 once it is spent).
 
-        Called from the handler, after the body has validated, so a rejected body does not
-        use up the quota. SEAM: not limited until the rate-limit domain is merged.
+        Called from the handler once the body has validated, so a malformed request does not
+        use up the quota (a FastAPI dependency would run before body validation). Admins and
+        the master token are exempt (`product_create` policy, app/ratelimit).
         """
-        return None
+        await RateLimit(policies.PRODUCT_CREATE)(self.request, principal)
 
 
 def _creation_quota(request: Request) -> _CreationQuota:

@@ -80,3 +80,27 @@ class TestBadInput:
         assert resp.status_code == 201, resp.text
         metric = resp.json()["telemetry"]["metrics"][0]
         assert (metric["unit"], metric["min"], metric["max"]) == ("°C", -40, 85)
+
+
+class TestCreationQuota:
+    async def test_one_product_per_window_for_users_not_admins(
+        self, client: httpx.AsyncClient, make_user: MakeUser, mongo_db: MongoDatabase
+    ) -> None:
+        alice = await signed_in(make_user, client)
+        bad = await client.post(f"{API}/products", json={"name": ""}, headers=alice.headers)
+        assert bad.status_code == 422  # a rejected body does not spend the quota
+
+        def body() -> dict[str, Any]:
+            return {"name": unique("p"), "sku": unique("SKU")}
+
+        first = await client.post(f"{API}/products", json=body(), headers=alice.headers)
+        assert first.status_code == 201, first.text
+        second = await client.post(f"{API}/products", json=body(), headers=alice.headers)
+        assert second.status_code == 429
+        assert int(second.headers["Retry-After"]) > 0
+        assert await mongo_db.products.count_documents({"created_by": alice.uid}) == 1
+
+        admin = await signed_in(make_user, client, admin=True)
+        for _ in range(2):
+            resp = await client.post(f"{API}/products", json=body(), headers=admin.headers)
+            assert resp.status_code == 201, resp.text
