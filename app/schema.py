@@ -8,13 +8,17 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from app.auth.models import Session
 from app.core.config import Settings
 from app.core.db import CollectionSpec
+from app.devices.models import Device
+from app.folders.models import Folder
+from app.permissions.models import Grant, Invite
+from app.products.models import Product
 from app.users.models import User
 from app.worker.models import EmailOutbox
 
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return [EmailOutbox, Session, User]
+    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite]
 
 
 def collections(settings: Settings) -> list[CollectionSpec]:

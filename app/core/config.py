@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     # process, so tokens do not survive a restart and nobody can know it.
     _generated_jwt_secret: str = PrivateAttr(default_factory=lambda: secrets.token_urlsafe(48))
 
+    # --- catalog: folders, products, devices, sharing ------------------------------------
+    device_offline_after_s: int = Field(default=300, ge=1)
+    device_metadata_max_bytes: int = Field(default=8192, ge=64)
+    page_size_default: int = Field(default=50, ge=1)
+    page_size_max: int = Field(default=1000, ge=1)
+    shares_per_resource_max: int = Field(default=200, ge=1)
+
     @field_validator("mongodb_url")
     @classmethod
     def _valid_mongodb_url(cls, value: str) -> str:

@@ -8,8 +8,7 @@ from fastapi import Depends, Request
 
 from app.auth.dependencies import CurrentPrincipal
 from app.core.deps import EngineDep
-from app.devices import service as devices_service
-from app.permissions.models import Role
+from app.devices.dependencies import DeviceForView
 from app.ratelimit import dependencies as ratelimit
 from app.readings.exceptions import DeviceKeyRequired, DeviceNotFound
 from app.readings.ingest import IngestBatcher
@@ -61,13 +60,10 @@ async def get_ingest_device(device: OwnDevice, request: Request) -> DeviceContex
 
 
 async def get_readable_device(
-    device_id: str, principal: CurrentPrincipal, engine: EngineDep, cache: ContextCacheDep
+    device: DeviceForView, engine: EngineDep, cache: ContextCacheDep
 ) -> DeviceContext:
     """A device the caller may view (catalog's permission check; 404 when invisible)."""
-    await devices_service.get_for(
-        engine, principal=principal, device_id=device_id, role=Role.VIEWER
-    )
-    context = await cache.get(engine, device_id)
+    context = await cache.get(engine, str(device.id))
     if context is None:
         raise DeviceNotFound()
     return context

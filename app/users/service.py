@@ -17,6 +17,7 @@ from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
 from app.core import db
 from app.core.config import Settings
 from app.core.models import parse_object_id, utcnow
+from app.permissions import sharing
 from app.users.exceptions import InvalidCursor, UserNotFound
 from app.users.models import User
 from app.users.schemas import UserPage, UserRead, UserUpdate
@@ -138,6 +139,9 @@ async def on_first_sign_in(
             context={"display_name": user.display_name, "email": user.email},
             dedupe_key=f"welcome:{user.uid}",
         )
+    if created and user.email and user.email_verified:
+        # Shares sent to this address before the account existed become grants now.
+        await sharing.accept_invites(engine, uid=user.uid, email=user.email)
     return user, created
 
 
@@ -157,6 +161,9 @@ async def sync_identity(
         {"uid": user.uid, "claims_iat": {"$lte": identity.issued_at}},
         {"$set": changes, "$currentDate": {"updated_at": True}},
     )
+    if changes.get("email_verified") and identity.email:
+        # Invites wait for a verified address; this is the sign-in that verified it.
+        await sharing.accept_invites(engine, uid=user.uid, email=identity.email)
     return user.model_copy(update=changes)
 
 

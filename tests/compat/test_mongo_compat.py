@@ -445,3 +445,74 @@ class TestIdentityPatterns:
         await coll.update_many({"fid": "f"}, {"$set": {"r": True}})
         assert await coll.count_documents({"fid": "f", "r": True}) == 2
         assert await coll.find_one({"fid": "g", "r": True}, {"_id": 1}) is None
+
+
+class TestCatalogQueries:
+    """Forms the catalog (folders, products, devices, permissions) relies on."""
+
+    async def test_array_membership_with_in(self, coll: Any) -> None:
+        # `{"path": "x"}` (equality on an array element) matches nothing on the embedded
+        # server; `$in` with one value matches on both, with or without an index.
+        await coll.create_index("path")
+        await coll.insert_many([{"path": ["a", "b"]}, {"path": ["b"]}, {"path": []}])
+        assert len(await coll.find({"path": {"$in": ["b"]}}).to_list(None)) == 2
+        assert len(await coll.find({"path": {"$in": ["a", "zz"]}}).to_list(None)) == 1
+
+    async def test_readable_filter_shape_with_cursor(self, coll: Any) -> None:
+        await coll.create_index("folder_path")
+        ids = (
+            await coll.insert_many([{"folder_path": ["f1", f"f{i % 3 + 2}"]} for i in range(9)])
+        ).inserted_ids
+        readable = {"$or": [{"_id": {"$in": [ids[0]]}}, {"folder_path": {"$in": ["f3"]}}]}
+        query = {"$and": [readable, {"_id": {"$gt": ids[0]}}]}
+        page = await coll.find(query).sort("_id", ASCENDING).to_list(None)
+        assert [d["_id"] for d in page] == [ids[1], ids[4], ids[7]]
+        assert await coll.find({"_id": {"$in": []}}).to_list(None) == []
+
+    async def test_null_matches_missing_and_null(self, coll: Any) -> None:
+        docs = [{"parent_id": None}, {}, {"parent_id": "p"}, {"parent_id": None}]
+        ids = (await coll.insert_many(docs)).inserted_ids
+        assert len(await coll.find({"parent_id": {"$in": [None]}}).to_list(None)) == 3
+        # ANDed with another condition, a plain `None` match finds nothing on the embedded
+        # server; `$in: [None]` matches null and missing on both.
+        query = {"$and": [{"parent_id": {"$in": [None]}}, {"_id": {"$gt": ids[0]}}]}
+        assert len(await coll.find(query).to_list(None)) == 2
+
+    async def test_anchored_prefix_regex(self, coll: Any) -> None:
+        await coll.create_index("name_key")
+        await coll.insert_many(
+            [{"name_key": "thermo x"}, {"name_key": "the.rm"}, {"name_key": "door"}]
+        )
+        found = await coll.find({"name_key": {"$regex": "^the"}}).to_list(None)
+        assert len(found) == 2
+        assert len(await coll.find({"name_key": {"$regex": r"^the\."}}).to_list(None)) == 1
+
+    async def test_presence_subdocument_date_ranges(self, coll: Any) -> None:
+        await coll.insert_one({"n": 0, "presence": None})
+        for n, age in ((1, 10), (2, 600)):
+            result = await coll.insert_one({"n": n, "presence": None})
+            seen = {"last_seen_at": T0 - timedelta(seconds=age), "reported_status": "ok"}
+            await coll.update_one({"_id": result.inserted_id}, {"$set": {"presence": seen}})
+        cutoff = T0 - timedelta(seconds=300)
+        online = await coll.find({"presence.last_seen_at": {"$gte": cutoff}}).to_list(None)
+        offline = await coll.find(
+            {
+                "$or": [
+                    {"presence.last_seen_at": {"$in": [None]}},
+                    {"presence.last_seen_at": {"$lt": cutoff}},
+                ]
+            }
+        ).to_list(None)
+        assert [d["n"] for d in online] == [1]
+        assert sorted(d["n"] for d in offline) == [0, 2]
+
+    async def test_set_list_and_current_date(self, coll: Any) -> None:
+        result = await coll.insert_one({"ancestors": ["a"], "updated_at": T0})
+        await coll.update_one(
+            {"_id": result.inserted_id},
+            {"$set": {"ancestors": ["b", "c"]}, "$currentDate": {"updated_at": True}},
+        )
+        doc = await coll.find_one({"_id": result.inserted_id})
+        assert doc["ancestors"] == ["b", "c"]
+        assert isinstance(doc["updated_at"], datetime)
+        assert doc["updated_at"] > T0

@@ -1,0 +1,97 @@
+"""Cursor pagination shared by list endpoints: ordered by `_id`, cursor = the last `_id`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from app.core.config import Settings
+from app.core.deps import SettingsDep
+from app.core.errors import Unprocessable
+from app.core.models import parse_object_id
+
+ItemT = TypeVar("ItemT")
+
+
+class InvalidCursor(Unprocessable):
+    """The cursor is not one this API handed out."""
+
+    type = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+class LimitTooLarge(Unprocessable):
+    """`limit` is over the configured page size cap."""
+
+    type = "limit-too-large"
+    title = "Limit too large"
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list: its items and the cursor of the next page (null on the last)."""
+
+    items: list[ItemT]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    """A validated `limit` and `cursor`."""
+
+    limit: int
+    cursor: str | None = None
+
+    def filter(self) -> dict[str, Any]:
+        """The query part that starts the page after the cursor."""
+        if self.cursor is None:
+            return {}
+        oid = parse_object_id(self.cursor)
+        if oid is None:
+            raise InvalidCursor("cursor must be the next_cursor of a previous page")
+        return {"_id": {"$gt": oid}}
+
+
+def page_params(settings: Settings, *, limit: int | None, cursor: str | None) -> PageParams:
+    """Check `limit` against the settings' cap; default it when absent."""
+    if limit is None:
+        limit = min(settings.page_size_default, settings.page_size_max)
+    if limit > settings.page_size_max:
+        raise LimitTooLarge(f"limit must be at most {settings.page_size_max}")
+    params = PageParams(limit=limit, cursor=cursor or None)
+    params.filter()  # reject a malformed cursor before any query runs
+    return params
+
+
+def _page_params_dep(
+    settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1, description="items per page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+    ] = None,
+) -> PageParams:
+    return page_params(settings, limit=limit, cursor=cursor)
+
+
+PageParamsDep = Annotated[PageParams, Depends(_page_params_dep)]
+
+
+def and_filters(*parts: dict[str, Any]) -> dict[str, Any]:
+    """AND query parts together, dropping empty ones."""
+    kept = [p for p in parts if p]
+    if not kept:
+        return {}
+    if len(kept) == 1:
+        return kept[0]
+    return {"$and": kept}
+
+
+def next_cursor(rows: Sequence[Any], limit: int) -> tuple[list[Any], str | None]:
+    """Trim a `limit + 1` fetch to `limit` rows and say where the next page starts."""
+    if len(rows) > limit:
+        kept = list(rows[:limit])
+        return kept, str(kept[-1].id)
+    return list(rows), None
