@@ -23,6 +23,7 @@ from app.core.prometheus import router as metrics_router
 from app.core.startup import wait_for_dependencies
 from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
+from app.readings import ingest as readings_ingest
 from app.worker.celery_app import create_celery
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine
         app.state.redis = redis_client
         app.state.celery = create_celery(settings)
+        readings_ingest.start(app.state, engine, settings)
         app.state.firebase = FirebaseAuth(settings)
         app.state.rate_limiter = rate_limiter
         logger.info("started", extra={"environment": settings.environment})
         yield
     finally:
+        await readings_ingest.stop(app.state)  # acknowledged readings are written first
         await rate_limiter.aclose()
         await redis_client.aclose()
         mongo_client.close()

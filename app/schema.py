@@ -37,4 +37,12 @@ def collections(settings: Settings) -> list[CollectionSpec]:
                 ),
             ],
         ),
+        CollectionSpec(
+            name="idempotency_keys",
+            indexes=[
+                IndexModel([("device_id", ASCENDING), ("key", ASCENDING)], unique=True),
+                IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
+            ],
+        ),
+        CollectionSpec(name="device_latest"),
     ]

@@ -34,7 +34,7 @@ bearer_scheme = HTTPBearer(
 device_key_scheme = APIKeyHeader(name=DEVICE_KEY_HEADER, auto_error=False)
 
 
-def get_firebase(request: Request) -> FirebaseAuth:
+async def get_firebase(request: Request) -> FirebaseAuth:
     """The Firebase Auth client made in the lifespan."""
     firebase: FirebaseAuth = request.app.state.firebase
     return firebase

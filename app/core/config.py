@@ -199,6 +199,17 @@ class Settings(BaseSettings):
         """True where convenience beats strictness (local runs and the test suite)."""
         return self.environment in ("development", "test")
 
+    # --- readings (ingest, queries, presence) -------------------------------------------------
+    readings_max_batch: int = Field(default=1000, ge=1, le=10_000)
+    readings_max_future_skew_s: int = Field(default=300, ge=0)
+    ingest_flush_interval_ms: float = Field(default=5.0, ge=0, le=1000)
+    ingest_flush_max_docs: int = Field(default=5000, ge=1)
+    readings_history_max_limit: int = Field(default=1000, ge=1, le=10_000)
+    readings_aggregate_max_buckets: int = Field(default=1000, ge=1, le=100_000)
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
+    idempotency_wait_s: float = Field(default=10.0, gt=0)
+    presence_throttle_s: float = Field(default=30.0, ge=0)
+    readings_context_cache_s: float = Field(default=5.0, ge=0)
     # --- rate limiting (app/ratelimit) -------------------------------------------------------
     rate_limit_enabled: bool = True
     rate_limit_anonymous_limit: int = Field(default=60, ge=1)

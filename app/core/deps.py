@@ -12,25 +12,25 @@ from redis.asyncio import Redis
 from app.core.config import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> AIOEngine:
+async def get_engine(request: Request) -> AIOEngine:
     """The ODMantic engine made in the lifespan."""
     engine: AIOEngine = request.app.state.engine
     return engine
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     """The Redis client made in the lifespan."""
     redis: Redis = request.app.state.redis
     return redis
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     """The Celery app used to enqueue tasks from the API."""
     celery: Celery = request.app.state.celery
     return celery

@@ -265,6 +265,95 @@ class TestCollections:
         assert stored.tzinfo is not None
 
 
+class TestReadingsPatterns:
+    """Forms the readings domain relies on (app/readings/repository.py)."""
+
+    async def test_aggregation_date_range_split_into_and_clauses(self, coll: Any) -> None:
+        await coll.insert_many(
+            [{"ts": T0 + timedelta(minutes=i), "meta": {"device_id": "d"}} for i in range(10)]
+        )
+        start, end = T0 + timedelta(minutes=2), T0 + timedelta(minutes=5)
+        match = {"$and": [{"meta.device_id": "d"}, {"ts": {"$gte": start}}, {"ts": {"$lt": end}}]}
+        [row] = await coll.aggregate([{"$match": match}, {"$count": "n"}]).to_list(None)
+        assert row["n"] == 3
+
+    async def test_sibling_of_or_with_dates_needs_and(self, coll: Any) -> None:
+        """`{"_id": x, "$or": [<date comparison>, ...]}` may match other documents on the
+        embedded server; `{"$and": [{"_id": x}, {"$or": ...}]}` is exact on both."""
+        await coll.insert_many([{"_id": "a", "m": {}}, {"_id": "b", "m": {}}])
+        newer = {"$or": [{"m.t.ts": {"$lt": T0}}, {"m.t.ts": {"$exists": False}}]}
+        await coll.update_one({"$and": [{"_id": "b"}, newer]}, {"$set": {"m.t": {"ts": T0}}})
+        docs = {d["_id"]: d["m"] for d in await coll.find().to_list(None)}
+        assert docs == {"a": {}, "b": {"t": {"ts": T0}}}
+
+    async def test_history_cursor_inside_and(self, coll: Any) -> None:
+        await coll.insert_many(
+            [{"ts": T0 + timedelta(minutes=i // 2), "k": "d" if i < 6 else "x"} for i in range(8)]
+        )
+        first = await coll.find({"k": "d"}).sort([("ts", -1), ("_id", -1)]).limit(3).to_list(None)
+        last = first[-1]
+        after = {
+            "$or": [{"ts": {"$lt": last["ts"]}}, {"ts": last["ts"], "_id": {"$lt": last["_id"]}}]
+        }
+        rest = (
+            await coll.find({"$and": [{"k": "d"}, after]})
+            .sort([("ts", -1), ("_id", -1)])
+            .to_list(None)
+        )
+        assert len(rest) == 3
+        assert {d["_id"] for d in rest}.isdisjoint(d["_id"] for d in first)
+
+    async def test_per_metric_groups_with_string_keys(self, coll: Any) -> None:
+        docs = [
+            {"ts": T0 + timedelta(minutes=i), "m": {"t": float(i), "s": "x", "b": True}}
+            for i in (3, 0, 7, 5)
+        ]
+        await coll.insert_many(docs)
+        index = bucket_index_expr(origin=T0, unit="second", size=300)
+        pipeline = [
+            {"$sort": {"ts": 1}},
+            {"$project": {"_id": 0, "ts": 1, "kv": {"$objectToArray": "$m"}}},
+            {"$unwind": "$kv"},
+            {"$match": {"kv.k": {"$in": ["t", "s", "b"]}, "kv.v": {"$type": "number"}}},
+            {
+                "$group": {
+                    "_id": {"$concat": ["$kv.k", "|", {"$toString": index}]},
+                    "sum": {"$sum": "$kv.v"},
+                    "n": {"$sum": 1},
+                    "first": {"$first": "$kv.v"},
+                    "last": {"$last": "$kv.v"},
+                }
+            },
+        ]
+        rows = await coll.aggregate(pipeline).to_list(None)
+        by_key = {
+            (r["_id"].rpartition("|")[0], int(float(r["_id"].rpartition("|")[2]))): r for r in rows
+        }
+        assert set(by_key) == {("t", 0), ("t", 1)}
+        assert (by_key["t", 0]["sum"], by_key["t", 0]["n"]) == (3.0, 2)
+        assert (by_key["t", 0]["first"], by_key["t", 0]["last"]) == (0.0, 3.0)
+        assert (by_key["t", 1]["first"], by_key["t", 1]["last"]) == (5.0, 7.0)
+
+    async def test_presence_refresh_by_date_and_status(self, coll: Any) -> None:
+        await coll.insert_many(
+            [
+                {"_id": 1, "presence": None},
+                {"_id": 2},
+                {"_id": 3, "presence": {"last_seen_at": T0, "reported_status": "ok"}},
+            ]
+        )
+        assert (await coll.update_many({"presence": None}, {"$set": {"x": 1}})).matched_count == 2
+        stale = {"_id": 3, "presence.last_seen_at": {"$lt": T0 + timedelta(seconds=1)}}
+        assert (
+            await coll.update_one({**stale, "presence.reported_status": "ok"}, {"$set": {"y": 1}})
+        ).matched_count == 1
+        assert (
+            await coll.update_one({**stale, "presence.reported_status": None}, {"$set": {"y": 1}})
+        ).matched_count == 0
+        fresh = {"_id": 3, "presence.last_seen_at": {"$lt": T0}}
+        assert (await coll.update_one(fresh, {"$set": {"y": 2}})).matched_count == 0
+
+
 class TestOutboxClaims:
     """The worker's atomic claim and its date-filtered updates and deletes (app/worker)."""
 

@@ -1,0 +1,1 @@
+"""Readings: ingest with group commit and idempotency keys, latest values, history, aggregates."""

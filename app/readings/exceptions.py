@@ -1,0 +1,74 @@
+"""Errors of the readings domain, each rendered as problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
+
+
+class DeviceNotFound(NotFound):
+    """The device does not exist, or the caller may not act on it."""
+
+    type = "device-not-found"
+    title = "Device not found"
+
+
+class ReadingsInvalid(Unprocessable):
+    """The request as a whole is rejected; nothing of it was stored."""
+
+    type = "readings-invalid"
+    title = "Readings rejected"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]]) -> None:
+        super().__init__(detail, extra={"errors": errors})
+        self.errors = errors
+
+
+class MalformedReadings(ReadingsInvalid):
+    """The body is not JSON (NaN and Infinity are not JSON either)."""
+
+    type = "malformed-json"
+    title = "Malformed JSON body"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """The key was used before with a different request body."""
+
+    type = "idempotency-key-reused"
+    title = "Idempotency-Key reused with a different body"
+
+
+class IdempotencyKeyInvalid(Unprocessable):
+    """The Idempotency-Key header is empty, too long or not printable ASCII."""
+
+    type = "idempotency-key-invalid"
+    title = "Invalid Idempotency-Key"
+
+
+class IdempotencyInProgress(Conflict):
+    """A request with the same key is still being processed; retry later."""
+
+    type = "idempotency-in-progress"
+    title = "A request with this Idempotency-Key is in progress"
+
+
+class IngestUnavailable(ServiceUnavailable):
+    """The readings could not be written (or the service is shutting down); retry later."""
+
+    type = "ingest-unavailable"
+    title = "Readings not stored"
+
+
+class QueryInvalid(Unprocessable):
+    """A history, aggregate or export query asks for something impossible or too large."""
+
+    type = "readings-query-invalid"
+    title = "Invalid readings query"
+
+
+class DeviceKeyRequired(Forbidden):
+    """Readings and heartbeats come from devices, authenticated with their own key."""
+
+    type = "device-key-required"
+    title = "Device key required"

@@ -1,0 +1,114 @@
+"""Idempotency keys: a retried request with the same key stores nothing and gets the first answer.
+
+The first request with a key claims it (an insert on the unique (device_id, key) index);
+concurrent retries find the claim and wait, polling, until its answer is recorded, then
+replay it. A request that fails before its readings are stored releases the key. A claim whose
+owner died (lease run out) is taken over by one retry. Keys expire after `IDEMPOTENCY_TTL_HOURS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bson import ObjectId
+from odmantic import AIOEngine
+
+from app.core.models import utcnow
+from app.readings import repository
+from app.readings.exceptions import (
+    IdempotencyInProgress,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+)
+
+LEASE_MS = 60_000
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This request owns the key (`replay` is None), or `replay` is the first answer."""
+
+    key_id: ObjectId
+    replay: dict[str, Any] | None
+
+
+def check_key(key: str) -> str:
+    """The key when it is 1-255 printable ASCII characters; 422 otherwise."""
+    if not _KEY.match(key):
+        raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+def fingerprint(body: bytes) -> str:
+    """What identifies a request body (a retry sends the same bytes)."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def claim(
+    engine: AIOEngine,
+    *,
+    device_id: str,
+    key: str,
+    body_fingerprint: str,
+    ttl: timedelta,
+    wait_s: float,
+) -> Claim:
+    """Own the key, or wait for the first request's answer (409 if it takes over `wait_s`)."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        now_ms = _now_ms()
+        key_id = ObjectId()
+        doc: dict[str, Any] = {
+            "_id": key_id,
+            "device_id": device_id,
+            "key": key,
+            "fingerprint": body_fingerprint,
+            "state": "pending",
+            "lease_until_ms": now_ms + LEASE_MS,
+            "response": None,
+            "expires_at": utcnow() + ttl,
+        }
+        if await repository.insert_key(engine, doc):
+            return Claim(key_id=key_id, replay=None)
+        existing = await repository.find_key(engine, device_id, key)
+        if existing is not None:
+            if existing.get("fingerprint") != body_fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used with a different request body"
+                )
+            if existing.get("state") == "done" and existing.get("response") is not None:
+                return Claim(key_id=existing["_id"], replay=existing["response"])
+            lease = int(existing.get("lease_until_ms", 0))
+            if lease < now_ms and await repository.take_over_key(
+                engine, existing["_id"], lease=lease, new_lease=now_ms + LEASE_MS
+            ):
+                return Claim(key_id=existing["_id"], replay=None)
+        if time.monotonic() >= deadline:
+            raise IdempotencyInProgress(
+                "A request with this Idempotency-Key is still being processed; retry later",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def complete(engine: AIOEngine, key_id: ObjectId, response: dict[str, Any]) -> None:
+    """Record the answer for retries."""
+    await repository.complete_keys(engine, [repository.complete_key_op(key_id, response)])
+
+
+async def release(engine: AIOEngine, key_id: ObjectId) -> None:
+    """Let a retry run again after a failure that stored nothing."""
+    await repository.release_key(engine, key_id)

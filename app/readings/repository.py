@@ -1,0 +1,367 @@
+"""Every MongoDB access of the readings domain, with the forms that work on both servers.
+
+Devices and products are read here as raw documents by the contract in the brief (catalog owns
+them); this is the one place to switch to catalog's models. Readings, `device_latest` and
+`idempotency_keys` are raw collections written through motor (the hot path skips ODMantic).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from odmantic import AIOEngine
+from pydantic import ValidationError
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from app.core.db import database
+from app.core.models import bucket_index_expr, parse_object_id
+from app.products.telemetry import TelemetrySchema
+from app.readings.models import (
+    DEVICE_LATEST,
+    DEVICES,
+    IDEMPOTENCY_KEYS,
+    PRODUCTS,
+    READINGS,
+)
+
+logger = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+
+# --- devices and products (catalog's documents, read only; presence written here) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """What ingest needs to know about a device: its product's schema and its presence."""
+
+    device_id: str
+    product_id: str
+    telemetry: TelemetrySchema
+    presence: Doc | None
+
+
+async def load_device_context(engine: AIOEngine, device_id: str) -> DeviceContext | None:
+    """The device and its product's telemetry schema, or None when the device does not exist."""
+    oid = parse_object_id(device_id)
+    if oid is None:
+        return None
+    db = database(engine)
+    device = await db[DEVICES].find_one({"_id": oid}, {"product_id": 1, "presence": 1})
+    if device is None:
+        return None
+    product_id = str(device.get("product_id") or "")
+    telemetry = TelemetrySchema()
+    product_oid = parse_object_id(product_id)
+    product = None
+    if product_oid is not None:
+        product = await db[PRODUCTS].find_one({"_id": product_oid}, {"telemetry": 1})
+    if product is None:
+        logger.warning("device without product", extra={"device_id": device_id})
+    elif product.get("telemetry"):
+        try:
+            telemetry = TelemetrySchema.model_validate(product["telemetry"])
+        except ValidationError:
+            logger.warning("invalid telemetry schema", extra={"product_id": product_id})
+    return DeviceContext(
+        device_id=device_id,
+        product_id=product_id,
+        telemetry=telemetry,
+        presence=device.get("presence"),
+    )
+
+
+class DeviceContextCache:
+    """Device contexts kept for a few seconds, so ingest reads no device or product per request.
+
+    A cache only (design.md): schema changes apply within `ttl_s`; key checks are not cached.
+    """
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, *, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, DeviceContext]] = {}
+
+    async def get(self, engine: AIOEngine, device_id: str) -> DeviceContext | None:
+        """The cached context, or a fresh one."""
+        now = time.monotonic()
+        entry = self._entries.get(device_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        context = await load_device_context(engine, device_id)
+        if context is not None and self.ttl_s > 0:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[device_id] = (now + self.ttl_s, context)
+        return context
+
+    def note_presence(self, device_id: str, presence: Doc) -> None:
+        """Remember the presence just written, so the next conditional write expects it."""
+        entry = self._entries.get(device_id)
+        if entry is not None:
+            self._entries[device_id] = (entry[0], replace(entry[1], presence=presence))
+
+    def forget(self, device_id: str) -> None:
+        """Drop a device's context (after a heartbeat changed its presence)."""
+        self._entries.pop(device_id, None)
+
+
+def presence_doc(*, now: datetime, reported_status: str | None, detail: Doc) -> Doc:
+    """The presence sub-document, always written whole (the brief's contract)."""
+    return {"last_seen_at": now, "reported_status": reported_status, "detail": detail}
+
+
+def presence_update(
+    context: DeviceContext, *, now: datetime, cutoff: datetime
+) -> tuple[UpdateOne, Doc]:
+    """Refresh `last_seen_at` unless written since `cutoff` or its status changed meanwhile."""
+    oid = ObjectId(context.device_id)
+    previous = context.presence
+    if previous is None:
+        query: Doc = {"_id": oid, "presence": None}
+        new = presence_doc(now=now, reported_status=None, detail={})
+    else:
+        # Sub-document equality is not portable; the status stands for the whole presence.
+        query = {
+            "_id": oid,
+            "presence.last_seen_at": {"$lt": cutoff},
+            "presence.reported_status": previous.get("reported_status"),
+        }
+        new = presence_doc(
+            now=now,
+            reported_status=previous.get("reported_status"),
+            detail=previous.get("detail") or {},
+        )
+    return UpdateOne(query, {"$set": {"presence": new}}), new
+
+
+async def write_presences(engine: AIOEngine, ops: Sequence[UpdateOne]) -> int:
+    """Apply presence refreshes; returns how many devices were updated."""
+    if not ops:
+        return 0
+    result = await database(engine)[DEVICES].bulk_write(list(ops), ordered=False)
+    return int(result.modified_count)
+
+
+async def read_presence(engine: AIOEngine, device_id: str) -> Doc | None:
+    """The device's stored presence (fresh, not cached)."""
+    oid = parse_object_id(device_id)
+    if oid is None:
+        return None
+    device = await database(engine)[DEVICES].find_one({"_id": oid}, {"presence": 1})
+    return None if device is None else device.get("presence")
+
+
+async def replace_presence(
+    engine: AIOEngine, device_id: str, *, presence: Doc, expected_status: str | None
+) -> bool:
+    """Write the whole presence unless another writer changed the status since it was read."""
+    # `presence.reported_status: None` also matches a missing or null presence.
+    query: Doc = {"_id": ObjectId(device_id), "presence.reported_status": expected_status}
+    result = await database(engine)[DEVICES].update_one(query, {"$set": {"presence": presence}})
+    return bool(result.matched_count)
+
+
+# --- readings ----------------------------------------------------------------------------------
+
+
+async def insert_readings(engine: AIOEngine, docs: list[Doc]) -> None:
+    """One unordered `insert_many` (raises BulkWriteError naming the documents not written)."""
+    await database(engine)[READINGS].insert_many(docs, ordered=False)
+
+
+def _range(device_id: str, start: datetime, end: datetime) -> list[Doc]:
+    # One clause per bound: the embedded server's aggregation `$match` gets a combined date
+    # range wrong, and real MongoDB merges these into one index range on (meta.device_id, ts).
+    return [{"meta.device_id": device_id}, {"ts": {"$gte": start}}, {"ts": {"$lt": end}}]
+
+
+async def find_history(
+    engine: AIOEngine,
+    device_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    keys: Sequence[str] | None,
+    after: tuple[datetime, ObjectId] | None,
+    descending: bool,
+    limit: int,
+) -> list[Doc]:
+    """One page of readings in (ts, _id) order, after the cursor position."""
+    clauses = _range(device_id, start, end)
+    if keys:
+        clauses.append({"$or": [{f"m.{k}": {"$exists": True}} for k in keys]})
+    if after is not None:
+        ts, oid = after
+        op = "$lt" if descending else "$gt"
+        clauses.append({"$or": [{"ts": {op: ts}}, {"ts": ts, "_id": {op: oid}}]})
+    # Whole `m`: the embedded server drops nested projections such as `m.temperature`.
+    projection: Doc = {"ts": 1, "m": 1, "quality": 1, "suspect": 1}
+    direction = DESCENDING if descending else ASCENDING
+    cursor = (
+        database(engine)[READINGS]
+        .find({"$and": clauses}, projection)
+        .sort([("ts", direction), ("_id", direction)])
+        .limit(limit)
+    )
+    return [doc async for doc in cursor]
+
+
+async def iter_readings(
+    engine: AIOEngine, device_id: str, *, start: datetime, end: datetime, batch_size: int = 1000
+) -> AsyncIterator[Doc]:
+    """Readings of a range in time order, streamed from a cursor (never the whole range)."""
+    cursor = (
+        database(engine)[READINGS]
+        .find({"$and": _range(device_id, start, end)}, {"ts": 1, "m": 1, "quality": 1})
+        .sort([("ts", ASCENDING), ("_id", ASCENDING)])
+        .batch_size(batch_size)
+    )
+    async for doc in cursor:
+        yield doc
+
+
+async def aggregate_groups(
+    engine: AIOEngine,
+    device_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    origin: datetime,
+    step_s: int,
+    keys: Sequence[str],
+) -> list[Doc]:
+    """Per (metric, step-wide group): sum, count, min, max, first and last with their times.
+
+    Groups are keyed by the string `"<key>|<index>"`: the embedded server does not evaluate
+    expressions inside a compound `_id`. Only numeric values are aggregated.
+    """
+    index = bucket_index_expr(origin=origin, unit="second", size=step_s)
+    pipeline: list[Doc] = [
+        {"$match": {"$and": _range(device_id, start, end)}},
+        {"$sort": {"ts": 1}},
+        {"$project": {"_id": 0, "ts": 1, "kv": {"$objectToArray": "$m"}}},
+        {"$unwind": "$kv"},
+        {"$match": {"kv.k": {"$in": list(keys)}, "kv.v": {"$type": "number"}}},
+        {
+            "$group": {
+                "_id": {"$concat": ["$kv.k", "|", {"$toString": index}]},
+                "sum": {"$sum": "$kv.v"},
+                "n": {"$sum": 1},
+                "min": {"$min": "$kv.v"},
+                "max": {"$max": "$kv.v"},
+                "first": {"$first": "$kv.v"},
+                "first_ts": {"$first": "$ts"},
+                "last": {"$last": "$kv.v"},
+                "last_ts": {"$last": "$ts"},
+            }
+        },
+    ]
+    cursor = database(engine)[READINGS].aggregate(pipeline, allowDiskUse=True)
+    return [row async for row in cursor]
+
+
+# --- device_latest -----------------------------------------------------------------------------
+
+
+def latest_ensure(device_id: str, product_id: str) -> UpdateOne:
+    """Create the device's latest document when missing (no-op otherwise)."""
+    return UpdateOne(
+        {"_id": device_id}, {"$setOnInsert": {"product_id": product_id, "m": {}}}, upsert=True
+    )
+
+
+def latest_offer(device_id: str, key: str, value: Doc) -> UpdateOne:
+    """Set one metric's latest `{ts, v}` only if it is newer than the stored one."""
+    ts = value["ts"]
+    newer = {"$or": [{f"m.{key}.ts": {"$lt": ts}}, {f"m.{key}.ts": {"$exists": False}}]}
+    # `$and`, not `{"_id": ..., "$or": ...}`: next to an `$or` holding a date comparison the
+    # embedded server drops the sibling `_id` and would update another device's document.
+    return UpdateOne({"$and": [{"_id": device_id}, newer]}, {"$set": {f"m.{key}": value}})
+
+
+def latest_offer_all(device_id: str, values: dict[str, Doc]) -> UpdateOne:
+    """Set every given metric at once when all are newer than anything stored for the device.
+
+    `newest.ts` is the time of the device's newest stored value (in a sub-document: a `$set`
+    of a bare date is not portable). This one operation replaces one per metric in the
+    usual case of readings arriving in order; `latest_offer` handles late ones.
+    """
+    oldest_new = min(v["ts"] for v in values.values())
+    newest_new = max(v["ts"] for v in values.values())
+    older = {"$or": [{"newest.ts": {"$lt": oldest_new}}, {"newest": {"$exists": False}}]}
+    update = {f"m.{k}": v for k, v in values.items()}
+    update["newest"] = {"ts": newest_new}
+    return UpdateOne({"$and": [{"_id": device_id}, older]}, {"$set": update})
+
+
+def latest_newest(device_id: str, ts: datetime) -> UpdateOne:
+    """Move the device's `newest.ts` forward to `ts` (never back)."""
+    older = {"$or": [{"newest.ts": {"$lt": ts}}, {"newest": {"$exists": False}}]}
+    return UpdateOne({"$and": [{"_id": device_id}, older]}, {"$set": {"newest": {"ts": ts}}})
+
+
+async def write_latest(engine: AIOEngine, ops: Sequence[UpdateOne]) -> int:
+    """Apply latest-value updates in order; returns how many operations matched or upserted."""
+    if not ops:
+        return 0
+    result = await database(engine)[DEVICE_LATEST].bulk_write(list(ops), ordered=True)
+    return int(result.matched_count) + int(result.upserted_count)
+
+
+async def read_latest(engine: AIOEngine, device_id: str) -> Doc | None:
+    """The device's latest-values document: one read, whatever the history size."""
+    return await database(engine)[DEVICE_LATEST].find_one({"_id": device_id})
+
+
+# --- idempotency keys --------------------------------------------------------------------------
+
+
+async def insert_key(engine: AIOEngine, doc: Doc) -> bool:
+    """Claim a key; False when (device, key) exists already."""
+    try:
+        await database(engine)[IDEMPOTENCY_KEYS].insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def find_key(engine: AIOEngine, device_id: str, key: str) -> Doc | None:
+    """The stored record of a key."""
+    return await database(engine)[IDEMPOTENCY_KEYS].find_one({"device_id": device_id, "key": key})
+
+
+async def take_over_key(engine: AIOEngine, key_id: ObjectId, *, lease: int, new_lease: int) -> bool:
+    """Take a pending key whose owner's lease ran out; only one taker wins."""
+    result = await database(engine)[IDEMPOTENCY_KEYS].update_one(
+        {"_id": key_id, "state": "pending", "lease_until_ms": lease},
+        {"$set": {"lease_until_ms": new_lease}},
+    )
+    return bool(result.modified_count)
+
+
+def complete_key_op(key_id: ObjectId, response: Doc) -> UpdateOne:
+    """Record the answer of a keyed request (retries replay it)."""
+    return UpdateOne(
+        {"_id": key_id, "state": "pending"}, {"$set": {"state": "done", "response": response}}
+    )
+
+
+async def complete_keys(engine: AIOEngine, ops: Sequence[UpdateOne]) -> None:
+    """Record several answers at once."""
+    if ops:
+        await database(engine)[IDEMPOTENCY_KEYS].bulk_write(list(ops), ordered=False)
+
+
+async def release_key(engine: AIOEngine, key_id: ObjectId) -> None:
+    """Forget a pending key whose request failed, so a retry can run."""
+    await database(engine)[IDEMPOTENCY_KEYS].delete_one({"_id": key_id, "state": "pending"})

@@ -1,0 +1,212 @@
+"""Readings routes: devices post readings and heartbeats; users read history and aggregates."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from app.core.deps import EngineDep, SettingsDep
+from app.core.models import utcnow
+from app.devices import service as devices_service
+from app.ratelimit.dependencies import limits_itself
+from app.readings import service
+from app.readings.dependencies import (
+    BatcherDep,
+    ContextCacheDep,
+    IngestDevice,
+    OwnDevice,
+    ReadableDevice,
+)
+from app.readings.exceptions import QueryInvalid
+from app.readings.schemas import (
+    AggregateRead,
+    HeartbeatIn,
+    IngestResult,
+    LatestRead,
+    PresenceRead,
+    ReadingIn,
+    ReadingsBatchIn,
+    ReadingsPage,
+)
+
+router = APIRouter(prefix="/devices/{device_id}", tags=["readings"])
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+_INGEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        ReadingIn.model_json_schema(ref_template="#/components/schemas/{model}"),
+                        ReadingsBatchIn.model_json_schema(
+                            ref_template="#/components/schemas/{model}"
+                        ),
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+def _names(value: str | None, *, what: str = "metrics") -> list[str] | None:
+    if not value:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if len(names) > 50 or not all(_NAME.match(n) for n in names):
+        raise QueryInvalid(f"{what} must be a comma-separated list of up to 50 metric names")
+    return names
+
+
+@router.post(
+    "/readings",
+    status_code=202,
+    response_model=IngestResult,
+    openapi_extra=_INGEST_BODY,
+    summary="Post one reading or a batch (device key)",
+)
+@limits_itself
+async def post_readings(
+    request: Request,
+    response: Response,
+    device: IngestDevice,
+    engine: EngineDep,
+    settings: SettingsDep,
+    batcher: BatcherDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> IngestResult:
+    """Store readings (answered once written); a retry with the same Idempotency-Key is a no-op."""
+    answer = await service.ingest(
+        engine,
+        batcher=batcher,
+        context=device,
+        body_in=await request.body(),
+        idempotency_key=idempotency_key,
+        settings=settings,
+    )
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return answer.result
+
+
+@router.post(
+    "/heartbeat", response_model=PresenceRead, summary="Say the device is alive (device key)"
+)
+async def post_heartbeat(
+    device: OwnDevice,
+    engine: EngineDep,
+    settings: SettingsDep,
+    cache: ContextCacheDep,
+    heartbeat_in: HeartbeatIn | None = None,
+) -> PresenceRead:
+    """Update last_seen_at and, when given, the device's reported status and detail."""
+    presence = await service.heartbeat(
+        engine,
+        device_id=device.device_id,
+        heartbeat_in=heartbeat_in or HeartbeatIn(),
+        throttle_s=settings.presence_throttle_s,
+        cache=cache,
+    )
+    status = devices_service.derive_status(
+        presence.model_dump(), now=utcnow(), offline_after_s=settings.device_offline_after_s
+    )
+    return presence.model_copy(update={"status": status})
+
+
+@router.get("/readings", response_model=ReadingsPage, summary="Raw readings in a time range")
+async def list_readings(
+    device: ReadableDevice,
+    engine: EngineDep,
+    settings: SettingsDep,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+    metrics: str | None = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    order: Literal["asc", "desc"] = "desc",
+) -> ReadingsPage:
+    """Readings of [start, end) (default: the last 24 hours), newest first unless order=asc."""
+    if limit > settings.readings_history_max_limit:
+        raise QueryInvalid(f"limit may be at most {settings.readings_history_max_limit}")
+    return await service.history(
+        engine,
+        device_id=device.device_id,
+        start=start,
+        end=end,
+        metrics=_names(metrics),
+        limit=limit,
+        cursor=cursor,
+        descending=order == "desc",
+    )
+
+
+@router.get("/readings/latest", response_model=LatestRead, summary="Latest value of each metric")
+async def latest_readings(
+    device: ReadableDevice, engine: EngineDep, metrics: str | None = None
+) -> LatestRead:
+    """The newest value and time of every metric (one small document, whatever the history)."""
+    return await service.latest(engine, device_id=device.device_id, metrics=_names(metrics))
+
+
+@router.get("/readings/aggregate", response_model=AggregateRead, summary="Downsampled readings")
+async def aggregate_readings(
+    device: ReadableDevice,
+    engine: EngineDep,
+    settings: SettingsDep,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+    interval: Annotated[str, Query(max_length=10)] = "1h",
+    agg: Annotated[str, Query(max_length=100)] = "avg",
+    metrics: str | None = None,
+    tz: Annotated[str, Query(max_length=64)] = "UTC",
+    fill: Literal["none", "null"] = "none",
+) -> AggregateRead:
+    """Per bucket of `interval` (1m, 15m, 1h, 1d, 1w, 1mo ...; days and longer start at local
+    midnight in `tz`), the functions of `agg` (avg, min, max, sum, count, first, last)."""
+    return await service.aggregate(
+        engine,
+        context=device,
+        start=start,
+        end=end,
+        interval=interval,
+        functions=[f.strip() for f in agg.split(",") if f.strip()],
+        metrics=_names(metrics),
+        tz=tz,
+        fill=fill == "null",
+        max_buckets=settings.readings_aggregate_max_buckets,
+    )
+
+
+@router.get(
+    "/readings/export",
+    response_class=StreamingResponse,
+    response_model=None,
+    responses={200: {"content": {"text/csv": {}}, "description": "CSV, one column per metric"}},
+    summary="Export readings as CSV",
+)
+async def export_readings(
+    device: ReadableDevice,
+    engine: EngineDep,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+    metrics: str | None = None,
+    format: Literal["csv"] = "csv",  # noqa: A002 - the public query parameter's name
+) -> StreamingResponse:
+    """Stream the readings of [start, end) (default: the last 24 hours) in time order."""
+    start_at, end_at = service.resolve_range(start, end)
+    columns = await service.export_columns(engine, context=device, metrics=_names(metrics))
+    filename = f"readings-{device.device_id}-{start_at:%Y%m%dT%H%M%SZ}.{format}"
+    return StreamingResponse(
+        service.export_csv(
+            engine, device_id=device.device_id, start=start_at, end=end_at, columns=columns
+        ),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

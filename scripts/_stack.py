@@ -1,0 +1,194 @@
+"""A throwaway local stack for the readings scripts: embedded MongoDB, redis-server and the API.
+
+Everything listens on 127.0.0.1 on free ports and is stopped on exit (process groups). Devices
+and their product are written straight into MongoDB by the brief's document contract, so the
+scripts need no Firebase sign-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bson import ObjectId  # noqa: E402
+from pymongo import MongoClient  # noqa: E402
+
+from app.auth import device_keys  # noqa: E402
+from app.core.models import utcnow  # noqa: E402
+from tests.fixtures.services import (  # noqa: E402
+    ManagedProcess,
+    free_port,
+    make_workdir,
+    start_mongodb,
+    start_redis,
+)
+
+MASTER_TOKEN = "bench-master-token-" + "x" * 32
+
+
+@dataclass
+class Device:
+    """A seeded device: id and key."""
+
+    id: str
+    key: str
+
+
+@dataclass
+class Stack:
+    """URLs of the running servers and the processes to stop."""
+
+    mongodb_url: str
+    redis_url: str
+    db_name: str
+    workdir: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for an API process on this stack (settings are read from it)."""
+        values = {
+            **os.environ,
+            "ENVIRONMENT": "development",
+            "MONGODB_URL": self.mongodb_url,
+            "MONGODB_DB": self.db_name,
+            "REDIS_URL": self.redis_url,
+            "LOG_LEVEL": "WARNING",
+            "LOG_JSON": "false",
+            "MASTER_TOKEN": MASTER_TOKEN,
+        }
+        values.update(extra)
+        return values
+
+    def start_api(self, app: str = "app.main:create_app", **env: str) -> str:
+        """Start uvicorn with `app` (a factory) in its own process; returns its base URL."""
+        port = free_port()
+        proc = ManagedProcess(
+            f"api-{app.split(':')[0]}",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            port=port,
+            cwd=ROOT,
+            env=self.env(**env),
+            log_dir=self.workdir,
+        )
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                return bool(resp.status == 200)
+
+        proc.start(timeout=60, ready=ready)
+        self.processes.append(proc)
+        return f"http://127.0.0.1:{port}"
+
+    def mongo(self) -> MongoClient[dict[str, Any]]:
+        """A synchronous client on the stack's MongoDB."""
+        return MongoClient(self.mongodb_url, tz_aware=True)
+
+    def seed(self, count: int, *, ingest_limit_per_minute: int | None = None) -> list[Device]:
+        """A product with temperature and humidity metrics and `count` devices of it."""
+        now = utcnow()
+        with self.mongo() as client:
+            db = client[self.db_name]
+            product_id = ObjectId()
+            db["products"].insert_one(
+                {
+                    "_id": product_id,
+                    "name": "Simulated thermometer",
+                    "sku": f"SIM-{product_id}",
+                    "folder_id": None,
+                    "telemetry": {
+                        "metrics": [
+                            {"name": "temperature", "unit": "C", "min": -40, "max": 85},
+                            {"name": "humidity", "unit": "%", "min": 0, "max": 100},
+                        ],
+                        "allow_unknown": False,
+                        "ingest_limit_per_minute": ingest_limit_per_minute,
+                    },
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            devices, docs = [], []
+            for i in range(count):
+                key = device_keys.generate()
+                device_id = ObjectId()
+                docs.append(
+                    {
+                        "_id": device_id,
+                        "name": f"sim-{i}",
+                        "name_key": f"sim-{i}",
+                        "serial": f"SIM-{device_id}",
+                        "product_id": str(product_id),
+                        "folder_id": None,
+                        "folder_path": [],
+                        "key_hash": key.key_hash,
+                        "key_prefix": key.key_prefix,
+                        "location": None,
+                        "metadata": {},
+                        "created_at": now,
+                        "updated_at": now,
+                        "presence": None,
+                        "created_by": "simulator",
+                    }
+                )
+                devices.append(Device(id=str(device_id), key=key.key))
+            db["devices"].insert_many(docs)
+        return devices
+
+    def stop(self) -> None:
+        """Stop every process started here."""
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+@contextlib.contextmanager
+def local_stack() -> Iterator[Stack]:
+    """Start MongoDB (embedded, or `MONGODB_URL` when set) and redis-server; stop them after."""
+    workdir = make_workdir()
+    processes: list[ManagedProcess] = []
+    external = os.environ.get("MONGODB_URL")
+    if external:
+        mongodb_url = external
+    else:
+        mongo = start_mongodb(workdir)
+        processes.append(mongo)
+        mongodb_url = f"mongodb://127.0.0.1:{mongo.port}"
+    redis = start_redis(workdir)
+    processes.append(redis)
+    stack = Stack(
+        mongodb_url=mongodb_url,
+        redis_url=f"redis://127.0.0.1:{redis.port}/0",
+        db_name=f"sensorhub_bench_{int(time.time())}",
+        workdir=workdir,
+        processes=processes,
+    )
+    try:
+        yield stack
+    finally:
+        if external:
+            with contextlib.suppress(Exception), stack.mongo() as client:
+                client.drop_database(stack.db_name)
+        stack.stop()

@@ -1,0 +1,162 @@
+"""Ingest throughput: the API (device auth, rate limiting, validation, group commit) against
+the store itself, in one run on one store.
+
+1. Batches of 1,000 readings: POST through the API vs the raw driver `insert_many` of the
+   same documents (target ratio >= 0.7).
+2. Single-reading requests at concurrency 32: the API vs a bare FastAPI endpoint doing one
+   `insert_one` per request (target ratio >= 0.7).
+
+Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and two API processes on
+127.0.0.1; runs for about a minute. Prints the figures last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from _stack import Device, Stack, local_stack
+from motor.motor_asyncio import AsyncIOMotorClient
+
+BATCH = 1000
+CONCURRENCY_BATCH = 4
+CONCURRENCY_SINGLE = 32
+
+
+def batch_readings(start: datetime, n: int) -> list[dict[str, Any]]:
+    """`n` readings a second apart."""
+    return [
+        {
+            "ts": (start + timedelta(seconds=i)).isoformat(),
+            "metrics": {"temperature": 20 + (i % 50) / 10, "humidity": 40 + (i % 20)},
+        }
+        for i in range(n)
+    ]
+
+
+async def gather_limited(concurrency: int, jobs: list[Any]) -> None:
+    """Run coroutine factories with at most `concurrency` at once."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+
+    async def worker() -> None:
+        while not queue.empty():
+            job = queue.get_nowait()
+            await job()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def raw_batches(stack: Stack, device: Device, product_id: str, batches: int) -> float:
+    """Readings per second of `insert_many` of ready documents, straight to the store."""
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        stack.mongodb_url, tz_aware=True
+    )
+    coll = client[stack.db_name]["readings"]
+    meta = {"device_id": device.id, "product_id": product_id}
+    base = datetime.now(UTC) - timedelta(days=2)
+    docs = [
+        [
+            {"ts": datetime.fromisoformat(r["ts"]), "meta": meta, "m": r["metrics"]}
+            for r in batch_readings(base + timedelta(hours=b), BATCH)
+        ]
+        for b in range(batches)
+    ]
+    started = time.perf_counter()
+    await gather_limited(
+        CONCURRENCY_BATCH,
+        [lambda d=d: coll.insert_many(d, ordered=False) for d in docs],
+    )
+    elapsed = time.perf_counter() - started
+    client.close()
+    return batches * BATCH / elapsed
+
+
+async def api_batches(url: str, devices: list[Device], batches: int) -> float:
+    """Readings per second of POSTed batches, answered 202 (written)."""
+    base = datetime.now(UTC) - timedelta(days=1)
+    bodies = [
+        json.dumps({"readings": batch_readings(base + timedelta(hours=b), BATCH)}).encode()
+        for b in range(batches)
+    ]
+    accepted = 0
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def post(b: int) -> None:
+            nonlocal accepted
+            device = devices[b % len(devices)]
+            resp = await client.post(
+                f"/api/v1/devices/{device.id}/readings",
+                content=bodies[b],
+                headers={"X-Device-Key": device.key, "Content-Type": "application/json"},
+            )
+            resp.raise_for_status()
+            accepted += resp.json()["accepted"]
+
+        started = time.perf_counter()
+        await gather_limited(CONCURRENCY_BATCH, [lambda b=b: post(b) for b in range(batches)])
+        elapsed = time.perf_counter() - started
+    assert accepted == batches * BATCH, accepted
+    return accepted / elapsed
+
+
+async def singles(url: str, devices: list[Device], requests: int, *, prefix: str) -> float:
+    """Requests per second of single-reading POSTs at concurrency 32 (all must be 202)."""
+    limits = httpx.Limits(max_connections=CONCURRENCY_SINGLE)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def post(i: int) -> None:
+            device = devices[i % len(devices)]
+            resp = await client.post(
+                f"{prefix}/devices/{device.id}/readings",
+                content=json.dumps({"metrics": {"temperature": 21.5, "humidity": 40}}),
+                headers={"X-Device-Key": device.key, "Content-Type": "application/json"},
+            )
+            if resp.status_code != 202:
+                raise RuntimeError(f"{resp.status_code}: {resp.text[:200]}")
+
+        await post(0)  # warm up connections and caches
+        started = time.perf_counter()
+        await gather_limited(CONCURRENCY_SINGLE, [lambda i=i: post(i) for i in range(requests)])
+        return requests / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Run both comparisons, best of `--rounds`, and print the ratios last."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 per round")
+    parser.add_argument("--requests", type=int, default=2000, help="single requests per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with local_stack() as stack:
+        devices = stack.seed(32, ingest_limit_per_minute=1_000_000)
+        with stack.mongo() as client:
+            product_id = client[stack.db_name]["devices"].find_one()["product_id"]
+        api = stack.start_api()
+        bare = stack.start_api("scripts._bare_app:create_bare_app")
+        raw_rates, api_rates, single_rates, bare_rates = [], [], [], []
+        for round_ in range(args.rounds):
+            raw_rates.append(asyncio.run(raw_batches(stack, devices[0], product_id, args.batches)))
+            api_rates.append(asyncio.run(api_batches(api, devices, args.batches)))
+            bare_rates.append(asyncio.run(singles(bare, devices, args.requests, prefix="")))
+            single_rates.append(asyncio.run(singles(api, devices, args.requests, prefix="/api/v1")))
+            print(
+                f"round {round_ + 1}: batch api {api_rates[-1]:.0f}/s raw {raw_rates[-1]:.0f}/s; "
+                f"single api {single_rates[-1]:.0f}/s bare {bare_rates[-1]:.0f}/s"
+            )
+    raw, api_rate = max(raw_rates), max(api_rates)
+    bare_rate, single = max(bare_rates), max(single_rates)
+    print(f"batch ingest:  API {api_rate:,.0f} readings/s vs raw insert_many {raw:,.0f}/s")
+    print(f"single ingest: API {single:,.0f} req/s vs bare insert_one endpoint {bare_rate:,.0f}/s")
+    print(f"batch ratio  {api_rate / raw:.2f} (target >= 0.7)")
+    print(f"single ratio {single / bare_rate:.2f} (target >= 0.7)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Simulate N devices of a product posting readings through the real HTTP API.
+
+    .venv/bin/python scripts/simulate_devices.py --devices 20 --rate 2 --duration 30
+
+Without `--url`, it starts its own stack (embedded MongoDB, redis-server, the API) on free
+ports and seeds a product and the devices. With `--url`, pass the devices to simulate as
+`--device <id>:<key>` (keys are shown once when a device is created or its key rotated).
+
+Every request carries a fresh `Idempotency-Key`; a failed request (429, 503, network) is
+retried with the same key, as a device should. Prints a progress bar and a summary last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from _stack import Device, local_stack
+from tqdm import tqdm
+
+
+@dataclass
+class Tally:
+    """What happened, for the summary."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
+    rejected: int = 0
+    retries: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+def reading(state: dict[str, float]) -> dict[str, Any]:
+    """A plausible reading: a random walk of temperature and humidity."""
+    state["t"] = min(60.0, max(-20.0, state["t"] + random.gauss(0, 0.2)))
+    state["h"] = min(100.0, max(0.0, state["h"] + random.gauss(0, 0.5)))
+    return {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "metrics": {"temperature": round(state["t"], 2), "humidity": round(state["h"], 1)},
+    }
+
+
+async def run_device(
+    client: httpx.AsyncClient,
+    device: Device,
+    *,
+    rate: float,
+    batch: int,
+    until: float,
+    tally: Tally,
+    bar: tqdm,  # type: ignore[type-arg]
+) -> None:
+    """Post batches of readings at `rate` readings per second until `until`."""
+    state = {"t": random.uniform(15, 25), "h": random.uniform(30, 60)}
+    period = batch / rate
+    next_at = time.monotonic() + random.uniform(0, period)
+    while next_at < until:
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        next_at += period
+        readings = [reading(state) for _ in range(batch)]
+        body = json.dumps(readings[0] if batch == 1 else {"readings": readings})
+        headers = {"X-Device-Key": device.key, "Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(5):
+            started = time.perf_counter()
+            try:
+                resp = await client.post(
+                    f"/api/v1/devices/{device.id}/readings",
+                    content=body,
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+            except httpx.HTTPError as exc:
+                tally.statuses[type(exc).__name__] += 1
+            else:
+                tally.latencies.append(time.perf_counter() - started)
+                tally.statuses[str(resp.status_code)] += 1
+                if resp.status_code == 202:
+                    answer = resp.json()
+                    tally.accepted += answer["accepted"]
+                    tally.rejected += answer["rejected"]
+                    break
+                if resp.status_code not in (409, 429, 503):
+                    break
+                retry_after = float(resp.headers.get("Retry-After", "1"))
+                await asyncio.sleep(min(retry_after, 5.0))
+            tally.retries += 1
+            await asyncio.sleep(0.2 * (attempt + 1))
+        bar.update(1)
+
+
+async def simulate(url: str, devices: list[Device], args: argparse.Namespace) -> Tally:
+    """Run every device concurrently for the duration."""
+    tally = Tally()
+    total = int(len(devices) * args.rate * args.duration / args.batch)
+    limits = httpx.Limits(max_connections=min(len(devices), 100))
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        with tqdm(total=total, unit="req", desc="posting") as bar:
+            await asyncio.gather(
+                *(
+                    run_device(
+                        client,
+                        d,
+                        rate=args.rate,
+                        batch=args.batch,
+                        until=started + args.duration,
+                        tally=tally,
+                        bar=bar,
+                    )
+                    for d in devices
+                )
+            )
+    tally.statuses["elapsed_s"] = int(time.monotonic() - started)
+    return tally
+
+
+def summary(tally: Tally, *, devices: int, duration: float) -> str:
+    """The figures, one per line."""
+    lat = sorted(tally.latencies) or [0.0]
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+
+    statuses = {k: v for k, v in tally.statuses.items() if k != "elapsed_s"}
+    return "\n".join(
+        [
+            f"devices:            {devices}",
+            f"requests by status: {dict(sorted(statuses.items()))}",
+            f"retries:            {tally.retries}",
+            f"readings accepted:  {tally.accepted}  rejected: {tally.rejected}",
+            f"ingest rate:        {tally.accepted / duration:.1f} readings/s",
+            f"latency ms:         p50 {pct(0.5):.1f}  p95 {pct(0.95):.1f}  p99 {pct(0.99):.1f}"
+            f"  mean {statistics.fmean(lat) * 1000:.1f}",
+        ]
+    )
+
+
+def main() -> None:
+    """Parse arguments, run, print the summary last."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10, help="simulated devices (own stack)")
+    parser.add_argument("--rate", type=float, default=1.0, help="readings per second per device")
+    parser.add_argument("--batch", type=int, default=1, help="readings per request")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds to run (max 170)")
+    parser.add_argument("--url", help="an API that is already running (else start one)")
+    parser.add_argument("--device", action="append", default=[], help="id:key (with --url)")
+    args = parser.parse_args()
+    args.duration = min(args.duration, 170.0)
+    if args.url:
+        devices = [Device(*pair.split(":", 1)) for pair in args.device]
+        if not devices:
+            parser.error("--url needs at least one --device id:key")
+        tally = asyncio.run(simulate(args.url, devices, args))
+    else:
+        with local_stack() as stack:
+            devices = stack.seed(args.devices)
+            url = stack.start_api()
+            tally = asyncio.run(simulate(url, devices, args))
+    print(summary(tally, devices=len(devices), duration=args.duration))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Fixtures of the readings tests: raw device and product documents by the brief's contract."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from fastapi import FastAPI
+from odmantic import AIOEngine
+
+from app.auth import device_keys
+from app.core.db import MongoDatabase
+from app.core.models import utcnow
+from app.readings.ingest import IngestBatcher
+from app.readings.repository import DeviceContext, load_device_context
+
+MakeDevice = Callable[..., Awaitable["TestDevice"]]
+
+
+class TestDevice:
+    """A stored device, its product, its key and its ingest context."""
+
+    __test__ = False
+
+    def __init__(self, *, context: DeviceContext, key: str) -> None:
+        self.context = context
+        self.key = key
+
+    @property
+    def id(self) -> str:
+        """The device id (hex)."""
+        return self.context.device_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Device authentication headers."""
+        return {"X-Device-Key": self.key}
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> AIOEngine:
+    """The shared app's engine."""
+    engine: AIOEngine = app.state.engine
+    return engine
+
+
+@pytest.fixture
+def batcher(app: FastAPI) -> IngestBatcher:
+    """The shared app's group-commit batcher."""
+    batcher: IngestBatcher = app.state.ingest
+    return batcher
+
+
+@pytest.fixture
+def make_device(mongo_db: MongoDatabase, engine: AIOEngine) -> MakeDevice:
+    """Insert a product with a telemetry schema and one device of it."""
+
+    async def make(
+        *,
+        metrics: list[dict[str, Any]] | None = None,
+        allow_unknown: bool = True,
+        ingest_limit_per_minute: int | None = None,
+        presence: dict[str, Any] | None = None,
+    ) -> TestDevice:
+        now = utcnow()
+        product_id = ObjectId()
+        await mongo_db["products"].insert_one(
+            {
+                "_id": product_id,
+                "name": "Thermo",
+                "sku": f"SKU-{product_id}",
+                "folder_id": None,
+                "telemetry": {
+                    "metrics": metrics
+                    if metrics is not None
+                    else [
+                        {"name": "temperature", "unit": "C", "min": -40, "max": 85},
+                        {"name": "humidity", "unit": "%", "min": 0, "max": 100},
+                    ],
+                    "allow_unknown": allow_unknown,
+                    "ingest_limit_per_minute": ingest_limit_per_minute,
+                },
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        key = device_keys.generate()
+        device_id = ObjectId()
+        await mongo_db["devices"].insert_one(
+            {
+                "_id": device_id,
+                "name": f"dev-{device_id}",
+                "name_key": f"dev-{device_id}",
+                "serial": f"SN-{device_id}",
+                "product_id": str(product_id),
+                "folder_id": None,
+                "folder_path": [],
+                "key_hash": key.key_hash,
+                "key_prefix": key.key_prefix,
+                "location": None,
+                "metadata": {},
+                "created_at": now,
+                "updated_at": now,
+                "presence": presence,
+                "created_by": "tests",
+            }
+        )
+        context = await load_device_context(engine, str(device_id))
+        assert context is not None
+        return TestDevice(context=context, key=key.key)
+
+    return make
