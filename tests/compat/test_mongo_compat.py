@@ -103,19 +103,24 @@ class TestIndexesAndUpdates:
         assert (await coll.find_one({"_id": 1}))["tags"] == ["b"]
 
     async def test_conditional_latest_value_never_goes_back(self, coll: Any) -> None:
-        """The portable form of "set only if newer" (no pipeline updates)."""
+        """The portable form of "set only if newer" (no pipeline updates).
 
-        async def offer(ts: datetime, value: float) -> None:
+        `_id` and the `$or` go in one `$and`: the embedded server drops an `_id` that stands
+        beside a top-level `$or` and may update another document.
+        """
+
+        async def offer(device: str, ts: datetime, value: float) -> None:
+            newer = [{"m.t.ts": {"$lt": ts}}, {"m.t.ts": {"$exists": False}}]
             await coll.update_one(
-                {"_id": "dev", "$or": [{"m.t.ts": {"$lt": ts}}, {"m.t.ts": {"$exists": False}}]},
+                {"$and": [{"_id": device}, {"$or": newer}]},
                 {"$set": {"m.t": {"ts": ts, "v": value}}},
             )
 
-        await coll.insert_one({"_id": "dev", "m": {}})
-        await offer(T0 + timedelta(minutes=5), 2.0)
-        await offer(T0, 1.0)  # late reading
-        doc = await coll.find_one({"_id": "dev"})
-        assert doc["m"]["t"]["v"] == 2.0
+        await coll.insert_many([{"_id": "other", "m": {}}, {"_id": "dev", "m": {}}])
+        await offer("dev", T0 + timedelta(minutes=5), 2.0)
+        await offer("dev", T0, 1.0)  # late reading
+        assert (await coll.find_one({"_id": "dev"}))["m"]["t"]["v"] == 2.0
+        assert (await coll.find_one({"_id": "other"}))["m"] == {}
 
     async def test_bulk_write(self, coll: Any) -> None:
         ops = [UpdateOne({"_id": i}, {"$set": {"v": i}}, upsert=True) for i in range(3)]
