@@ -21,6 +21,7 @@ from pymongo import IndexModel
 from pymongo.errors import CollectionInvalid, OperationFailure
 
 from app.core.config import Settings
+from app.core.models import parse_object_id
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,12 @@ async def find_one(engine: AIOEngine, model: type[ModelT], query: Filter) -> Mod
     """The first document matching `query`, as a model instance."""
     doc = await collection(engine, model).find_one(dict(query))
     return None if doc is None else model.model_validate_doc(doc)
+
+
+async def find_by_id(engine: AIOEngine, model: type[ModelT], hex_id: str) -> ModelT | None:
+    """The document with this hex `_id`; None for an unknown or malformed id."""
+    oid = parse_object_id(hex_id)
+    return None if oid is None else await find_one(engine, model, {"_id": oid})
 
 
 async def find_many(

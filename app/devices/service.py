@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from app.auth import device_keys
 from app.auth.principal import Principal
 from app.core import db
-from app.core.models import parse_object_id, utcnow
+from app.core.models import utcnow
 from app.core.pagination import PageParams, and_filters, next_cursor
 from app.devices.exceptions import DeviceNotFound, MetadataTooLarge, SerialTaken
 from app.devices.models import Device
@@ -83,8 +83,7 @@ def check_metadata(metadata: dict[str, Any], *, max_bytes: int) -> None:
 
 async def get(engine: AIOEngine, *, device_id: str) -> Device:
     """Load a device by hex id (malformed ids are simply not found)."""
-    oid = parse_object_id(device_id)
-    device = None if oid is None else await db.find_one(engine, Device, {"_id": oid})
+    device = await db.find_by_id(engine, Device, device_id)
     if device is None:
         raise DeviceNotFound()
     return device

@@ -11,7 +11,6 @@ from pymongo.errors import DuplicateKeyError
 
 from app.auth.principal import Principal
 from app.core import db
-from app.core.models import parse_object_id
 from app.core.pagination import PageParams, and_filters, next_cursor
 from app.devices.models import Device
 from app.folders.exceptions import FolderCycle, FolderNameTaken, FolderNotEmpty, FolderNotFound
@@ -26,8 +25,7 @@ from app.products.models import Product
 
 async def get(engine: AIOEngine, *, folder_id: str) -> Folder:
     """Load a folder by hex id (malformed ids are simply not found)."""
-    oid = parse_object_id(folder_id)
-    folder = None if oid is None else await db.find_one(engine, Folder, {"_id": oid})
+    folder = await db.find_by_id(engine, Folder, folder_id)
     if folder is None:
         raise FolderNotFound()
     return folder

@@ -10,7 +10,6 @@ from pymongo.errors import DuplicateKeyError
 
 from app.auth.principal import Principal
 from app.core import db
-from app.core.models import parse_object_id
 from app.core.pagination import PageParams, and_filters, next_cursor
 from app.devices.models import Device
 from app.folders import service as folders_service
@@ -24,8 +23,7 @@ from app.products.schemas import ProductCreate, ProductUpdate
 
 async def get(engine: AIOEngine, *, product_id: str) -> Product:
     """Load a product by hex id (malformed ids are simply not found)."""
-    oid = parse_object_id(product_id)
-    product = None if oid is None else await db.find_one(engine, Product, {"_id": oid})
+    product = await db.find_by_id(engine, Product, product_id)
     if product is None:
         raise ProductNotFound()
     return product
