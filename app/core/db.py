@@ -167,6 +167,19 @@ async def replace(engine: AIOEngine, instance: ModelT) -> ModelT:
     return instance
 
 
+async def update_fields(engine: AIOEngine, instance: Model, changes: Mapping[str, Any]) -> None:
+    """A targeted `$set` of `changes` that stamps `updated_at` with the server's clock.
+
+    Other fields (written concurrently by other writers) are left alone; `$currentDate`
+    keeps `updated_at` a date on every server.
+    """
+    if changes:
+        await collection(engine, type(instance)).update_one(
+            {"_id": instance.model_dump_doc()["_id"]},
+            {"$set": dict(changes), "$currentDate": {"updated_at": True}},
+        )
+
+
 async def delete(engine: AIOEngine, instance: Model) -> None:
     """Delete one document by its id."""
     await collection(engine, type(instance)).delete_one({"_id": instance.model_dump_doc()["_id"]})

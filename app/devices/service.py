@@ -96,15 +96,6 @@ async def get_for(engine: AIOEngine, *, principal: Principal, device_id: str, ro
     return device
 
 
-async def _folder_path(engine: AIOEngine, principal: Principal, folder_id: str | None) -> list[str]:
-    if folder_id is None:
-        return []
-    folder = await folders_service.get_for(
-        engine, principal=principal, folder_id=folder_id, role=Role.EDITOR
-    )
-    return folder.path
-
-
 async def create(
     engine: AIOEngine, *, principal: Principal, device_in: DeviceCreate, metadata_max_bytes: int
 ) -> tuple[Device, str]:
@@ -122,7 +113,9 @@ async def create(
         serial=device_in.serial,
         product_id=device_in.product_id,
         folder_id=device_in.folder_id,
-        folder_path=await _folder_path(engine, principal, device_in.folder_id),
+        folder_path=await folders_service.destination_path(
+            engine, principal=principal, folder_id=device_in.folder_id
+        ),
         key_hash=key.key_hash,
         key_prefix=key.key_prefix,
         location=location.model_dump() if location else None,
@@ -193,19 +186,15 @@ async def update(
         )
         changes["product_id"] = device_in.product_id
     if "folder_id" in fields and device_in.folder_id != device.folder_id:
-        # Moving changes who inherits access, so it takes the owner role, like sharing.
-        await permissions_service.require(engine, principal, device, Role.OWNER)
         changes.update(
-            folder_id=device_in.folder_id,
-            folder_path=await _folder_path(engine, principal, device_in.folder_id),
-        )
-    if changes:
-        try:
-            await db.collection(engine, Device).update_one(
-                {"_id": device.id}, {"$set": changes, "$currentDate": {"updated_at": True}}
+            await folders_service.move_fields(
+                engine, principal=principal, resource=device, folder_id=device_in.folder_id
             )
-        except DuplicateKeyError:
-            raise SerialTaken() from None
+        )
+    try:
+        await db.update_fields(engine, device, changes)
+    except DuplicateKeyError:
+        raise SerialTaken() from None
     return await get(engine, device_id=str(device.id))
 
 

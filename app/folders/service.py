@@ -31,6 +31,31 @@ async def get(engine: AIOEngine, *, folder_id: str) -> Folder:
     return folder
 
 
+async def destination_path(
+    engine: AIOEngine, *, principal: Principal, folder_id: str | None
+) -> list[str]:
+    """The path of a destination folder the caller may edit ([] for the top level)."""
+    if folder_id is None:
+        return []
+    folder = await get_for(engine, principal=principal, folder_id=folder_id, role=Role.EDITOR)
+    return folder.path
+
+
+async def move_fields(
+    engine: AIOEngine, *, principal: Principal, resource: Any, folder_id: str | None
+) -> dict[str, Any]:
+    """The fields that move a product or device into `folder_id`.
+
+    Moving changes who inherits access, so it takes owner on the resource (like sharing) and
+    editor on the destination.
+    """
+    await permissions_service.require(engine, principal, resource, Role.OWNER)
+    return {
+        "folder_id": folder_id,
+        "folder_path": await destination_path(engine, principal=principal, folder_id=folder_id),
+    }
+
+
 async def get_for(engine: AIOEngine, *, principal: Principal, folder_id: str, role: Role) -> Folder:
     """Load a folder the caller holds `role` on (404 when invisible, 403 when too weak)."""
     folder = await get(engine, folder_id=folder_id)
@@ -124,9 +149,7 @@ async def update(
     if not changes:
         return folder
     try:
-        await db.collection(engine, Folder).update_one(
-            {"_id": folder.id}, {"$set": changes, "$currentDate": {"updated_at": True}}
-        )
+        await db.update_fields(engine, folder, changes)
     except DuplicateKeyError:
         raise FolderNameTaken() from None
     if moving:

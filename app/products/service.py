@@ -38,16 +38,6 @@ async def get_for(
     return product
 
 
-async def _folder_path(engine: AIOEngine, principal: Principal, folder_id: str | None) -> list[str]:
-    """The path of a destination folder the caller may edit ([] for the top level)."""
-    if folder_id is None:
-        return []
-    folder = await folders_service.get_for(
-        engine, principal=principal, folder_id=folder_id, role=Role.EDITOR
-    )
-    return folder.path
-
-
 async def create(engine: AIOEngine, *, principal: Principal, product_in: ProductCreate) -> Product:
     """Create a product (editor on its folder needed); the creator becomes its owner."""
     uid = permissions_service.creator_uid(principal)
@@ -59,7 +49,9 @@ async def create(engine: AIOEngine, *, principal: Principal, product_in: Product
         description=product_in.description,
         tags=product_in.tags,
         folder_id=product_in.folder_id,
-        folder_path=await _folder_path(engine, principal, product_in.folder_id),
+        folder_path=await folders_service.destination_path(
+            engine, principal=principal, folder_id=product_in.folder_id
+        ),
         telemetry=product_in.telemetry.model_dump(mode="json"),
         owner_uid=uid,
         created_by=uid,
@@ -117,19 +109,15 @@ async def update(
     if product_in.telemetry is not None:
         changes["telemetry"] = product_in.telemetry.model_dump(mode="json")
     if "folder_id" in fields and product_in.folder_id != product.folder_id:
-        # Moving changes who inherits access, so it takes the owner role, like sharing.
-        await permissions_service.require(engine, principal, product, Role.OWNER)
         changes.update(
-            folder_id=product_in.folder_id,
-            folder_path=await _folder_path(engine, principal, product_in.folder_id),
-        )
-    if changes:
-        try:
-            await db.collection(engine, Product).update_one(
-                {"_id": product.id}, {"$set": changes, "$currentDate": {"updated_at": True}}
+            await folders_service.move_fields(
+                engine, principal=principal, resource=product, folder_id=product_in.folder_id
             )
-        except DuplicateKeyError:
-            raise SkuTaken() from None
+        )
+    try:
+        await db.update_fields(engine, product, changes)
+    except DuplicateKeyError:
+        raise SkuTaken() from None
     return await get(engine, product_id=str(product.id))
 
 
