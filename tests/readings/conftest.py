@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -112,3 +113,18 @@ def make_device(mongo_db: MongoDatabase, engine: AIOEngine) -> MakeDevice:
         return TestDevice(context=context, key=key.key)
 
     return make
+
+
+@asynccontextmanager
+async def running_batcher(
+    engine: AIOEngine, *, flush_interval_s: float = 0, max_docs: int = 100
+) -> AsyncIterator[IngestBatcher]:
+    """A batcher of the test's own, started and always stopped (flushing what it holds)."""
+    batcher = IngestBatcher(
+        engine, flush_interval_s=flush_interval_s, max_docs=max_docs, presence_throttle_s=30
+    )
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        await batcher.stop()

@@ -24,7 +24,7 @@ from app.readings.exceptions import (
 )
 from app.readings.ingest import IngestBatcher
 from app.readings.schemas import HeartbeatIn
-from tests.readings.conftest import MakeDevice, TestDevice
+from tests.readings.conftest import MakeDevice, TestDevice, running_batcher
 
 
 def body(*readings: dict[str, Any]) -> bytes:
@@ -126,11 +126,7 @@ class TestGroupCommit:
         mongo_db: MongoDatabase,
     ) -> None:
         devices = [await make_device() for _ in range(4)]
-        batcher = IngestBatcher(
-            engine, flush_interval_s=0.05, max_docs=10_000, presence_throttle_s=30
-        )
-        batcher.start()
-        try:
+        async with running_batcher(engine, flush_interval_s=0.05, max_docs=10_000) as batcher:
             answers = await asyncio.gather(
                 *(
                     post(engine, batcher, d, settings, body({"metrics": {"temperature": i}}))
@@ -138,8 +134,6 @@ class TestGroupCommit:
                     for d in devices
                 )
             )
-        finally:
-            await batcher.stop()
         assert all(a.result.accepted == 1 for a in answers)
         assert batcher.flush_count < 40
         for d in devices:
@@ -348,15 +342,11 @@ class TestPresence:
         mongo_db: MongoDatabase,
     ) -> None:
         device = await make_device()
-        batcher = IngestBatcher(engine, flush_interval_s=0, max_docs=100, presence_throttle_s=30)
-        batcher.start()
-        try:
+        async with running_batcher(engine) as batcher:
             await post(engine, batcher, device, settings, body({"metrics": {"temperature": 1}}))
             first = (await mongo_db["devices"].find_one({"_id": ObjectId(device.id)}))["presence"]
             await post(engine, batcher, device, settings, body({"metrics": {"temperature": 2}}))
             second = (await mongo_db["devices"].find_one({"_id": ObjectId(device.id)}))["presence"]
-        finally:
-            await batcher.stop()
         assert isinstance(first["last_seen_at"], datetime)
         assert second == first
 
@@ -394,12 +384,8 @@ class TestPresence:
         device = await make_device(
             presence={"last_seen_at": old, "reported_status": "error", "detail": {"e": "x"}}
         )
-        batcher = IngestBatcher(engine, flush_interval_s=0, max_docs=100, presence_throttle_s=30)
-        batcher.start()
-        try:
+        async with running_batcher(engine) as batcher:
             await post(engine, batcher, device, settings, body({"metrics": {"temperature": 1}}))
-        finally:
-            await batcher.stop()
         presence = (await mongo_db["devices"].find_one({"_id": ObjectId(device.id)}))["presence"]
         assert presence["reported_status"] == "error"
         assert presence["detail"] == {"e": "x"}
