@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from fastapi import FastAPI
 from app import __version__, schema
 from app.api import api_router
 from app.auth.firebase import FirebaseAuth
+from app.auth.key_cache import DeviceKeyCache
 from app.core import db, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -45,6 +48,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     mongo_client = db.create_client(settings)
     redis_client = redis.create_redis(settings)
     rate_limiter = create_limiter(settings)
+    device_keys = DeviceKeyCache(ttl_s=settings.device_key_cache_s, publisher=redis_client)
+    app.state.device_keys = device_keys
+    revocations = asyncio.create_task(
+        device_keys.follow(settings.redis_url, timeout_s=settings.redis_timeout_s),
+        name="device-key-revocations",
+    )
     try:
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
@@ -62,6 +71,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await readings_ingest.stop(app.state)  # acknowledged readings are written first
+        revocations.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await revocations
         await rate_limiter.aclose()
         await redis_client.aclose()
         mongo_client.close()

@@ -21,7 +21,9 @@ import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from odmantic import AIOEngine
 
+from app.auth.key_cache import DeviceKeyCache
 from app.core.config import Settings
 from app.core.db import MongoDatabase, database
 from app.main import create_app
@@ -186,6 +188,20 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def mongo_db(app: FastAPI) -> MongoDatabase:
     """The raw database of the shared app, for assertions on what was stored."""
     return database(app.state.engine)
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> AIOEngine:
+    """The shared app's ODMantic engine, for service-level tests."""
+    engine: AIOEngine = app.state.engine
+    return engine
+
+
+@pytest.fixture
+def key_cache(app: FastAPI) -> DeviceKeyCache:
+    """The shared app's device-key cache (services revoke keys through it)."""
+    cache: DeviceKeyCache = app.state.device_keys
+    return cache
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from app.auth.exceptions import (
     UserRequired,
 )
 from app.auth.firebase import FirebaseAuth
+from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
-from app.core.deps import CeleryDep, EngineDep, SettingsDep
 
 DEVICE_KEY_HEADER = "X-Device-Key"
 
@@ -43,18 +43,29 @@ async def get_firebase(request: Request) -> FirebaseAuth:
 FirebaseDep = Annotated[FirebaseAuth, Depends(get_firebase)]
 
 
+async def get_device_keys(request: Request) -> DeviceKeyCache:
+    """The device-key cache made in the lifespan (services revoke keys through it)."""
+    device_keys: DeviceKeyCache = request.app.state.device_keys
+    return device_keys
+
+
+DeviceKeysDep = Annotated[DeviceKeyCache, Depends(get_device_keys)]
+
+
 async def get_authentication(
     request: Request,
-    settings: SettingsDep,
-    engine: EngineDep,
-    firebase: FirebaseDep,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     _device_key: Annotated[str | None, Depends(device_key_scheme)],
 ) -> auth_service.Authentication | None:
     """Check the request's credentials; None when it carries none, 401 when they are bad."""
+    # Every request solves this dependency: it reads the lifespan's clients from app.state
+    # itself rather than through three more dependencies FastAPI would resolve each time.
+    state = request.app.state
     device_key = request.headers.get(DEVICE_KEY_HEADER)
     if device_key is not None:
-        return await auth_service.authenticate_device(engine, key=device_key.strip())
+        return await auth_service.authenticate_device(
+            state.engine, key=device_key.strip(), key_cache=state.device_keys
+        )
     authorization = request.headers.get("Authorization")
     if authorization is None:
         return None
@@ -62,7 +73,13 @@ async def get_authentication(
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise InvalidCredentials("Send credentials as `Authorization: Bearer <token>`")
-    return await auth_service.authenticate(engine, firebase, settings=settings, token=token)
+    return await auth_service.authenticate(
+        state.engine,
+        state.firebase,
+        settings=state.settings,
+        token=token,
+        key_cache=state.device_keys,
+    )
 
 
 AuthenticationDep = Annotated[auth_service.Authentication | None, Depends(get_authentication)]
@@ -98,16 +115,14 @@ def _principal_dependency(
     """A dependency that requires credentials, applies `check`, and only then records the
     caller as seen (so a refused request writes nothing)."""
 
-    async def dependency(
-        authentication: AuthenticationDep,
-        settings: SettingsDep,
-        engine: EngineDep,
-        celery: CeleryDep,
-    ) -> Principal:
+    async def dependency(request: Request, authentication: AuthenticationDep) -> Principal:
         if authentication is None:
             raise CredentialsRequired("This endpoint needs credentials")
         check(authentication.principal)
-        await auth_service.accept(engine, celery, settings=settings, authentication=authentication)
+        state = request.app.state
+        await auth_service.accept(
+            state.engine, state.celery, settings=state.settings, authentication=authentication
+        )
         return authentication.principal
 
     dependency.__doc__ = doc

@@ -11,6 +11,7 @@ from odmantic import AIOEngine
 from app.auth import device_keys, sessions, tokens
 from app.auth.exceptions import AccountDisabled, InvalidCredentials, RefreshTokenReused
 from app.auth.firebase import FirebaseAuth, FirebaseIdentity
+from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
 from app.auth.schemas import MeRead, SessionTokens
 from app.core import db
@@ -37,16 +38,22 @@ def ensure_enabled(user: User | None) -> None:
         raise AccountDisabled("This account has been disabled by an administrator")
 
 
-async def authenticate_device(engine: AIOEngine, *, key: str) -> Authentication:
-    """A device by its key; looked up on every request, so a rotated key stops at once."""
+async def authenticate_device(
+    engine: AIOEngine, *, key: str, key_cache: DeviceKeyCache | None = None
+) -> Authentication:
+    """A device by its key: from the cache while revocations reach it, else from MongoDB."""
     if not device_keys.looks_like_device_key(key):
         raise InvalidCredentials("Not a device key")
-    doc = await db.database(engine)["devices"].find_one(
-        {"key_hash": device_keys.hash_key(key)}, {"_id": 1}
-    )
-    if doc is None:
-        raise InvalidCredentials("Unknown device key")
-    device_id = str(doc["_id"])
+    key_hash = device_keys.hash_key(key)
+    device_id = None if key_cache is None else key_cache.lookup(key_hash)
+    if device_id is None:
+        generation = 0 if key_cache is None else key_cache.generation
+        doc = await db.database(engine)["devices"].find_one({"key_hash": key_hash}, {"_id": 1})
+        if doc is None:
+            raise InvalidCredentials("Unknown device key")
+        device_id = str(doc["_id"])
+        if key_cache is not None:
+            key_cache.remember(key_hash, device_id, generation=generation)
     return Authentication(
         principal=Principal(kind=PrincipalKind.DEVICE, uid=device_id, device_id=device_id)
     )
@@ -60,11 +67,16 @@ def _is_master(settings: Settings, token: str) -> bool:
 
 
 async def authenticate(
-    engine: AIOEngine, firebase: FirebaseAuth, *, settings: Settings, token: str
+    engine: AIOEngine,
+    firebase: FirebaseAuth,
+    *,
+    settings: Settings,
+    token: str,
+    key_cache: DeviceKeyCache | None = None,
 ) -> Authentication:
     """Resolve a bearer token: device key, master token, API access token, Firebase ID token."""
     if device_keys.looks_like_device_key(token):
-        return await authenticate_device(engine, key=token)
+        return await authenticate_device(engine, key=token, key_cache=key_cache)
     if _is_master(settings, token):
         return Authentication(principal=MASTER_PRINCIPAL)
     if tokens.is_ours(settings, token):

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     master_token: SecretStr | None = None
     # Minimum seconds between two `last_seen_at` writes for one user.
     user_seen_interval_s: int = Field(default=60, ge=0)
+    # Seconds a device key's lookup is kept in memory (0 = look up every request). Rotation
+    # and deletion revoke it everywhere at once over Redis; this bounds hand-made DB changes.
+    device_key_cache_s: float = Field(default=30.0, ge=0, le=3600)
 
     # A stand-in signing key for development and tests when JWT_SECRET is unset: random per
     # process, so tokens do not survive a restart and nobody can know it.

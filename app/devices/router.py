@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.auth.dependencies import CurrentPrincipal, DeviceKeysDep, UserPrincipal
 from app.core.config import Settings
 from app.core.deps import EngineDep, SettingsDep
 from app.core.models import IdStr, utcnow
@@ -109,16 +109,20 @@ async def update_device(
     response_class=Response,
     response_model=None,
 )
-async def delete_device(device: DeviceForOwner, engine: EngineDep) -> Response:
+async def delete_device(
+    device: DeviceForOwner, engine: EngineDep, key_cache: DeviceKeysDep
+) -> Response:
     """Delete a device; its key stops working."""
-    await devices_service.delete(engine, device=device)
+    await devices_service.delete(engine, device=device, key_cache=key_cache)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)
-async def rotate_device_key(device: DeviceForEdit, engine: EngineDep) -> DeviceKeyRead:
+async def rotate_device_key(
+    device: DeviceForEdit, engine: EngineDep, key_cache: DeviceKeysDep
+) -> DeviceKeyRead:
     """Issue a new key (shown this once); the previous key stops working at once."""
-    key = await devices_service.rotate_key(engine, device=device)
+    key = await devices_service.rotate_key(engine, device=device, key_cache=key_cache)
     return DeviceKeyRead(device_id=str(device.id), key=key.key, key_prefix=key.key_prefix)
 
 

@@ -12,6 +12,7 @@ from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
 
 from app.auth import device_keys
+from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
 from app.core import db
 from app.core.models import utcnow
@@ -198,7 +199,9 @@ async def update(
     return await get(engine, device_id=str(device.id))
 
 
-async def rotate_key(engine: AIOEngine, *, device: Device) -> device_keys.NewDeviceKey:
+async def rotate_key(
+    engine: AIOEngine, *, device: Device, key_cache: DeviceKeyCache
+) -> device_keys.NewDeviceKey:
     """Give the device a new key; the old one stops working with this write."""
     key = device_keys.generate()
     await db.collection(engine, Device).update_one(
@@ -208,10 +211,12 @@ async def rotate_key(engine: AIOEngine, *, device: Device) -> device_keys.NewDev
             "$currentDate": {"updated_at": True},
         },
     )
+    await key_cache.revoke([str(device.id)])
     return key
 
 
-async def delete(engine: AIOEngine, *, device: Device) -> None:
+async def delete(engine: AIOEngine, *, device: Device, key_cache: DeviceKeyCache) -> None:
     """Delete a device and its grants (its key stops working with it)."""
     await db.delete(engine, device)
+    await key_cache.revoke([str(device.id)])
     await sharing.delete_for(engine, resource_type=ResourceType.DEVICE, ids=[str(device.id)])

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.auth.dependencies import CurrentPrincipal, DeviceKeysDep, UserPrincipal
 from app.core.deps import EngineDep
 from app.core.models import IdStr
 from app.core.pagination import Page, PageParamsDep
@@ -71,8 +71,9 @@ async def update_folder(
 async def delete_folder(
     folder: FolderForOwner,
     engine: EngineDep,
+    key_cache: DeviceKeysDep,
     recursive: Annotated[bool, Query(description="also delete everything below")] = False,
 ) -> Response:
     """Delete an empty folder (409 otherwise), or everything below it with `recursive=true`."""
-    await folders_service.delete(engine, folder=folder, recursive=recursive)
+    await folders_service.delete(engine, folder=folder, recursive=recursive, key_cache=key_cache)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ from odmantic import AIOEngine
 from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
 from app.core import db
 from app.core.pagination import PageParams, and_filters, next_cursor
@@ -179,8 +180,12 @@ async def _rewrite_paths(engine: AIOEngine, *, folder_id: str, new_ancestors: li
         await db.collection(engine, model).bulk_write(held_ops, ordered=False)
 
 
-async def delete(engine: AIOEngine, *, folder: Folder, recursive: bool) -> None:
-    """Delete an empty folder, or with `recursive` everything below it (owner checked by caller)."""
+async def delete(
+    engine: AIOEngine, *, folder: Folder, recursive: bool, key_cache: DeviceKeyCache
+) -> None:
+    """Delete an empty folder, or with `recursive` everything below it (owner checked by caller).
+
+    The keys of deleted devices are revoked through `key_cache`."""
     fid = str(folder.id)
     folders = db.collection(engine, Folder)
     products = db.collection(engine, Product)
@@ -216,3 +221,4 @@ async def delete(engine: AIOEngine, *, folder: Folder, recursive: bool) -> None:
         if ids:
             await coll.delete_many({"_id": {"$in": ids}})
             await sharing.delete_for(engine, resource_type=rtype, ids=[str(i) for i in ids])
+    await key_cache.revoke(str(i) for i in device_ids)

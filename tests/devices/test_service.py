@@ -6,10 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.auth import device_keys
+from app.auth.key_cache import DeviceKeyCache
 from app.core import db
 from app.core.models import utcnow
 from app.core.pagination import PageParams
@@ -21,11 +21,6 @@ from app.products.exceptions import ProductNotFound
 from tests.fixtures.catalog import new_device, new_product, unique, user_principal
 
 OFFLINE_AFTER = 300
-
-
-@pytest.fixture
-def engine(app: FastAPI) -> AIOEngine:
-    return app.state.engine  # type: ignore[no-any-return]
 
 
 def presence(age_s: float | None, reported: str | None = "ok") -> dict[str, Any] | None:
@@ -93,12 +88,14 @@ class TestKeys:
         assert raw["key_hash"] == device_keys.hash_key(key)
         assert key.startswith(raw["key_prefix"])
 
-    async def test_rotation_replaces_the_hash(self, engine: AIOEngine) -> None:
+    async def test_rotation_replaces_the_hash(
+        self, engine: AIOEngine, key_cache: DeviceKeyCache
+    ) -> None:
         alice = user_principal()
         device, old = await new_device(
             engine, owner=alice, product=await new_product(engine, owner=alice)
         )
-        new = (await devices_service.rotate_key(engine, device=device)).key
+        new = (await devices_service.rotate_key(engine, device=device, key_cache=key_cache)).key
         coll = db.collection(engine, Device)
         assert await coll.find_one({"key_hash": device_keys.hash_key(old)}) is None
         assert (await coll.find_one({"key_hash": device_keys.hash_key(new)}))["_id"] == device.id

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI
 from odmantic import AIOEngine
 
+from app.auth.key_cache import DeviceKeyCache
 from app.core import db
 from app.core.pagination import PageParams
 from app.devices import service as devices_service
@@ -21,11 +21,6 @@ from app.products.exceptions import ProductInUse
 from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
 
 PAGE = PageParams(limit=100)
-
-
-@pytest.fixture
-def engine(app: FastAPI) -> AIOEngine:
-    return app.state.engine  # type: ignore[no-any-return]
 
 
 class TestCreate:
@@ -116,33 +111,39 @@ class TestMove:
 
 
 class TestDelete:
-    async def test_non_empty_is_refused_without_recursive(self, engine: AIOEngine) -> None:
+    async def test_non_empty_is_refused_without_recursive(
+        self, engine: AIOEngine, key_cache: DeviceKeyCache
+    ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         await new_folder(engine, owner=alice, parent=top)
         with pytest.raises(FolderNotEmpty):
-            await folders_service.delete(engine, folder=top, recursive=False)
+            await folders_service.delete(engine, folder=top, recursive=False, key_cache=key_cache)
         assert await folders_service.get(engine, folder_id=str(top.id))
 
-    async def test_recursive_removes_subtree_and_its_grants(self, engine: AIOEngine) -> None:
+    async def test_recursive_removes_subtree_and_its_grants(
+        self, engine: AIOEngine, key_cache: DeviceKeyCache
+    ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         child = await new_folder(engine, owner=alice, parent=top)
         product = await new_product(engine, owner=alice, folder=child)
         device, _ = await new_device(engine, owner=alice, product=product, folder=child)
-        await folders_service.delete(engine, folder=top, recursive=True)
+        await folders_service.delete(engine, folder=top, recursive=True, key_cache=key_cache)
         for model, oid in ((Folder, child.id), (Device, device.id)):
             assert await db.find_one(engine, model, {"_id": oid}) is None
         ids = [str(x.id) for x in (top, child, product, device)]
         assert await db.find_many(engine, Grant, {"resource_id": {"$in": ids}}) == []
 
-    async def test_recursive_refuses_products_used_outside(self, engine: AIOEngine) -> None:
+    async def test_recursive_refuses_products_used_outside(
+        self, engine: AIOEngine, key_cache: DeviceKeyCache
+    ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         product = await new_product(engine, owner=alice, folder=top)
         await new_device(engine, owner=alice, product=product)
         with pytest.raises(ProductInUse):
-            await folders_service.delete(engine, folder=top, recursive=True)
+            await folders_service.delete(engine, folder=top, recursive=True, key_cache=key_cache)
         assert await products_service.get(engine, product_id=str(product.id))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.core import db
@@ -25,11 +24,6 @@ from tests.fixtures.catalog import (
     revoke,
     user_principal,
 )
-
-
-@pytest.fixture
-def engine(app: FastAPI) -> AIOEngine:
-    return app.state.engine  # type: ignore[no-any-return]
 
 
 class TestRequire:

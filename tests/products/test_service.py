@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.core.pagination import PageParams
@@ -14,11 +13,6 @@ from app.products.telemetry import TelemetrySchema
 from tests.fixtures.catalog import new_device, new_folder, new_product, unique, user_principal
 
 PAGE = PageParams(limit=100)
-
-
-@pytest.fixture
-def engine(app: FastAPI) -> AIOEngine:
-    return app.state.engine  # type: ignore[no-any-return]
 
 
 class TestSku:

@@ -41,13 +41,6 @@ class TestDevice:
 
 
 @pytest.fixture
-def engine(app: FastAPI) -> AIOEngine:
-    """The shared app's engine."""
-    engine: AIOEngine = app.state.engine
-    return engine
-
-
-@pytest.fixture
 def batcher(app: FastAPI) -> IngestBatcher:
     """The shared app's group-commit batcher."""
     batcher: IngestBatcher = app.state.ingest

@@ -1,0 +1,158 @@
+"""Device-key lookups kept in memory, trusted only while the revocation feed is live.
+
+Turning a device key into its device costs a MongoDB read, on every device request: the
+largest share of the ingest hot path's database work. This cache keeps `key hash -> device
+id` for `DEVICE_KEY_CACHE_S` seconds, and still lets a key stop at once when its device's key
+is rotated or the device is deleted:
+
+* the API process that rotates or deletes forgets the device's keys before it answers, and
+  publishes the device id on a Redis channel;
+* every API process follows that channel and forgets the device's keys when the id arrives
+  (milliseconds later);
+* a process that is not subscribed right now (Redis down, reconnecting, pings unanswered)
+  does not use the cache at all, and clears it when it subscribes again, so a revocation it
+  may have missed can never keep a key alive.
+
+The TTL bounds only what nobody announces: a key changed in the database by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from cachetools import TTLCache
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "sensorhub:device-keys:revoked"
+MAX_ENTRIES = 100_000
+
+
+class DeviceKeyCache:
+    """`key hash -> device id`, used only while the revocation feed is live (see the module)."""
+
+    def __init__(
+        self, *, ttl_s: float, publisher: Redis | None = None, max_entries: int = MAX_ENTRIES
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.publisher = publisher
+        self._entries: TTLCache[str, str] | None = (
+            TTLCache(maxsize=max_entries, ttl=ttl_s) if ttl_s > 0 else None
+        )
+        self._live = False
+        self._generation = 0
+
+    @property
+    def live(self) -> bool:
+        """True while the process is subscribed to revocations (the cache is in use)."""
+        return self._live
+
+    @property
+    def generation(self) -> int:
+        """Changes with every revocation and feed change; read it before a database lookup."""
+        return self._generation
+
+    def lookup(self, key_hash: str) -> str | None:
+        """The device id of a key seen recently, or None (look it up in the database)."""
+        if not self._live or self._entries is None:
+            return None
+        return self._entries.get(key_hash)
+
+    def remember(self, key_hash: str, device_id: str, *, generation: int) -> None:
+        """Keep a lookup made at `generation`, unless a revocation happened meanwhile."""
+        if self._live and self._entries is not None and generation == self._generation:
+            self._entries[key_hash] = device_id
+
+    def forget(self, device_ids: Iterable[str]) -> None:
+        """Drop the keys of these devices (rotated or deleted)."""
+        self._generation += 1
+        if self._entries is None:
+            return
+        gone = set(device_ids)
+        for key_hash, device_id in list(self._entries.items()):
+            if device_id in gone:
+                self._entries.pop(key_hash, None)
+
+    def set_live(self, live: bool) -> None:
+        """Start or stop trusting the cache; either way it starts empty."""
+        self._generation += 1
+        self._live = live
+        if self._entries is not None:
+            self._entries.clear()
+
+    async def revoke(self, device_ids: Iterable[str]) -> None:
+        """Forget the devices' keys here, then tell every other API process to (call it after
+        the database write that rotated or deleted them)."""
+        ids = sorted(set(device_ids))
+        if not ids:
+            return
+        self.forget(ids)
+        if self.publisher is None:
+            return
+        try:
+            for device_id in ids:
+                await self.publisher.publish(CHANNEL, device_id)
+        except Exception as exc:  # the other processes' TTL still bounds the key's life
+            logger.error(
+                "device key revocation not broadcast",
+                extra={"devices": len(ids), "error": type(exc).__name__},
+            )
+
+    async def follow(
+        self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
+    ) -> None:
+        """Follow the revocation channel until cancelled, resubscribing after any failure."""
+        if self._entries is None:
+            return  # caching is off: nothing to keep fresh
+        while True:
+            try:
+                await self._follow_once(redis_url, timeout_s=timeout_s, ping_s=ping_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._live:
+                    logger.warning(
+                        "device key revocation feed lost; checking every key in MongoDB",
+                        extra={"error": type(exc).__name__},
+                    )
+            finally:
+                self.set_live(False)
+            await asyncio.sleep(retry_s)
+
+    async def _follow_once(self, redis_url: str, *, timeout_s: float, ping_s: float) -> None:
+        # A connection of its own, without redis-py's silent reconnects: a reconnect could
+        # miss messages, so every failure must reach this loop and stop the cache.
+        client = Redis.from_url(
+            redis_url,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                last_heard = next_ping = loop.time()
+                while True:
+                    message = await pubsub.get_message(timeout=min(1.0, ping_s))
+                    now = loop.time()
+                    if message is not None:
+                        last_heard = now
+                        if message["type"] == "subscribe":
+                            self.set_live(True)
+                        elif message["type"] == "message":
+                            self.forget([message["data"]])
+                    if now - last_heard > 2 * ping_s + timeout_s:
+                        raise TimeoutError("no answer to pings on the revocation feed")
+                    if now >= next_ping:
+                        await pubsub.ping()
+                        next_ping = now + ping_s
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
