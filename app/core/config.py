@@ -205,8 +205,9 @@ class Settings(BaseSettings):
     # --- readings (ingest, queries, presence) -------------------------------------------------
     readings_max_batch: int = Field(default=1000, ge=1, le=10_000)
     readings_max_future_skew_s: int = Field(default=300, ge=0)
-    ingest_flush_interval_ms: float = Field(default=5.0, ge=0, le=1000)
+    ingest_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
     ingest_flush_max_docs: int = Field(default=5000, ge=1)
+    ingest_flushes_in_flight: int = Field(default=4, ge=1, le=64)
     readings_history_max_limit: int = Field(default=1000, ge=1, le=10_000)
     readings_aggregate_max_buckets: int = Field(default=1000, ge=1, le=100_000)
     idempotency_ttl_hours: int = Field(default=24, ge=1)

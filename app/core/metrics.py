@@ -50,6 +50,11 @@ READINGS_INGESTED = Counter(
     "Readings received by devices, by outcome (accepted, rejected, duplicate)",
     ["outcome"],
 )
+INGEST_FLUSH_READINGS = Histogram(
+    "sensorhub_ingest_flush_readings",
+    "Readings written per group-commit flush (tune INGEST_FLUSH_INTERVAL_MS with it)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000),
+)
 RATE_LIMIT_REJECTIONS = Counter(
     "sensorhub_rate_limit_rejections_total",
     "Requests refused by the rate limiter, by policy",

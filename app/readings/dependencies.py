@@ -32,17 +32,16 @@ ContextCacheDep = Annotated[DeviceContextCache, Depends(get_context_cache)]
 
 
 async def get_own_device(
-    device_id: str,
-    principal: CurrentPrincipal,
-    engine: EngineDep,
-    cache: ContextCacheDep,
+    request: Request, device_id: str, principal: CurrentPrincipal
 ) -> DeviceContext:
     """The device whose key made the request; any other device id is 404."""
     if not principal.is_device:
         raise DeviceKeyRequired("Only a device, with its own key, may post readings")
     if principal.device_id != device_id:
         raise DeviceNotFound()
-    context = await cache.get(engine, device_id)
+    state = request.app.state
+    cache: DeviceContextCache = state.readings_cache
+    context = await cache.get(state.engine, device_id)
     if context is None:
         raise DeviceNotFound()
     return context
@@ -51,8 +50,14 @@ async def get_own_device(
 OwnDevice = Annotated[DeviceContext, Depends(get_own_device)]
 
 
-async def get_ingest_device(device: OwnDevice, request: Request) -> DeviceContext:
-    """The posting device, counted once under its product's ingest limit (or the device's)."""
+async def get_ingest_device(
+    request: Request, device_id: str, principal: CurrentPrincipal
+) -> DeviceContext:
+    """The posting device, counted once under its product's ingest limit (or the device's).
+
+    One dependency on the ingest hot path (FastAPI's cost is per dependency and request).
+    """
+    device = await get_own_device(request, device_id, principal)
     await ratelimit.check_device(
         request, device.device_id, limit_per_minute=device.telemetry.ingest_limit_per_minute
     )

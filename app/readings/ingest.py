@@ -1,10 +1,11 @@
 """Group commit: readings of concurrent requests are written with one `insert_many` per flush.
 
 A flush starts `INGEST_FLUSH_INTERVAL_MS` after the first waiting reading arrived, or at once
-when `INGEST_FLUSH_MAX_DOCS` readings wait. Each request awaits a future that resolves only
-after its readings are written, so every 202 answer is durable. After the insert, the same
-flush updates `device_latest` (one bulk write), refreshes device presence (throttled) and
-records the answers of requests that carried an `Idempotency-Key`.
+when `INGEST_FLUSH_MAX_DOCS` readings wait; at most `INGEST_FLUSHES_IN_FLIGHT` flushes write at
+once (later readings wait, and are written together). Each request awaits a future that
+resolves only after its readings are written, so every 202 answer is durable. After the
+insert, the same flush updates `device_latest` (one bulk write), refreshes device presence
+(throttled) and records the answers of requests that carried an `Idempotency-Key`.
 
 Partial failures are reported honestly: documents the server refused are named by
 `BulkWriteError` and returned to their request as failed positions; an error whose outcome is
@@ -28,6 +29,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from starlette.datastructures import State
 
 from app.core.config import Settings
+from app.core.metrics import INGEST_FLUSH_READINGS
 from app.core.models import utcnow
 from app.readings import repository
 from app.readings.exceptions import IngestUnavailable
@@ -36,7 +38,6 @@ from app.readings.repository import DeviceContext, DeviceContextCache
 
 logger = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 4
 _MEMO_LIMIT = 100_000
 
 
@@ -69,7 +70,7 @@ class IngestBatcher:
         max_docs: int,
         presence_throttle_s: float,
         cache: DeviceContextCache | None = None,
-        max_in_flight: int = MAX_IN_FLIGHT,
+        max_in_flight: int = 4,
     ) -> None:
         self.engine = engine
         self.flush_interval_s = flush_interval_s
@@ -177,6 +178,7 @@ class IngestBatcher:
     async def _write(self, items: list[_Item]) -> None:
         self.flush_count += 1
         docs = [doc for item in items for doc in item.docs]
+        INGEST_FLUSH_READINGS.observe(len(docs))
         refused: set[int] = set()
         try:
             await repository.insert_readings(self.engine, docs)
@@ -303,6 +305,7 @@ def start(state: State, engine: AIOEngine, settings: Settings) -> IngestBatcher:
         max_docs=settings.ingest_flush_max_docs,
         presence_throttle_s=settings.presence_throttle_s,
         cache=state.readings_cache,
+        max_in_flight=settings.ingest_flushes_in_flight,
     )
     batcher.start()
     state.ingest = batcher

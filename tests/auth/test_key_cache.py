@@ -3,8 +3,6 @@ every API process; without the revocation feed nothing is served from the cache.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from app.folders import service as folders_service
 from tests.conftest import client_for
 from tests.fixtures.catalog import new_device, new_folder, new_product, user_principal
 from tests.fixtures.services import ManagedProcess, start_redis
+from tests.fixtures.worker import eventually
 
 API = "/api/v1"
 
@@ -32,19 +31,6 @@ async def status_of(http: httpx.AsyncClient, device: Device, key: str) -> int:
     """What a device request with `key` answers (its own device, read side)."""
     resp = await http.get(f"{API}/devices/{device.id}", headers={"X-Device-Key": key})
     return resp.status_code
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 5.0) -> None:
-    """Until `check()` (a bool, or an awaitable of one) holds: pub/sub crosses a socket."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        outcome = check()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.02)
 
 
 async def answers(http: httpx.AsyncClient, device: Device, key: str, expected: int) -> bool:
@@ -60,6 +46,10 @@ async def other_process(
     async with app_with(make_settings()) as other:
         await eventually(lambda: other.state.device_keys.live)
         yield other
+
+
+# Revocations cross a socket to the other processes: they arrive within milliseconds, so the
+# tests poll (`eventually`) rather than expect the very next instruction to see them.
 
 
 class TestRevocationReachesEveryProcess:

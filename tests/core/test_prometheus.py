@@ -21,6 +21,7 @@ SERIES = (
     "sensorhub_http_requests_total",
     "sensorhub_http_request_duration_seconds",
     "sensorhub_readings_ingested_total",
+    "sensorhub_ingest_flush_readings",
     "sensorhub_rate_limit_rejections_total",
     "sensorhub_rate_limit_fallbacks_total",
     "sensorhub_email_outbox",

@@ -139,6 +139,44 @@ class TestGroupCommit:
         for d in devices:
             assert len(await stored(mongo_db, d)) == 10
 
+    @pytest.mark.parametrize("in_flight", [1, 3])
+    async def test_flushes_in_flight_are_capped(
+        self,
+        engine: AIOEngine,
+        settings: Settings,
+        make_device: MakeDevice,
+        mongo_db: MongoDatabase,
+        in_flight: int,
+    ) -> None:
+        class Watched(IngestBatcher):
+            active = peak = 0
+
+            async def _write(self, items: list[Any]) -> None:
+                Watched.active += 1
+                Watched.peak = max(Watched.peak, Watched.active)
+                try:
+                    await super()._write(items)
+                finally:
+                    Watched.active -= 1
+
+        device = await make_device()
+        batcher = Watched(
+            engine, flush_interval_s=0, max_docs=1, presence_throttle_s=30, max_in_flight=in_flight
+        )
+        batcher.start()
+        try:
+            answers = await asyncio.gather(
+                *(
+                    post(engine, batcher, device, settings, body({"metrics": {"temperature": i}}))
+                    for i in range(12)
+                )
+            )
+        finally:
+            await batcher.stop()
+        assert all(a.result.accepted == 1 for a in answers)
+        assert Watched.peak == in_flight  # one reading per flush: the cap is what limits them
+        assert len(await stored(mongo_db, device)) == 12
+
     async def test_shutdown_writes_every_acknowledged_reading(
         self,
         make_settings: Callable[..., Settings],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,23 @@ class TestDeviceSide:
         assert resp.status_code == 202, resp.text
         assert resp.json() == {"accepted": 1, "rejected": 0, "errors": []}
         assert await count(mongo_db, device) == 1
+
+    async def test_flush_sizes_are_on_the_metrics_page(
+        self, client: httpx.AsyncClient, make_device: MakeDevice
+    ) -> None:
+        async def flushed() -> tuple[float, float]:
+            text = (await client.get("/metrics")).text
+            found = re.findall(r"^sensorhub_ingest_flush_readings_(sum|count) (\S+)$", text, re.M)
+            values = dict(found)
+            return float(values["sum"]), float(values["count"])
+
+        device = await make_device()
+        before = await flushed()
+        batch = {"readings": [{"metrics": {"temperature": t}} for t in (20, 21, 22)]}
+        resp = await client.post(path(device), json=batch, headers=device.headers)
+        assert resp.status_code == 202, resp.text
+        readings, flushes = (a - b for a, b in zip(await flushed(), before, strict=True))
+        assert (readings, flushes) == (3, 1)
 
     async def test_bearer_device_key_works(
         self, client: httpx.AsyncClient, make_device: MakeDevice
