@@ -96,8 +96,10 @@ class DeviceKeyCache:
         if self.publisher is None:
             return
         try:
-            for device_id in ids:
-                await self.publisher.publish(CHANNEL, device_id)
+            async with self.publisher.pipeline(transaction=False) as pipe:
+                for device_id in ids:
+                    pipe.publish(CHANNEL, device_id)
+                await pipe.execute()
         except Exception as exc:  # the other processes' TTL still bounds the key's life
             logger.error(
                 "device key revocation not broadcast",

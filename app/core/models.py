@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from bson import ObjectId
@@ -57,6 +57,18 @@ def utcnow() -> datetime:
     """The current time, timezone-aware UTC, truncated to milliseconds as BSON stores it."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(ts: datetime) -> int:
+    """Milliseconds since 1970 of an aware datetime: an exact, portable ordering key.
+
+    The embedded server compares dates in update filters to the second; integers compare
+    exactly on every server, so "only if newer" updates filter on this.
+    """
+    return (ts - _EPOCH) // timedelta(milliseconds=1)
 
 
 BucketUnit = Literal["second", "minute", "hour", "day"]

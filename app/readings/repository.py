@@ -21,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from app.core.db import database
-from app.core.models import bucket_index_expr, parse_object_id
+from app.core.models import bucket_index_expr, epoch_ms, parse_object_id
 from app.products.telemetry import TelemetrySchema
 from app.readings.models import (
     DEVICE_LATEST,
@@ -280,34 +280,45 @@ def latest_ensure(device_id: str, product_id: str) -> UpdateOne:
     )
 
 
+def _entry(value: Doc) -> Doc:
+    # `at_ms` orders entries: dates in update filters compare only to the second on the
+    # embedded server; integers compare exactly everywhere (readers use `ts`).
+    return {**value, "at_ms": epoch_ms(value["ts"])}
+
+
 def latest_offer(device_id: str, key: str, value: Doc) -> UpdateOne:
     """Set one metric's latest `{ts, v}` only if it is newer than the stored one."""
-    ts = value["ts"]
-    newer = {"$or": [{f"m.{key}.ts": {"$lt": ts}}, {f"m.{key}.ts": {"$exists": False}}]}
-    # `$and`, not `{"_id": ..., "$or": ...}`: next to an `$or` holding a date comparison the
-    # embedded server drops the sibling `_id` and would update another device's document.
-    return UpdateOne({"$and": [{"_id": device_id}, newer]}, {"$set": {f"m.{key}": value}})
+    ms = epoch_ms(value["ts"])
+    newer = {"$or": [{f"m.{key}.at_ms": {"$lt": ms}}, {f"m.{key}.at_ms": {"$exists": False}}]}
+    # `$and`, not `{"_id": ..., "$or": ...}`: next to an `$or` the embedded server drops the
+    # sibling `_id` and would update another device's document.
+    return UpdateOne({"$and": [{"_id": device_id}, newer]}, {"$set": {f"m.{key}": _entry(value)}})
+
+
+def _older_than(ms: int) -> Doc:
+    """The device's newest stored value is older than `ms` (or it has none yet)."""
+    return {"$or": [{"newest.at_ms": {"$lt": ms}}, {"newest.at_ms": {"$exists": False}}]}
 
 
 def latest_offer_all(device_id: str, values: dict[str, Doc]) -> UpdateOne:
     """Set every given metric at once when all are newer than anything stored for the device.
 
-    `newest.ts` is the time of the device's newest stored value (in a sub-document: a `$set`
-    of a bare date is not portable). This one operation replaces one per metric in the
-    usual case of readings arriving in order; `latest_offer` handles late ones.
+    `newest` holds the time of the device's newest stored value (a sub-document: a `$set` of
+    a bare date is not portable). This one operation replaces one per metric in the usual
+    case of readings arriving in order; `latest_offer` handles late ones.
     """
     oldest_new = min(v["ts"] for v in values.values())
     newest_new = max(v["ts"] for v in values.values())
-    older = {"$or": [{"newest.ts": {"$lt": oldest_new}}, {"newest": {"$exists": False}}]}
-    update = {f"m.{k}": v for k, v in values.items()}
-    update["newest"] = {"ts": newest_new}
-    return UpdateOne({"$and": [{"_id": device_id}, older]}, {"$set": update})
+    update = {f"m.{k}": _entry(v) for k, v in values.items()}
+    update["newest"] = _entry({"ts": newest_new})
+    query = {"$and": [{"_id": device_id}, _older_than(epoch_ms(oldest_new))]}
+    return UpdateOne(query, {"$set": update})
 
 
 def latest_newest(device_id: str, ts: datetime) -> UpdateOne:
-    """Move the device's `newest.ts` forward to `ts` (never back)."""
-    older = {"$or": [{"newest.ts": {"$lt": ts}}, {"newest": {"$exists": False}}]}
-    return UpdateOne({"$and": [{"_id": device_id}, older]}, {"$set": {"newest": {"ts": ts}}})
+    """Move the device's `newest` forward to `ts` (never back)."""
+    query = {"$and": [{"_id": device_id}, _older_than(epoch_ms(ts))]}
+    return UpdateOne(query, {"$set": {"newest": _entry({"ts": ts})}})
 
 
 async def write_latest(engine: AIOEngine, ops: Sequence[UpdateOne]) -> int:

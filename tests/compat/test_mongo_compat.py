@@ -16,7 +16,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from app.core.db import CollectionSpec, MongoDatabase, ensure_collection
-from app.core.models import bucket_index_expr
+from app.core.models import bucket_index_expr, epoch_ms
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -106,20 +106,26 @@ class TestIndexesAndUpdates:
         """The portable form of "set only if newer" (no pipeline updates).
 
         `_id` and the `$or` go in one `$and`: the embedded server drops an `_id` that stands
-        beside a top-level `$or` and may update another document.
+        beside a top-level `$or` and may update another document. The order is an integer
+        (epoch ms): the embedded server compares dates in update filters to the second only.
         """
 
-        async def offer(device: str, ts: datetime, value: float) -> None:
-            newer = [{"m.t.ts": {"$lt": ts}}, {"m.t.ts": {"$exists": False}}]
-            await coll.update_one(
+        async def offer(device: str, ts: datetime, value: float) -> int:
+            ms = epoch_ms(ts)
+            newer = [{"m.t.at_ms": {"$lt": ms}}, {"m.t.at_ms": {"$exists": False}}]
+            result = await coll.update_one(
                 {"$and": [{"_id": device}, {"$or": newer}]},
-                {"$set": {"m.t": {"ts": ts, "v": value}}},
+                {"$set": {"m.t": {"ts": ts, "v": value, "at_ms": ms}}},
             )
+            return int(result.modified_count)
 
         await coll.insert_many([{"_id": "other", "m": {}}, {"_id": "dev", "m": {}}])
-        await offer("dev", T0 + timedelta(minutes=5), 2.0)
-        await offer("dev", T0, 1.0)  # late reading
-        assert (await coll.find_one({"_id": "dev"}))["m"]["t"]["v"] == 2.0
+        assert await offer("dev", T0 + timedelta(minutes=5), 2.0) == 1
+        assert await offer("dev", T0, 1.0) == 0  # late reading
+        # 100 ms later, within the same second: newer all the same.
+        assert await offer("dev", T0 + timedelta(minutes=5, milliseconds=100), 3.0) == 1
+        stored = (await coll.find_one({"_id": "dev"}))["m"]["t"]
+        assert (stored["v"], stored["ts"]) == (3.0, T0 + timedelta(minutes=5, milliseconds=100))
         assert (await coll.find_one({"_id": "other"}))["m"] == {}
 
     async def test_bulk_write(self, coll: Any) -> None:

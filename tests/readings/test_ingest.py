@@ -355,6 +355,23 @@ class TestLatestValues:
         assert latest.metrics["humidity"].value == 50
         assert latest.ts is not None
 
+    async def test_readings_under_a_second_apart_each_become_latest(
+        self, engine: AIOEngine, batcher: IngestBatcher, settings: Settings, make_device: MakeDevice
+    ) -> None:
+        device = await make_device()
+        start = datetime.now(UTC).replace(microsecond=100_000) - timedelta(minutes=1)
+        for step in range(4):  # 250 ms apart, within one second
+            ts = start + timedelta(milliseconds=250 * step)
+            reading = {"ts": ts.isoformat(), "metrics": {"temperature": step, f"m{step}": step}}
+            await post(engine, batcher, device, settings, body(reading))
+            latest = await service.latest(engine, device_id=device.id)
+            assert latest.metrics["temperature"].value == step
+            assert latest.ts == ts
+        # ... and one 1 ms older than the newest, arriving last, changes nothing.
+        late = {"ts": (ts - timedelta(milliseconds=1)).isoformat(), "metrics": {"temperature": 9}}
+        await post(engine, batcher, device, settings, body(late))
+        assert (await service.latest(engine, device_id=device.id)).metrics["temperature"].value == 3
+
     async def test_suspect_values_are_marked(
         self, engine: AIOEngine, batcher: IngestBatcher, settings: Settings, make_device: MakeDevice
     ) -> None:
