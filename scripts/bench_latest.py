@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--total", type=int, default=1_000_000)
-    parser.add_argument("--max-fill-s", type=float, default=150.0)
+    parser.add_argument("--max-fill-s", type=float, default=240.0)
     args = parser.parse_args()
     with local_stack() as stack:
         [device] = stack.seed(1)
