@@ -11,6 +11,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
+
 from app.core.models import utcnow
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock
@@ -60,6 +62,48 @@ def old_readings(ctx: WorkerContext) -> dict[str, Any]:
     """Delete readings older than READINGS_RETENTION_DAYS."""
     cutoff = utcnow() - timedelta(days=ctx.settings.readings_retention_days)
     return delete_before(ctx, "cleanup.readings", collection="readings", field="ts", cutoff=cutoff)
+
+
+def deleted_devices_data(ctx: WorkerContext, *, batch: int = 1000) -> dict[str, Any]:
+    """Delete the readings, latest values and idempotency keys of devices that are gone.
+
+    Deleting a device (or its folder) answers at once; its data goes here, on the next run.
+    Every device that ever posted has a `device_latest` document, so those are the candidates;
+    a device whose document still exists is never touched.
+    """
+    job = "cleanup.deleted_devices"
+    deleted = {"devices": 0, "readings": 0}
+    with redis_lock(ctx.redis, job, ttl_ms=LOCK_TTL_MS) as acquired:
+        if not acquired:
+            logger.info("cleanup skipped: locked", extra={"job": job})
+            return SKIPPED
+        after = ""
+        while True:
+            ids = [
+                str(d["_id"])
+                for d in ctx.db["device_latest"]
+                .find({"_id": {"$gt": after}}, {"_id": 1})
+                .sort("_id", 1)
+                .limit(batch)
+            ]
+            if not ids:
+                break
+            after = ids[-1]
+            oids = [ObjectId(i) for i in ids if ObjectId.is_valid(i)]
+            alive = {
+                str(d["_id"]) for d in ctx.db["devices"].find({"_id": {"$in": oids}}, {"_id": 1})
+            }
+            gone = [i for i in ids if i not in alive]
+            if not gone:
+                continue
+            result = ctx.db["readings"].delete_many({"meta.device_id": {"$in": gone}})
+            ctx.db["idempotency_keys"].delete_many({"device_id": {"$in": gone}})
+            ctx.db["device_latest"].delete_many({"_id": {"$in": gone}})
+            deleted["devices"] += len(gone)
+            deleted["readings"] += result.deleted_count
+    if deleted["devices"]:
+        logger.info("cleanup", extra={"job": job, **deleted})
+    return deleted
 
 
 def archive_outbox(ctx: WorkerContext) -> dict[str, Any]:

@@ -25,6 +25,7 @@ CLEANUP_SESSIONS = "cleanup.sessions"
 CLEANUP_IDEMPOTENCY_KEYS = "cleanup.idempotency_keys"
 CLEANUP_READINGS = "cleanup.readings"
 CLEANUP_OUTBOX = "cleanup.outbox"
+CLEANUP_DELETED_DEVICES = "cleanup.deleted_devices"
 TASK_NAMES = (
     SEND_EMAIL,
     REQUEUE_EMAILS,
@@ -32,6 +33,7 @@ TASK_NAMES = (
     CLEANUP_IDEMPOTENCY_KEYS,
     CLEANUP_READINGS,
     CLEANUP_OUTBOX,
+    CLEANUP_DELETED_DEVICES,
 )
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -85,6 +87,11 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
         """Delete readings past retention."""
         return cleanup.old_readings(ctx)
 
+    @app.task(name=CLEANUP_DELETED_DEVICES, **options)
+    def cleanup_deleted_devices() -> dict[str, Any]:
+        """Delete the readings and latest values of deleted devices."""
+        return cleanup.deleted_devices_data(ctx)
+
     @app.task(name=CLEANUP_OUTBOX, **options)
     def cleanup_outbox() -> dict[str, Any]:
         """Archive old sent and failed outbox entries."""
@@ -103,6 +110,13 @@ def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
             "options": {"expires": requeue},
         },
     }
-    for name in (CLEANUP_SESSIONS, CLEANUP_IDEMPOTENCY_KEYS, CLEANUP_READINGS, CLEANUP_OUTBOX):
+    cleanups = (
+        CLEANUP_SESSIONS,
+        CLEANUP_IDEMPOTENCY_KEYS,
+        CLEANUP_READINGS,
+        CLEANUP_DELETED_DEVICES,
+        CLEANUP_OUTBOX,
+    )
+    for name in cleanups:
         schedule[name] = {"task": name, "schedule": every, "options": {"expires": every}}
     return schedule

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from bson import ObjectId
 from fastapi import FastAPI
+from odmantic import AIOEngine
 
+from app.auth.key_cache import DeviceKeyCache
 from app.core.config import Settings
+from app.core.db import MongoDatabase
 from app.core.models import utcnow
+from app.devices import service as devices_service
+from app.devices.models import Device
 from app.worker import cleanup
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock
+from tests.fixtures.catalog import new_device, new_product, user_principal
 
 
 @pytest.fixture
@@ -161,3 +169,45 @@ class TestOneRunAtATime:
         assert sum(1 for r in results if r.get("deleted")) == 1
         assert ctx.db[name].count_documents({}) == 0
         ctx.db.drop_collection(name)
+
+
+class TestDeletedDevices:
+    async def test_their_data_goes_and_everyone_elses_stays(
+        self,
+        ctx: WorkerContext,
+        engine: AIOEngine,
+        key_cache: DeviceKeyCache,
+        client: httpx.AsyncClient,
+        mongo_db: MongoDatabase,
+    ) -> None:
+        alice = user_principal()
+        product = await new_product(engine, owner=alice)
+        kept, kept_key = await new_device(engine, owner=alice, product=product)
+        gone, gone_key = await new_device(engine, owner=alice, product=product)
+        for device, key in ((kept, kept_key), (gone, gone_key)):
+            resp = await client.post(
+                f"/api/v1/devices/{device.id}/readings",
+                json={"readings": [{"metrics": {"t": 1}}, {"metrics": {"t": 2}}]},
+                headers={"X-Device-Key": key, "Idempotency-Key": "first-upload"},
+            )
+            assert resp.json()["accepted"] == 2, resp.text
+
+        async def counts(device: Device) -> tuple[int, int, int]:
+            device_id = str(device.id)
+            return (
+                await mongo_db.readings.count_documents({"meta.device_id": device_id}),
+                await mongo_db.device_latest.count_documents({"_id": device_id}),
+                await mongo_db.idempotency_keys.count_documents({"device_id": device_id}),
+            )
+
+        await devices_service.delete(engine, device=gone, key_cache=key_cache)
+        assert await counts(gone) == (2, 1, 1)  # deleting answers at once; the data waits
+        result = await asyncio.to_thread(cleanup.deleted_devices_data, ctx, batch=2)
+        assert result["devices"] >= 1
+        assert result["readings"] >= 2
+        assert await counts(gone) == (0, 0, 0)
+        assert await counts(kept) == (2, 1, 1)
+        assert await asyncio.to_thread(cleanup.deleted_devices_data, ctx) == {
+            "devices": 0,
+            "readings": 0,
+        }
