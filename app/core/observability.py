@@ -168,7 +168,8 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.sentry_environment or settings.environment,
         release=settings.sentry_release or f"sensorhub@{__version__}",
-        send_default_pii=False,
+        # No PII: that is the SDK's default while neither `send_default_pii` (deprecated, it
+        # warns when passed) nor `data_collection` is given; the scrubber below does the rest.
         event_scrubber=EventScrubber(denylist=list(DENYLIST), recursive=True),
         before_send=before_send,  # type: ignore[arg-type]
         before_send_transaction=before_send_transaction,  # type: ignore[arg-type]
