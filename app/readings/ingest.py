@@ -145,7 +145,8 @@ class IngestBatcher:
                     break
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), remaining)
+                    async with asyncio.timeout(remaining):  # no task per wait, unlike wait_for
+                        await self._full.wait()
             items = self._take()
             await self._slots.acquire()
             task = asyncio.create_task(self._flush(items))

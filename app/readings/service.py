@@ -103,7 +103,7 @@ async def ingest(
             batch.docs,
             context,
             key_id=None if claim is None else claim.key_id,
-            response=result.model_dump(mode="json"),
+            response=None if claim is None else result.model_dump(mode="json"),
         )
     except IngestUnavailable:
         if claim is not None:
