@@ -148,8 +148,8 @@ def main() -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 per round")
-    parser.add_argument("--requests", type=int, default=1500, help="single requests per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1200, help="single requests per round")
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     with local_stack() as stack:
         devices = stack.seed(32, ingest_limit_per_minute=1_000_000)
