@@ -33,6 +33,18 @@ async def status_of(http: httpx.AsyncClient, device: Device, key: str) -> int:
     return resp.status_code
 
 
+async def a_device(engine: AIOEngine) -> tuple[Device, str]:
+    """A device (and its key) of a fresh user's fresh product."""
+    owner = user_principal()
+    return await new_device(engine, owner=owner, product=await new_product(engine, owner=owner))
+
+
+async def change_key_by_hand(mongo_db: MongoDatabase, device: Device) -> None:
+    """Give the device another key straight in MongoDB: a change nobody announces."""
+    new_hash = device_keys.generate().key_hash
+    await mongo_db.devices.update_one({"_id": device.id}, {"$set": {"key_hash": new_hash}})
+
+
 async def answers(http: httpx.AsyncClient, device: Device, key: str, expected: int) -> bool:
     """True when a device request with `key` answers `expected`."""
     return await status_of(http, device, key) == expected
@@ -56,10 +68,7 @@ class TestRevocationReachesEveryProcess:
     async def test_rotation_on_one_process_stops_the_key_on_another(
         self, app: FastAPI, other_process: FastAPI, engine: AIOEngine
     ) -> None:
-        alice = user_principal()
-        device, old_key = await new_device(
-            engine, owner=alice, product=await new_product(engine, owner=alice)
-        )
+        device, old_key = await a_device(engine)
         async with client_for(other_process) as there:
             assert await status_of(there, device, old_key) == 200  # now cached there
             new_key = (
@@ -73,10 +82,7 @@ class TestRevocationReachesEveryProcess:
     async def test_deleting_a_device_stops_its_key_everywhere(
         self, app: FastAPI, other_process: FastAPI, engine: AIOEngine
     ) -> None:
-        alice = user_principal()
-        device, key = await new_device(
-            engine, owner=alice, product=await new_product(engine, owner=alice)
-        )
+        device, key = await a_device(engine)
         async with client_for(other_process) as there, client_for(app) as here:
             assert await status_of(there, device, key) == 200
             assert await status_of(here, device, key) == 200
@@ -113,10 +119,7 @@ class TestWithoutTheFeed:
             settings = make_settings(
                 redis_url=f"redis://127.0.0.1:{redis.port}/0", rate_limit_enabled=False
             )
-            alice = user_principal()
-            device, key = await new_device(
-                engine, owner=alice, product=await new_product(engine, owner=alice)
-            )
+            device, key = await a_device(engine)
             async with app_with(settings) as lonely, client_for(lonely) as http:
                 cache: DeviceKeyCache = lonely.state.device_keys
                 await eventually(lambda: cache.live)
@@ -124,9 +127,7 @@ class TestWithoutTheFeed:
                 redis.stop()
                 await eventually(lambda: not cache.live)
                 # Nobody can announce this change now; the next request must see it anyway.
-                await mongo_db.devices.update_one(
-                    {"_id": device.id}, {"$set": {"key_hash": device_keys.generate().key_hash}}
-                )
+                await change_key_by_hand(mongo_db, device)
                 assert await status_of(http, device, key) == 401
                 redis = start_redis(workdir, port=redis.port)
                 await eventually(lambda: cache.live, timeout=10)
@@ -140,16 +141,11 @@ class TestWithoutTheFeed:
         mongo_db: MongoDatabase,
         engine: AIOEngine,
     ) -> None:
-        alice = user_principal()
-        device, key = await new_device(
-            engine, owner=alice, product=await new_product(engine, owner=alice)
-        )
+        device, key = await a_device(engine)
         async with app_with(make_settings(device_key_cache_s=0.5)) as app, client_for(app) as http:
             await eventually(lambda: app.state.device_keys.live)
             assert await status_of(http, device, key) == 200
-            await mongo_db.devices.update_one(
-                {"_id": device.id}, {"$set": {"key_hash": device_keys.generate().key_hash}}
-            )
+            await change_key_by_hand(mongo_db, device)
             await eventually(lambda: answers(http, device, key, 401), timeout=3)
 
     async def test_caching_off_checks_every_request(
@@ -159,15 +155,10 @@ class TestWithoutTheFeed:
         mongo_db: MongoDatabase,
         engine: AIOEngine,
     ) -> None:
-        alice = user_principal()
-        device, key = await new_device(
-            engine, owner=alice, product=await new_product(engine, owner=alice)
-        )
+        device, key = await a_device(engine)
         async with app_with(make_settings(device_key_cache_s=0)) as app, client_for(app) as http:
             assert await status_of(http, device, key) == 200
-            await mongo_db.devices.update_one(
-                {"_id": device.id}, {"$set": {"key_hash": device_keys.generate().key_hash}}
-            )
+            await change_key_by_hand(mongo_db, device)
             assert await status_of(http, device, key) == 401
 
 
