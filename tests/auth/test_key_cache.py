@@ -4,6 +4,7 @@ every API process; without the revocation feed nothing is served from the cache.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,24 @@ async def other_process(
 
 # Revocations cross a socket to the other processes: they arrive within milliseconds, so the
 # tests poll (`eventually`) rather than expect the very next instruction to see them.
+
+
+ApiWithCacheTtl = Callable[[float], AbstractAsyncContextManager[tuple[FastAPI, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+def api_with_cache_ttl(make_settings: Callable[..., Settings], app_with: Any) -> ApiWithCacheTtl:
+    """`async with api_with_cache_ttl(ttl_s) as (app, http):` an app with that key-cache TTL."""
+
+    @asynccontextmanager
+    async def start(ttl_s: float) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+        async with (
+            app_with(make_settings(device_key_cache_s=ttl_s)) as app,
+            client_for(app) as http,
+        ):
+            yield app, http
+
+    return start
 
 
 class TestRevocationReachesEveryProcess:
@@ -135,28 +154,20 @@ class TestWithoutTheFeed:
             redis.stop()
 
     async def test_a_change_made_by_hand_applies_within_the_cache_ttl(
-        self,
-        make_settings: Callable[..., Settings],
-        app_with: Any,
-        mongo_db: MongoDatabase,
-        engine: AIOEngine,
+        self, api_with_cache_ttl: ApiWithCacheTtl, mongo_db: MongoDatabase, engine: AIOEngine
     ) -> None:
         device, key = await a_device(engine)
-        async with app_with(make_settings(device_key_cache_s=0.5)) as app, client_for(app) as http:
+        async with api_with_cache_ttl(0.5) as (app, http):
             await eventually(lambda: app.state.device_keys.live)
             assert await status_of(http, device, key) == 200
             await change_key_by_hand(mongo_db, device)
             await eventually(lambda: answers(http, device, key, 401), timeout=3)
 
     async def test_caching_off_checks_every_request(
-        self,
-        make_settings: Callable[..., Settings],
-        app_with: Any,
-        mongo_db: MongoDatabase,
-        engine: AIOEngine,
+        self, api_with_cache_ttl: ApiWithCacheTtl, mongo_db: MongoDatabase, engine: AIOEngine
     ) -> None:
         device, key = await a_device(engine)
-        async with app_with(make_settings(device_key_cache_s=0)) as app, client_for(app) as http:
+        async with api_with_cache_ttl(0) as (_, http):
             assert await status_of(http, device, key) == 200
             await change_key_by_hand(mongo_db, device)
             assert await status_of(http, device, key) == 401
