@@ -1,4 +1,4 @@
-"""The application factory: lifespan, middleware, exception handlers and routers."""
+"""The application factory: the lifespan builds one `Services`; middleware, handlers, routers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -23,13 +23,19 @@ from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddlewar
 from app.core.observability import init_sentry
 from app.core.prometheus import PrometheusMiddleware
 from app.core.prometheus import router as metrics_router
+from app.core.services import SensorhubApp, Services, services_of
 from app.core.startup import wait_for_dependencies
 from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
-from app.readings import ingest as readings_ingest
-from app.worker.celery_app import create_celery
+from app.readings.batcher import IngestBatcher
+from app.readings.context import DeviceContextCache
+from app.users import onboarding
+from app.worker import stats as worker_stats
+from app.worker.factory import create_celery
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["create_app", "services_of"]
 
 DESCRIPTION = """
 Sensorhub stores devices, their readings, folders, products and who may see them.
@@ -43,54 +49,77 @@ Sensorhub stores devices, their readings, folders, products and who may see them
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Connect to MongoDB and Redis (with retries), create the schema, close on shutdown."""
-    settings: Settings = app.state.settings
-    mongo_client = db.create_client(settings)
-    redis_client = redis.create_redis(settings)
-    rate_limiter = create_limiter(settings)
-    device_keys = DeviceKeyCache(ttl_s=settings.device_key_cache_s, publisher=redis_client)
-    app.state.device_keys = device_keys
-    revocations = asyncio.create_task(
-        device_keys.follow(settings.redis_url, timeout_s=settings.redis_timeout_s),
-        name="device-key-revocations",
-    )
-    try:
+    """Connect (with retries), create the schema, build `Services`; close all on shutdown."""
+    assert isinstance(app, SensorhubApp)
+    settings = app.settings
+    async with AsyncExitStack() as stack:
+        mongo_client = db.create_client(settings)
+        stack.callback(mongo_client.close)
+        redis_client = redis.create_redis(settings)
+        stack.push_async_callback(redis_client.aclose)
+        limiter = create_limiter(settings)
+        stack.push_async_callback(limiter.aclose)
+        device_keys = DeviceKeyCache(ttl_s=settings.device_key_cache_s, publisher=redis_client)
+        revocations = asyncio.create_task(
+            device_keys.follow(settings.redis_url, timeout_s=settings.redis_timeout_s),
+            name="device-key-revocations",
+        )
+        stack.push_async_callback(_cancel, revocations)
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
         await db.ensure_schema(
-            engine, models=schema.models(), collections=schema.collections(settings)
+            engine, models=schema.models(), collections=schema.collections_(settings)
         )
-        app.state.mongo_client = mongo_client
-        app.state.engine = engine
-        app.state.redis = redis_client
-        app.state.celery = create_celery(settings)
-        readings_ingest.start(app.state, engine, settings)
-        app.state.firebase = FirebaseAuth(settings)
-        app.state.rate_limiter = rate_limiter
+        device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
+        batcher = IngestBatcher.from_settings(engine, settings, cache=device_contexts)
+        batcher.start()
+        # Registered last, so it runs first: acknowledged readings are written before the
+        # clients close.
+        stack.push_async_callback(batcher.stop)
+        celery = create_celery(settings)
+
+        async def refresh_metrics() -> None:
+            await worker_stats.refresh(engine, redis_client, timeout=settings.ready_timeout_s)
+
+        app.services = Services(
+            settings=settings,
+            mongo_client=mongo_client,
+            engine=engine,
+            redis=redis_client,
+            celery=celery,
+            firebase=FirebaseAuth(settings),
+            device_keys=device_keys,
+            limiter=limiter,
+            device_contexts=device_contexts,
+            batcher=batcher,
+            on_sign_in=onboarding.welcome,
+            refresh_metrics=refresh_metrics,
+        )
         logger.info("started", extra={"environment": settings.environment})
-        yield
-    finally:
-        await readings_ingest.stop(app.state)  # acknowledged readings are written first
-        revocations.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await revocations
-        await rate_limiter.aclose()
-        await redis_client.aclose()
-        mongo_client.close()
+        try:
+            yield
+        finally:
+            app.services = None
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings | None = None) -> SensorhubApp:
     """Build the ASGI app for the given settings (the environment's when None)."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     init_sentry(settings, component="api")
-    app = FastAPI(
+    app = SensorhubApp(
         title=settings.app_name,
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        settings=settings,
     )
-    app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)

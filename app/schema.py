@@ -5,15 +5,13 @@ from __future__ import annotations
 from odmantic import Model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from app.auth.models import Session
+from app.auth.models import Session, User
+from app.catalog.models import Device, Folder, Product
+from app.catalog.permissions.models import Grant, Invite
+from app.core import collections
 from app.core.config import Settings
 from app.core.db import CollectionSpec
-from app.devices.models import Device
-from app.folders.models import Folder
-from app.permissions.models import Grant, Invite
-from app.products.models import Product
-from app.users.models import User
-from app.worker.models import EmailOutbox
+from app.emails.models import EmailOutbox
 
 
 def models() -> list[type[Model]]:
@@ -21,11 +19,11 @@ def models() -> list[type[Model]]:
     return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite]
 
 
-def collections(settings: Settings) -> list[CollectionSpec]:
+def collections_(settings: Settings) -> list[CollectionSpec]:
     """Collections with options or indexes beyond what the models declare."""
     return [
         CollectionSpec(
-            name="readings",
+            name=collections.READINGS,
             options={
                 "timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
                 "expireAfterSeconds": settings.readings_retention_days * 86_400,
@@ -38,11 +36,11 @@ def collections(settings: Settings) -> list[CollectionSpec]:
             ],
         ),
         CollectionSpec(
-            name="idempotency_keys",
+            name=collections.IDEMPOTENCY_KEYS,
             indexes=[
                 IndexModel([("device_id", ASCENDING), ("key", ASCENDING)], unique=True),
                 IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
             ],
         ),
-        CollectionSpec(name="device_latest"),
+        CollectionSpec(name=collections.DEVICE_LATEST),
     ]

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import httpx
 import redis
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth.dependencies import get_optional_principal  # noqa: E402
+from app.auth.quotas import enforce_rate_limit  # noqa: E402
 from app.core.config import Settings  # noqa: E402
-from app.ratelimit.dependencies import enforce_rate_limit  # noqa: E402
+from app.core.services import SensorhubApp, Services, services_of  # noqa: E402
 from app.ratelimit.middleware import RateLimitHeadersMiddleware  # noqa: E402
 from app.ratelimit.service import create_limiter  # noqa: E402
 
@@ -115,13 +116,27 @@ class Monitor:
         return total
 
 
-def build_app(settings: Settings) -> FastAPI:
-    app = FastAPI()
-    app.state.settings = settings
-    app.state.rate_limiter = create_limiter(settings)
-    # Anonymous requests resolve no credentials, so identity never touches these.
-    app.state.engine = None
-    app.state.firebase = None
+def build_app(settings: Settings) -> SensorhubApp:
+    app = SensorhubApp(settings=settings)
+    # Anonymous requests resolve no credentials, so only the limiter is a real client here.
+    app.services = Services(  # type: ignore[arg-type]
+        settings=settings,
+        limiter=create_limiter(settings),
+        **dict.fromkeys(
+            (
+                "mongo_client",
+                "engine",
+                "redis",
+                "celery",
+                "firebase",
+                "device_keys",
+                "device_contexts",
+                "batcher",
+                "on_sign_in",
+                "refresh_metrics",
+            )
+        ),
+    )
     limited = APIRouter(prefix="/on", dependencies=[Depends(enforce_rate_limit)])
     # The same caller resolution without the limiter, so the difference is the limiter alone.
     plain = APIRouter(prefix="/off", dependencies=[Depends(get_optional_principal)])
@@ -164,7 +179,7 @@ async def run(port: int) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
         await timed_batch(http, "/on/ping", 50)  # warm-up: connection, script cache
         await timed_batch(http, "/off/ping", 50)
-        limiter = app.state.rate_limiter
+        limiter = services_of(app).limiter
         started = time.monotonic()
         before = calls(inspect)
         while len(on) < REQUESTS and time.monotonic() - started < TIME_BUDGET_S:
@@ -176,7 +191,7 @@ async def run(port: int) -> None:
         with Monitor(port) as monitor:
             await timed_batch(http, "/on/ping", MONITOR_REQUESTS)
         degraded = limiter.degraded
-    await app.state.rate_limiter.aclose()
+    await services_of(app).limiter.aclose()
     inspect.close()
 
     med_on, med_off = statistics.median(on) * 1e6, statistics.median(off) * 1e6

@@ -26,6 +26,7 @@ from odmantic import AIOEngine
 from app.auth.key_cache import DeviceKeyCache
 from app.core.config import Settings
 from app.core.db import MongoDatabase, database
+from app.core.services import services_of
 from app.main import create_app
 from tests.fixtures.identities import (  # noqa: F401 - fixtures
     TEST_JWT_SECRET,
@@ -174,7 +175,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     async with running_app(settings) as app:
         yield app
         # Leave nothing behind on a shared (real) MongoDB.
-        await app.state.mongo_client.drop_database(settings.mongodb_db)
+        await services_of(app).mongo_client.drop_database(settings.mongodb_db)
 
 
 @pytest.fixture
@@ -187,20 +188,20 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def mongo_db(app: FastAPI) -> MongoDatabase:
     """The raw database of the shared app, for assertions on what was stored."""
-    return database(app.state.engine)
+    return database(services_of(app).engine)
 
 
 @pytest.fixture
 def engine(app: FastAPI) -> AIOEngine:
     """The shared app's ODMantic engine, for service-level tests."""
-    engine: AIOEngine = app.state.engine
+    engine: AIOEngine = services_of(app).engine
     return engine
 
 
 @pytest.fixture
 def key_cache(app: FastAPI) -> DeviceKeyCache:
     """The shared app's device-key cache (services revoke keys through it)."""
-    cache: DeviceKeyCache = app.state.device_keys
+    cache: DeviceKeyCache = services_of(app).device_keys
     return cache
 
 

@@ -20,9 +20,8 @@ from app.auth.exceptions import (
     InvalidCredentials,
     UserRequired,
 )
-from app.auth.firebase import FirebaseAuth
-from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
+from app.core.services import ServicesDep
 
 DEVICE_KEY_HEADER = "X-Device-Key"
 
@@ -34,37 +33,17 @@ bearer_scheme = HTTPBearer(
 device_key_scheme = APIKeyHeader(name=DEVICE_KEY_HEADER, auto_error=False)
 
 
-async def get_firebase(request: Request) -> FirebaseAuth:
-    """The Firebase Auth client made in the lifespan."""
-    firebase: FirebaseAuth = request.app.state.firebase
-    return firebase
-
-
-FirebaseDep = Annotated[FirebaseAuth, Depends(get_firebase)]
-
-
-async def get_device_keys(request: Request) -> DeviceKeyCache:
-    """The device-key cache made in the lifespan (services revoke keys through it)."""
-    device_keys: DeviceKeyCache = request.app.state.device_keys
-    return device_keys
-
-
-DeviceKeysDep = Annotated[DeviceKeyCache, Depends(get_device_keys)]
-
-
 async def get_authentication(
     request: Request,
+    services: ServicesDep,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     _device_key: Annotated[str | None, Depends(device_key_scheme)],
 ) -> auth_service.Authentication | None:
     """Check the request's credentials; None when it carries none, 401 when they are bad."""
-    # Every request solves this dependency: it reads the lifespan's clients from app.state
-    # itself rather than through three more dependencies FastAPI would resolve each time.
-    state = request.app.state
     device_key = request.headers.get(DEVICE_KEY_HEADER)
     if device_key is not None:
         return await auth_service.authenticate_device(
-            state.engine, key=device_key.strip(), key_cache=state.device_keys
+            services.engine, key=device_key.strip(), key_cache=services.device_keys
         )
     authorization = request.headers.get("Authorization")
     if authorization is None:
@@ -74,11 +53,11 @@ async def get_authentication(
     if scheme.lower() != "bearer" or not token:
         raise InvalidCredentials("Send credentials as `Authorization: Bearer <token>`")
     return await auth_service.authenticate(
-        state.engine,
-        state.firebase,
-        settings=state.settings,
+        services.engine,
+        services.firebase,
+        settings=services.settings,
         token=token,
-        key_cache=state.device_keys,
+        key_cache=services.device_keys,
     )
 
 
@@ -115,13 +94,16 @@ def _principal_dependency(
     """A dependency that requires credentials, applies `check`, and only then records the
     caller as seen (so a refused request writes nothing)."""
 
-    async def dependency(request: Request, authentication: AuthenticationDep) -> Principal:
+    async def dependency(services: ServicesDep, authentication: AuthenticationDep) -> Principal:
         if authentication is None:
             raise CredentialsRequired("This endpoint needs credentials")
         check(authentication.principal)
-        state = request.app.state
         await auth_service.accept(
-            state.engine, state.celery, settings=state.settings, authentication=authentication
+            services.engine,
+            services.celery,
+            settings=services.settings,
+            authentication=authentication,
+            on_sign_in=services.on_sign_in,
         )
         return authentication.principal
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.errors import Forbidden, ServiceUnavailable, Unauthorized
+from app.core.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 
 
 class InvalidCredentials(Unauthorized):
@@ -52,3 +52,10 @@ class IdentityProviderUnavailable(ServiceUnavailable):
 
     type = "identity-provider-unavailable"
     title = "Identity provider unavailable"
+
+
+class UserNotFound(NotFound):
+    """No user with this uid (or email) is known to Sensorhub."""
+
+    type = "user-not-found"
+    title = "User not found"

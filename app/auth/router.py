@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from app.auth import quotas
 from app.auth import service as auth_service
-from app.auth.dependencies import FirebaseDep, UserPrincipal
+from app.auth.dependencies import UserPrincipal
 from app.auth.schemas import MeRead, RefreshRequest, SessionCreate, SessionTokens
-from app.core.deps import CeleryDep, EngineDep, SettingsDep
-from app.ratelimit import dependencies as ratelimit_dependencies
+from app.core.services import ServicesDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -18,42 +18,40 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 @router.post("/session", response_model=SessionTokens)
 async def create_session(
-    body: SessionCreate,
-    response: Response,
-    settings: SettingsDep,
-    engine: EngineDep,
-    celery: CeleryDep,
-    firebase: FirebaseDep,
+    body: SessionCreate, response: Response, services: ServicesDep
 ) -> SessionTokens:
     """Exchange a Firebase ID token for an access token (short) and a refresh token."""
     response.headers.update(NO_STORE)
     return await auth_service.create_session(
-        engine, celery, firebase, settings=settings, id_token_in=body.id_token
+        services.engine,
+        services.celery,
+        services.firebase,
+        settings=services.settings,
+        id_token_in=body.id_token,
+        on_sign_in=services.on_sign_in,
     )
 
 
 @router.post("/refresh", response_model=SessionTokens)
-async def refresh(
-    body: RefreshRequest, response: Response, settings: SettingsDep, engine: EngineDep
-) -> SessionTokens:
+async def refresh(body: RefreshRequest, response: Response, services: ServicesDep) -> SessionTokens:
     """Rotate: the refresh token works once; presenting it again revokes its whole session."""
     response.headers.update(NO_STORE)
     return await auth_service.refresh(
-        engine, settings=settings, refresh_token_in=body.refresh_token
+        services.engine, settings=services.settings, refresh_token_in=body.refresh_token
     )
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
-async def logout(body: RefreshRequest, settings: SettingsDep, engine: EngineDep) -> None:
+async def logout(body: RefreshRequest, services: ServicesDep) -> None:
     """End the session of this refresh token (its access tokens stop working too)."""
-    await auth_service.logout(engine, settings=settings, refresh_token_in=body.refresh_token)
+    await auth_service.logout(
+        services.engine, settings=services.settings, refresh_token_in=body.refresh_token
+    )
 
 
 @router.get("/me", response_model=MeRead)
-async def me(
-    principal: UserPrincipal, engine: EngineDep, settings: SettingsDep, request: Request
-) -> MeRead:
+async def me(principal: UserPrincipal, services: ServicesDep, request: Request) -> MeRead:
     """The caller's profile, roles and request quota."""
-    profile = await auth_service.me(engine, principal=principal)
-    quota = ratelimit_dependencies.quota_for(principal, settings, request=request)
+    profile = await auth_service.me(services.engine, principal=principal)
+    quota = quotas.quota_for(principal, services.settings, request=request)
     return profile.model_copy(update={"quota": quota})

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from celery import Celery
 from odmantic import AIOEngine
 
-from app.auth import device_keys, sessions, tokens
+from app.auth import device_keys, identities, sessions, tokens
 from app.auth.exceptions import AccountDisabled, InvalidCredentials, RefreshTokenReused
 from app.auth.firebase import FirebaseAuth, FirebaseIdentity
+from app.auth.identities import SignInHook
 from app.auth.key_cache import DeviceKeyCache
+from app.auth.models import User
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
 from app.auth.schemas import MeRead, SessionTokens
-from app.core import db
+from app.core import collections, db
 from app.core.config import Settings
 from app.core.models import utcnow
-from app.users import service as users_service
-from app.users.models import User
 
 MASTER_PRINCIPAL = Principal(kind=PrincipalKind.MASTER, uid="master", roles=frozenset({ADMIN_ROLE}))
 
@@ -48,7 +48,9 @@ async def authenticate_device(
     device_id = None if key_cache is None else key_cache.lookup(key_hash)
     if device_id is None:
         generation = 0 if key_cache is None else key_cache.generation
-        doc = await db.database(engine)["devices"].find_one({"key_hash": key_hash}, {"_id": 1})
+        doc = await db.database(engine)[collections.DEVICES].find_one(
+            {"key_hash": key_hash}, {"_id": 1}
+        )
         if doc is None:
             raise InvalidCredentials("Unknown device key")
         device_id = str(doc["_id"])
@@ -81,34 +83,40 @@ async def authenticate(
         return Authentication(principal=MASTER_PRINCIPAL)
     if tokens.is_ours(settings, token):
         claims = tokens.decode(settings, token, typ=tokens.ACCESS)
-        user = await users_service.get(engine, uid=claims.uid)
+        user = await identities.get_user(engine, uid=claims.uid)
         if user is None:
             raise InvalidCredentials("The account no longer exists")
         ensure_enabled(user)
         if await sessions.is_family_revoked(engine, family_id=claims.family_id):
             raise InvalidCredentials("The session has ended; sign in again")
-        return Authentication(principal=users_service.principal_for_user(settings, user), user=user)
+        return Authentication(principal=identities.principal_for_user(settings, user), user=user)
     identity = await firebase.verify(token)
-    user = await users_service.get(engine, uid=identity.uid)
+    user = await identities.get_user(engine, uid=identity.uid)
     ensure_enabled(user)
     return Authentication(
-        principal=users_service.principal_for_identity(settings, identity, user),
+        principal=identities.principal_for_identity(settings, identity, user),
         identity=identity,
         user=user,
     )
 
 
 async def accept(
-    engine: AIOEngine, celery: Celery, *, settings: Settings, authentication: Authentication
+    engine: AIOEngine,
+    celery: Celery,
+    *,
+    settings: Settings,
+    authentication: Authentication,
+    on_sign_in: SignInHook,
 ) -> None:
     """Record an accepted user request (first sight, profile sync, last seen)."""
     if authentication.principal.kind is PrincipalKind.USER:
-        await users_service.record_sight(
+        await identities.record_sight(
             engine,
             celery,
             settings=settings,
             user=authentication.user,
             identity=authentication.identity,
+            on_sign_in=on_sign_in,
         )
 
 
@@ -128,7 +136,7 @@ def _me(principal: Principal, user: User | None) -> MeRead:
 
 async def me(engine: AIOEngine, *, principal: Principal) -> MeRead:
     """The caller's profile and roles."""
-    user = await users_service.get(engine, uid=principal.uid) if principal.is_user else None
+    user = await identities.get_user(engine, uid=principal.uid) if principal.is_user else None
     return _me(principal, user)
 
 
@@ -154,7 +162,7 @@ async def _issue(
         refresh_token=refresh.token,
         expires_in=int((access.expires_at - now).total_seconds()),
         refresh_expires_in=int((refresh.expires_at - now).total_seconds()),
-        user=_me(users_service.principal_for_user(settings, user), user),
+        user=_me(identities.principal_for_user(settings, user), user),
     )
 
 
@@ -165,13 +173,14 @@ async def create_session(
     *,
     settings: Settings,
     id_token_in: str,
+    on_sign_in: SignInHook,
 ) -> SessionTokens:
     """Exchange a Firebase ID token (checked for revocation) for API session tokens."""
     identity = await firebase.verify(id_token_in, check_revoked=True)
-    user = await users_service.get(engine, uid=identity.uid)
+    user = await identities.get_user(engine, uid=identity.uid)
     ensure_enabled(user)
-    user = await users_service.record_sight(
-        engine, celery, settings=settings, user=user, identity=identity
+    user = await identities.record_sight(
+        engine, celery, settings=settings, user=user, identity=identity, on_sign_in=on_sign_in
     )
     return await _issue(engine, settings=settings, user=user, family_id=tokens.new_family_id())
 
@@ -179,7 +188,7 @@ async def create_session(
 async def refresh(engine: AIOEngine, *, settings: Settings, refresh_token_in: str) -> SessionTokens:
     """Rotate a refresh token: it works once; a reused one revokes its whole family."""
     claims = tokens.decode(settings, refresh_token_in, typ=tokens.REFRESH)
-    user = await users_service.get(engine, uid=claims.uid)
+    user = await identities.get_user(engine, uid=claims.uid)
     if user is None:
         raise InvalidCredentials("The account no longer exists")
     ensure_enabled(user)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from app.core import db, redis
 from app.core.errors import ServiceUnavailable, problem_response
+from app.core.services import ServicesDep
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,13 @@ async def _check(name: str, probe: Awaitable[Any], timeout: float) -> tuple[str,
     summary="Readiness: MongoDB and Redis answer",
     responses={503: {"description": "A dependency did not answer in time"}},
 )
-async def ready(request: Request) -> JSONResponse:
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
     """Ping MongoDB and Redis concurrently, each within the readiness timeout."""
-    state = request.app.state
-    timeout = state.settings.ready_timeout_s
+    timeout = services.settings.ready_timeout_s
     results = dict(
         await asyncio.gather(
-            _check("mongodb", db.ping(state.mongo_client), timeout),
-            _check("redis", redis.ping(state.redis), timeout),
+            _check("mongodb", db.ping(services.mongo_client), timeout),
+            _check("redis", redis.ping(services.redis), timeout),
         )
     )
     failed = sorted(name for name, status in results.items() if status != "ok")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -10,11 +10,12 @@ from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from app.core.config import Settings
-from app.core.deps import SettingsDep
 from app.core.errors import Unprocessable
 from app.core.models import parse_object_id
+from app.core.services import ServicesDep
 
 ItemT = TypeVar("ItemT")
+RowT = TypeVar("RowT")
 
 
 class InvalidCursor(Unprocessable):
@@ -36,6 +37,13 @@ class Page(BaseModel, Generic[ItemT]):
 
     items: list[ItemT]
     next_cursor: str | None
+
+    @classmethod
+    def of(
+        cls, rows: Iterable[RowT], cursor: str | None, read: Callable[[RowT], ItemT]
+    ) -> Page[ItemT]:
+        """The page of `rows` (each shown through `read`) with the next page's cursor."""
+        return cls(items=[read(row) for row in rows], next_cursor=cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +74,14 @@ def page_params(settings: Settings, *, limit: int | None, cursor: str | None) ->
     return params
 
 
-def _page_params_dep(
-    settings: SettingsDep,
+async def _page_params_dep(
+    services: ServicesDep,
     limit: Annotated[int | None, Query(ge=1, description="items per page")] = None,
     cursor: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` of the previous page")
     ] = None,
 ) -> PageParams:
-    return page_params(settings, limit=limit, cursor=cursor)
+    return page_params(services.settings, limit=limit, cursor=cursor)
 
 
 PageParamsDep = Annotated[PageParams, Depends(_page_params_dep)]

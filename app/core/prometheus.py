@@ -8,11 +8,12 @@ import time
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Forbidden, NotFound
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from app.worker import stats as worker_stats
+from app.core.services import ServicesDep
 
 # Requests that match no route share one label, so random paths cannot add series.
 UNMATCHED_ROUTE = "<unmatched>"
@@ -73,11 +74,10 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
-def authorize_scrape(request: Request) -> None:
+def authorize_scrape(request: Request, token: SecretStr | None) -> None:
     """Open on loopback; elsewhere `Authorization: Bearer <METRICS_TOKEN>`, or 404 if unset."""
     if _is_loopback(request):
         return
-    token = request.app.state.settings.metrics_token
     if token is None:
         raise MetricsDisabled()
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
@@ -93,9 +93,8 @@ def authorize_scrape(request: Request) -> None:
     response_model=None,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 403: {}, 404: {}},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, services: ServicesDep) -> Response:
     """Refresh the figures kept outside this process, then render the registry."""
-    authorize_scrape(request)
-    state = request.app.state
-    await worker_stats.refresh(state.engine, state.redis, timeout=state.settings.ready_timeout_s)
+    authorize_scrape(request, services.settings.metrics_token)
+    await services.refresh_metrics()
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,11 +1,13 @@
-"""Policies (limit per window) from settings, and which one applies to a caller."""
+"""Named policies (a limit per sliding window), from settings.
+
+Which policy applies to which caller is decided in `app.auth.quotas`.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from app.auth.principal import Principal, PrincipalKind
 from app.core.config import Settings
 
 ANONYMOUS = "anonymous"
@@ -28,12 +30,6 @@ class Policy:
     def window_s(self) -> int:
         """The window in whole seconds, as the `w` of the `RateLimit-Policy` header."""
         return max(1, math.ceil(self.window_ms / 1000))
-
-    def with_limit(self, limit: int | None) -> Policy:
-        """The same policy with another limit (a per-product override), or itself."""
-        if limit is None or limit == self.limit:
-            return self
-        return Policy(self.name, limit, self.window_ms, self.admin_exempt)
 
 
 def _ms(seconds: float) -> int:
@@ -62,23 +58,3 @@ def policies_from(settings: Settings) -> dict[str, Policy]:
             admin_exempt=True,
         ),
     }
-
-
-def default_policy_name(principal: Principal | None) -> str | None:
-    """The policy every request of this caller passes; None for the exempt master token."""
-    if principal is None:
-        return ANONYMOUS
-    if principal.kind is PrincipalKind.MASTER:
-        return None
-    if principal.kind is PrincipalKind.DEVICE:
-        return DEVICE
-    return ADMIN if principal.is_admin else USER
-
-
-def identity_key(principal: Principal | None, client_ip: str) -> str:
-    """Whose counter a request uses: the device, the user, or the client address."""
-    if principal is None:
-        return f"ip:{client_ip}"
-    if principal.kind is PrincipalKind.DEVICE:
-        return f"device:{principal.device_id or principal.uid}"
-    return f"{principal.kind.value}:{principal.uid}"

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
-
-
-class DeviceNotFound(NotFound):
-    """The device does not exist, or the caller may not act on it."""
-
-    type = "device-not-found"
-    title = "Device not found"
+from app.core.errors import Conflict, Forbidden, ServiceUnavailable, Unprocessable
 
 
 class ReadingsInvalid(Unprocessable):

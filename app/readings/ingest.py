@@ -1,320 +1,146 @@
-"""Group commit: readings of concurrent requests are written with one `insert_many` per flush.
+"""Device side: check readings, store them by group commit, answer once written; heartbeats.
 
-A flush starts `INGEST_FLUSH_INTERVAL_MS` after the first waiting reading arrived, or at once
-when `INGEST_FLUSH_MAX_DOCS` readings wait; at most `INGEST_FLUSHES_IN_FLIGHT` flushes write at
-once (later readings wait, and are written together). Each request awaits a future that
-resolves only after its readings are written, so every 202 answer is durable. After the
-insert, the same flush updates `device_latest` (one bulk write), refreshes device presence
-(throttled) and records the answers of requests that carried an `Idempotency-Key`.
-
-Partial failures are reported honestly: documents the server refused are named by
-`BulkWriteError` and returned to their request as failed positions; an error whose outcome is
-unknown (connection lost, write concern) fails every request of the flush with 503.
+A retry with the same `Idempotency-Key` stores nothing and gets the first answer
+(`app.readings.idempotency`); the batcher (`app.readings.batcher`) answers only after the
+readings are written, so every 202 is durable.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-from bson import ObjectId
 from odmantic import AIOEngine
-from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, PyMongoError
-from starlette.datastructures import State
 
+from app.catalog import presence
 from app.core.config import Settings
-from app.core.metrics import INGEST_FLUSH_READINGS
+from app.core.metrics import READINGS_INGESTED
 from app.core.models import utcnow
-from app.readings import repository
-from app.readings.exceptions import IngestUnavailable
-from app.readings.models import field_key
-from app.readings.repository import DeviceContext, DeviceContextCache
+from app.readings import idempotency, validation
+from app.readings.batcher import IngestBatcher
+from app.readings.context import DeviceContext, DeviceContextCache
+from app.readings.exceptions import IngestUnavailable, ReadingsInvalid
+from app.readings.schemas import HeartbeatIn, IngestResult, PresenceRead, RejectedReading
 
-logger = logging.getLogger(__name__)
-
-_MEMO_LIMIT = 100_000
-
-
-@dataclass(slots=True)
-class WriteOutcome:
-    """What happened to one request's readings: positions not written, answer recorded."""
-
-    failed: list[int] = field(default_factory=list)
-    key_recorded: bool = False
+# --- ingest --------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Item:
-    docs: list[dict[str, Any]]
-    context: DeviceContext
-    future: asyncio.Future[WriteOutcome]
-    enqueued_at: float
-    key_id: ObjectId | None
-    response: dict[str, Any] | None
+@dataclass(frozen=True, slots=True)
+class IngestAnswer:
+    """The answer to an ingest request; `replayed` when it repeats a keyed request's answer."""
+
+    result: IngestResult
+    replayed: bool = False
 
 
-class IngestBatcher:
-    """The in-process group-commit writer; one per app, started and stopped in the lifespan."""
-
-    def __init__(
-        self,
-        engine: AIOEngine,
-        *,
-        flush_interval_s: float,
-        max_docs: int,
-        presence_throttle_s: float,
-        cache: DeviceContextCache | None = None,
-        max_in_flight: int = 4,
-    ) -> None:
-        self.engine = engine
-        self.flush_interval_s = flush_interval_s
-        self.max_docs = max_docs
-        self.presence_throttle_s = presence_throttle_s
-        self.cache = cache
-        self._queue: list[_Item] = []
-        self._queued_docs = 0
-        self._wake = asyncio.Event()
-        self._full = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._presence_memo: dict[str, float] = {}
-        self._latest_known: set[str] = set()
-        self.flush_count = 0
-
-    @property
-    def queued(self) -> int:
-        """Readings waiting for the next flush."""
-        return self._queued_docs
-
-    def start(self) -> None:
-        """Start the flush loop on the running event loop."""
-        self._task = asyncio.create_task(self._run(), name="ingest-batcher")
-
-    async def stop(self) -> None:
-        """Stop taking readings and write everything already accepted into the queue."""
-        self._closing = True
-        self._wake.set()
-        self._full.set()
-        if self._task is not None:
-            await self._task
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
-
-    async def submit(
-        self,
-        docs: list[dict[str, Any]],
-        context: DeviceContext,
-        *,
-        key_id: ObjectId | None = None,
-        response: dict[str, Any] | None = None,
-    ) -> WriteOutcome:
-        """Queue readings and wait until they are written (raises IngestUnavailable)."""
-        if self._closing or self._task is None:
-            raise IngestUnavailable("The service is shutting down; retry shortly")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[WriteOutcome] = loop.create_future()
-        self._queue.append(_Item(docs, context, future, loop.time(), key_id, response))
-        self._queued_docs += len(docs)
-        self._wake.set()
-        if self._queued_docs >= self.max_docs:
-            self._full.set()
-        # Shielded: a client that goes away does not cancel the write others share.
-        return await asyncio.shield(future)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            deadline = self._queue[0].enqueued_at + self.flush_interval_s
-            while not self._closing and self._queued_docs < self.max_docs:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._full.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):  # no task per wait, unlike wait_for
-                        await self._full.wait()
-            items = self._take()
-            await self._slots.acquire()
-            task = asyncio.create_task(self._flush(items))
-            self._flushes.add(task)
-            task.add_done_callback(self._flush_done)
-
-    def _flush_done(self, task: asyncio.Task[None]) -> None:
-        self._flushes.discard(task)
-        self._slots.release()
-
-    def _take(self) -> list[_Item]:
-        taken: list[_Item] = []
-        size = 0
-        while self._queue and (not taken or size + len(self._queue[0].docs) <= self.max_docs):
-            item = self._queue.pop(0)
-            taken.append(item)
-            size += len(item.docs)
-        self._queued_docs -= size
-        return taken
-
-    async def _flush(self, items: list[_Item]) -> None:
-        try:
-            await self._write(items)
-        except Exception:  # never leave a request waiting forever
-            logger.exception("ingest flush failed")
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(IngestUnavailable("Readings could not be stored"))
-
-    async def _write(self, items: list[_Item]) -> None:
-        self.flush_count += 1
-        docs = [doc for item in items for doc in item.docs]
-        INGEST_FLUSH_READINGS.observe(len(docs))
-        refused: set[int] = set()
-        try:
-            await repository.insert_readings(self.engine, docs)
-        except BulkWriteError as exc:
-            details = exc.details or {}
-            if details.get("writeConcernErrors"):
-                raise  # written but not confirmed durable: the outcome is unknown
-            refused = {int(err["index"]) for err in details.get("writeErrors", [])}
-            logger.error("readings refused by the server", extra={"count": len(refused)})
-        except PyMongoError as exc:
-            logger.error("readings insert failed", extra={"error": type(exc).__name__})
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(
-                        IngestUnavailable("Readings could not be stored; retry")
-                    )
-            return
-        outcomes: list[WriteOutcome] = []
-        written: list[dict[str, Any]] = []
-        position = 0
-        for item in items:
-            failed = [i for i in range(len(item.docs)) if position + i in refused]
-            outcomes.append(WriteOutcome(failed=failed))
-            skip = set(failed)
-            written.extend(d for i, d in enumerate(item.docs) if i not in skip)
-            position += len(item.docs)
-        results = await asyncio.gather(
-            self._update_latest(written),
-            self._update_presence(items),
-            self._record_answers(items, outcomes),
-            return_exceptions=True,
+async def receive(
+    engine: AIOEngine,
+    *,
+    batcher: IngestBatcher,
+    context: DeviceContext,
+    body_in: bytes,
+    idempotency_key: str | None,
+    settings: Settings,
+) -> IngestAnswer:
+    """Check, store (group commit) and answer a device's readings; idempotent with a key."""
+    key = None if idempotency_key is None else idempotency.check_key(idempotency_key)
+    now = utcnow()
+    try:
+        rules = validation.Rules.of(
+            device_id=context.device_id,
+            product_id=context.product_id,
+            telemetry=context.telemetry,
+            now=now,
+            max_future_skew=timedelta(seconds=settings.readings_max_future_skew_s),
+            retention=timedelta(days=settings.readings_retention_days),
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                logger.error("ingest side effect failed", extra={"error": repr(result)})
-        for item, outcome in zip(items, outcomes, strict=True):
-            if not item.future.done():
-                item.future.set_result(outcome)
-
-    async def _update_latest(self, docs: list[dict[str, Any]]) -> None:
-        newest: dict[str, dict[str, dict[str, Any]]] = {}
-        products: dict[str, str] = {}
-        for doc in docs:
-            device_id = doc["meta"]["device_id"]
-            products[device_id] = doc["meta"]["product_id"]
-            per_device = newest.setdefault(device_id, {})
-            ts = doc["ts"]
-            suspect = doc.get("suspect")
-            for key, value in doc["m"].items():
-                current = per_device.get(key)
-                if current is None or ts >= current["ts"]:
-                    entry = {"ts": ts, "v": value}
-                    if suspect and any(field_key(name) == key for name in suspect):
-                        entry["suspect"] = True
-                    per_device[key] = entry
-        ensure = [
-            repository.latest_ensure(device_id, products[device_id])
-            for device_id in newest
-            if device_id not in self._latest_known
+        batch = validation.check_batch(
+            validation.parse_json(body_in), rules=rules, max_batch=settings.readings_max_batch
+        )
+    except ReadingsInvalid:
+        READINGS_INGESTED.labels("rejected").inc()
+        raise
+    claim = None
+    if key is not None:
+        claim = await idempotency.claim(
+            engine,
+            device_id=context.device_id,
+            key=key,
+            body_fingerprint=idempotency.fingerprint(body_in),
+            ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            wait_s=settings.idempotency_wait_s,
+        )
+        if claim.replay is not None:
+            replay = IngestResult.model_validate(claim.replay)
+            READINGS_INGESTED.labels("duplicate").inc(replay.accepted)
+            return IngestAnswer(result=replay, replayed=True)
+    rejected = [
+        RejectedReading(index=r.index, reason=r.reason, detail=r.detail)  # type: ignore[arg-type]
+        for r in batch.rejected
+    ]
+    result = IngestResult(accepted=len(batch.docs), rejected=len(rejected), errors=rejected)
+    try:
+        outcome = await batcher.submit(
+            batch.docs,
+            context,
+            key_id=None if claim is None else claim.key_id,
+            response=None if claim is None else result.model_dump(mode="json"),
+        )
+    except IngestUnavailable:
+        if claim is not None:
+            await idempotency.release(engine, claim.key_id)
+        raise
+    if outcome.failed:
+        if len(outcome.failed) == len(batch.docs):
+            if claim is not None:
+                await idempotency.release(engine, claim.key_id)
+            raise IngestUnavailable("The readings could not be stored; retry")
+        stored_failed = [
+            RejectedReading(
+                index=batch.indexes[i], reason="storage-error", detail="not stored; send again"
+            )
+            for i in outcome.failed
         ]
-        # Usually every value is newer than the device's newest: one operation per device.
-        fast = [repository.latest_offer_all(d, metrics) for d, metrics in newest.items()]
-        matched = await repository.write_latest(self.engine, [*ensure, *fast])
-        if len(self._latest_known) > _MEMO_LIMIT:
-            self._latest_known.clear()
-        self._latest_known.update(newest)
-        if matched - len(ensure) >= len(fast):
-            return
-        # Some device got a late value: offer each metric on its own (the fast operations
-        # that did apply make these no-ops, as none of them is newer any more).
-        slow: list[UpdateOne] = []
-        for device_id, metrics in newest.items():
-            slow.extend(repository.latest_offer(device_id, k, v) for k, v in metrics.items())
-            slow.append(repository.latest_newest(device_id, max(v["ts"] for v in metrics.values())))
-        await repository.write_latest(self.engine, slow)
-
-    async def _update_presence(self, items: list[_Item]) -> None:
-        mono = time.monotonic()
-        now = utcnow()
-        cutoff = now - timedelta(seconds=self.presence_throttle_s)
-        ops: list[UpdateOne] = []
-        noted: dict[str, dict[str, Any]] = {}
-        for item in items:
-            device_id = item.context.device_id
-            if device_id in noted:
-                continue
-            last = self._presence_memo.get(device_id)
-            if last is not None and mono - last < self.presence_throttle_s:
-                continue
-            op, presence = repository.presence_update(item.context, now=now, cutoff=cutoff)
-            ops.append(op)
-            noted[device_id] = presence
-        if not ops:
-            return
-        if len(self._presence_memo) > _MEMO_LIMIT:
-            self._presence_memo.clear()
-        for device_id in noted:
-            self._presence_memo[device_id] = mono
-        await repository.write_presences(self.engine, ops)
-        if self.cache is not None:
-            for device_id, presence in noted.items():
-                self.cache.note_presence(device_id, presence)
-
-    async def _record_answers(self, items: list[_Item], outcomes: list[WriteOutcome]) -> None:
-        ops: list[UpdateOne] = []
-        for item, outcome in zip(items, outcomes, strict=True):
-            if item.key_id is not None and item.response is not None and not outcome.failed:
-                ops.append(repository.complete_key_op(item.key_id, item.response))
-                outcome.key_recorded = True
-        try:
-            await repository.complete_keys(self.engine, ops)
-        except PyMongoError:
-            for outcome in outcomes:
-                outcome.key_recorded = False
-            raise
+        errors = sorted([*rejected, *stored_failed], key=lambda r: r.index)
+        result = IngestResult(
+            accepted=len(batch.docs) - len(stored_failed), rejected=len(errors), errors=errors
+        )
+    if claim is not None and not outcome.key_recorded:
+        await idempotency.complete(engine, claim.key_id, result.model_dump(mode="json"))
+    READINGS_INGESTED.labels("accepted").inc(result.accepted)
+    if result.rejected:
+        READINGS_INGESTED.labels("rejected").inc(result.rejected)
+    return IngestAnswer(result=result)
 
 
-def start(state: State, engine: AIOEngine, settings: Settings) -> IngestBatcher:
-    """Make the device-context cache and the batcher on `app.state` and start the batcher."""
-    state.readings_cache = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
-    batcher = IngestBatcher(
-        engine,
-        flush_interval_s=settings.ingest_flush_interval_ms / 1000,
-        max_docs=settings.ingest_flush_max_docs,
-        presence_throttle_s=settings.presence_throttle_s,
-        cache=state.readings_cache,
-        max_in_flight=settings.ingest_flushes_in_flight,
+async def heartbeat(
+    engine: AIOEngine,
+    *,
+    device_id: str,
+    heartbeat_in: HeartbeatIn,
+    settings: Settings,
+    cache: DeviceContextCache,
+) -> PresenceRead:
+    """Record that the device is alive, with its reported status and detail when given."""
+    try:
+        stored, written = await presence.heartbeat(
+            engine,
+            device_id=device_id,
+            status=heartbeat_in.status,
+            detail=heartbeat_in.detail,
+            given=heartbeat_in.model_fields_set,
+            throttle_s=settings.presence_throttle_s,
+        )
+    except presence.PresenceConflict:
+        raise IngestUnavailable("The heartbeat conflicted with concurrent updates; retry") from None
+    if written:
+        cache.forget(device_id)
+    return PresenceRead(
+        device_id=device_id,
+        last_seen_at=stored.get("last_seen_at"),
+        reported_status=stored.get("reported_status"),
+        detail=stored.get("detail") or {},
+        status=presence.derive_status(
+            stored, now=utcnow(), offline_after_s=settings.device_offline_after_s
+        ),
     )
-    batcher.start()
-    state.ingest = batcher
-    return batcher
-
-
-async def stop(state: State) -> None:
-    """Write every reading already accepted, then stop (called before MongoDB is closed)."""
-    batcher: IngestBatcher | None = getattr(state, "ingest", None)
-    if batcher is not None:
-        await batcher.stop()

@@ -1,6 +1,6 @@
 """Stored shapes of the readings domain (raw collections: the hot path skips ODMantic).
 
-`readings` (time-series; timeField `ts`, metaField `meta`):
+`readings` (`app.core.collections.READINGS`, time-series; timeField `ts`, metaField `meta`):
     {"_id": ObjectId, "ts": datetime, "meta": {"device_id": hex, "product_id": hex},
      "m": {<key>: number | bool | str}, "quality": "suspect", "suspect": [<name>, ...]}
     (`quality` and `suspect` only when a value is outside its metric's min/max).
@@ -15,12 +15,6 @@ Metric names may contain dots, which MongoDB reads as paths: a stored key is the
 """
 
 from __future__ import annotations
-
-READINGS = "readings"
-DEVICE_LATEST = "device_latest"
-IDEMPOTENCY_KEYS = "idempotency_keys"
-DEVICES = "devices"
-PRODUCTS = "products"
 
 SUSPECT = "suspect"
 

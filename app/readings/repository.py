@@ -1,174 +1,25 @@
-"""Every MongoDB access of the readings domain, with the forms that work on both servers.
+"""The readings domain's MongoDB I/O, in the forms that work on both servers.
 
-Devices and products are read here as raw documents by the contract in the brief (catalog owns
-them); this is the one place to switch to catalog's models. Readings, `device_latest` and
-`idempotency_keys` are raw collections written through motor (the hot path skips ODMantic).
+`readings`, `device_latest` and `idempotency_keys` are raw collections written through motor
+(the hot path skips ODMantic); their shapes are described in `app.readings.models`.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from odmantic import AIOEngine
-from pydantic import ValidationError
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from app.core.collections import DEVICE_LATEST, IDEMPOTENCY_KEYS, READINGS
 from app.core.db import database
-from app.core.models import bucket_index_expr, epoch_ms, parse_object_id
-from app.products.telemetry import TelemetrySchema
-from app.readings.models import (
-    DEVICE_LATEST,
-    DEVICES,
-    IDEMPOTENCY_KEYS,
-    PRODUCTS,
-    READINGS,
-)
-
-logger = logging.getLogger(__name__)
+from app.core.models import bucket_index_expr, epoch_ms
 
 Doc = dict[str, Any]
-
-
-# --- devices and products (catalog's documents, read only; presence written here) ------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceContext:
-    """What ingest needs to know about a device: its product's schema and its presence."""
-
-    device_id: str
-    product_id: str
-    telemetry: TelemetrySchema
-    presence: Doc | None
-
-
-async def load_device_context(engine: AIOEngine, device_id: str) -> DeviceContext | None:
-    """The device and its product's telemetry schema, or None when the device does not exist."""
-    oid = parse_object_id(device_id)
-    if oid is None:
-        return None
-    db = database(engine)
-    device = await db[DEVICES].find_one({"_id": oid}, {"product_id": 1, "presence": 1})
-    if device is None:
-        return None
-    product_id = str(device.get("product_id") or "")
-    telemetry = TelemetrySchema()
-    product_oid = parse_object_id(product_id)
-    product = None
-    if product_oid is not None:
-        product = await db[PRODUCTS].find_one({"_id": product_oid}, {"telemetry": 1})
-    if product is None:
-        logger.warning("device without product", extra={"device_id": device_id})
-    elif product.get("telemetry"):
-        try:
-            telemetry = TelemetrySchema.model_validate(product["telemetry"])
-        except ValidationError:
-            logger.warning("invalid telemetry schema", extra={"product_id": product_id})
-    return DeviceContext(
-        device_id=device_id,
-        product_id=product_id,
-        telemetry=telemetry,
-        presence=device.get("presence"),
-    )
-
-
-class DeviceContextCache:
-    """Device contexts kept for a few seconds, so ingest reads no device or product per request.
-
-    A cache only (design.md): schema changes apply within `ttl_s`; key checks are not cached.
-    """
-
-    MAX_ENTRIES = 100_000
-
-    def __init__(self, *, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, DeviceContext]] = {}
-
-    async def get(self, engine: AIOEngine, device_id: str) -> DeviceContext | None:
-        """The cached context, or a fresh one."""
-        now = time.monotonic()
-        entry = self._entries.get(device_id)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        context = await load_device_context(engine, device_id)
-        if context is not None and self.ttl_s > 0:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[device_id] = (now + self.ttl_s, context)
-        return context
-
-    def note_presence(self, device_id: str, presence: Doc) -> None:
-        """Remember the presence just written, so the next conditional write expects it."""
-        entry = self._entries.get(device_id)
-        if entry is not None:
-            self._entries[device_id] = (entry[0], replace(entry[1], presence=presence))
-
-    def forget(self, device_id: str) -> None:
-        """Drop a device's context (after a heartbeat changed its presence)."""
-        self._entries.pop(device_id, None)
-
-
-def presence_doc(*, now: datetime, reported_status: str | None, detail: Doc) -> Doc:
-    """The presence sub-document, always written whole (the brief's contract)."""
-    return {"last_seen_at": now, "reported_status": reported_status, "detail": detail}
-
-
-def presence_update(
-    context: DeviceContext, *, now: datetime, cutoff: datetime
-) -> tuple[UpdateOne, Doc]:
-    """Refresh `last_seen_at` unless written since `cutoff` or its status changed meanwhile."""
-    oid = ObjectId(context.device_id)
-    previous = context.presence
-    if previous is None:
-        query: Doc = {"_id": oid, "presence": None}
-        new = presence_doc(now=now, reported_status=None, detail={})
-    else:
-        # Sub-document equality is not portable; the status stands for the whole presence.
-        query = {
-            "_id": oid,
-            "presence.last_seen_at": {"$lt": cutoff},
-            "presence.reported_status": previous.get("reported_status"),
-        }
-        new = presence_doc(
-            now=now,
-            reported_status=previous.get("reported_status"),
-            detail=previous.get("detail") or {},
-        )
-    return UpdateOne(query, {"$set": {"presence": new}}), new
-
-
-async def write_presences(engine: AIOEngine, ops: Sequence[UpdateOne]) -> int:
-    """Apply presence refreshes; returns how many devices were updated."""
-    if not ops:
-        return 0
-    result = await database(engine)[DEVICES].bulk_write(list(ops), ordered=False)
-    return int(result.modified_count)
-
-
-async def read_presence(engine: AIOEngine, device_id: str) -> Doc | None:
-    """The device's stored presence (fresh, not cached)."""
-    oid = parse_object_id(device_id)
-    if oid is None:
-        return None
-    device = await database(engine)[DEVICES].find_one({"_id": oid}, {"presence": 1})
-    return None if device is None else device.get("presence")
-
-
-async def replace_presence(
-    engine: AIOEngine, device_id: str, *, presence: Doc, expected_status: str | None
-) -> bool:
-    """Write the whole presence unless another writer changed the status since it was read."""
-    # `presence.reported_status: None` also matches a missing or null presence.
-    query: Doc = {"_id": ObjectId(device_id), "presence.reported_status": expected_status}
-    result = await database(engine)[DEVICES].update_one(query, {"$set": {"presence": presence}})
-    return bool(result.matched_count)
 
 
 # --- readings ----------------------------------------------------------------------------------

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from app.core.deps import EngineDep, SettingsDep
-from app.core.models import utcnow
-from app.devices import service as devices_service
+from app.catalog.telemetry import METRIC_NAME
+from app.core.services import ServicesDep
 from app.ratelimit.dependencies import limits_itself
-from app.readings import service
-from app.readings.dependencies import (
-    BatcherDep,
-    ContextCacheDep,
-    IngestDevice,
-    OwnDevice,
-    ReadableDevice,
-)
+from app.readings import export, ingest, queries
+from app.readings.dependencies import IngestDevice, OwnDevice, ReadableDevice
 from app.readings.exceptions import QueryInvalid
 from app.readings.schemas import (
     AggregateRead,
@@ -34,8 +26,6 @@ from app.readings.schemas import (
 )
 
 router = APIRouter(prefix="/devices/{device_id}", tags=["readings"])
-
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 _INGEST_BODY: dict[str, Any] = {
     "requestBody": {
@@ -60,7 +50,7 @@ def _names(value: str | None, *, what: str = "metrics") -> list[str] | None:
     if not value:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
-    if len(names) > 50 or not all(_NAME.match(n) for n in names):
+    if len(names) > 50 or not all(METRIC_NAME.match(n) for n in names):
         raise QueryInvalid(f"{what} must be a comma-separated list of up to 50 metric names")
     return names
 
@@ -77,19 +67,17 @@ async def post_readings(
     request: Request,
     response: Response,
     device: IngestDevice,
-    engine: EngineDep,
-    settings: SettingsDep,
-    batcher: BatcherDep,
+    services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> IngestResult:
     """Store readings (answered once written); a retry with the same Idempotency-Key is a no-op."""
-    answer = await service.ingest(
-        engine,
-        batcher=batcher,
+    answer = await ingest.receive(
+        services.engine,
+        batcher=services.batcher,
         context=device,
         body_in=await request.body(),
         idempotency_key=idempotency_key,
-        settings=settings,
+        settings=services.settings,
     )
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -100,31 +88,22 @@ async def post_readings(
     "/heartbeat", response_model=PresenceRead, summary="Say the device is alive (device key)"
 )
 async def post_heartbeat(
-    device: OwnDevice,
-    engine: EngineDep,
-    settings: SettingsDep,
-    cache: ContextCacheDep,
-    heartbeat_in: HeartbeatIn | None = None,
+    device: OwnDevice, services: ServicesDep, heartbeat_in: HeartbeatIn | None = None
 ) -> PresenceRead:
     """Update last_seen_at and, when given, the device's reported status and detail."""
-    presence = await service.heartbeat(
-        engine,
+    return await ingest.heartbeat(
+        services.engine,
         device_id=device.device_id,
         heartbeat_in=heartbeat_in or HeartbeatIn(),
-        throttle_s=settings.presence_throttle_s,
-        cache=cache,
+        settings=services.settings,
+        cache=services.device_contexts,
     )
-    status = devices_service.derive_status(
-        presence.model_dump(), now=utcnow(), offline_after_s=settings.device_offline_after_s
-    )
-    return presence.model_copy(update={"status": status})
 
 
 @router.get("/readings", response_model=ReadingsPage, summary="Raw readings in a time range")
 async def list_readings(
     device: ReadableDevice,
-    engine: EngineDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
     metrics: str | None = None,
@@ -133,10 +112,11 @@ async def list_readings(
     order: Literal["asc", "desc"] = "desc",
 ) -> ReadingsPage:
     """Readings of [start, end) (default: the last 24 hours), newest first unless order=asc."""
-    if limit > settings.readings_history_max_limit:
-        raise QueryInvalid(f"limit may be at most {settings.readings_history_max_limit}")
-    return await service.history(
-        engine,
+    max_limit = services.settings.readings_history_max_limit
+    if limit > max_limit:
+        raise QueryInvalid(f"limit may be at most {max_limit}")
+    return await queries.history(
+        services.engine,
         device_id=device.device_id,
         start=start,
         end=end,
@@ -149,17 +129,18 @@ async def list_readings(
 
 @router.get("/readings/latest", response_model=LatestRead, summary="Latest value of each metric")
 async def latest_readings(
-    device: ReadableDevice, engine: EngineDep, metrics: str | None = None
+    device: ReadableDevice, services: ServicesDep, metrics: str | None = None
 ) -> LatestRead:
     """The newest value and time of every metric (one small document, whatever the history)."""
-    return await service.latest(engine, device_id=device.device_id, metrics=_names(metrics))
+    return await queries.latest(
+        services.engine, device_id=device.device_id, metrics=_names(metrics)
+    )
 
 
 @router.get("/readings/aggregate", response_model=AggregateRead, summary="Downsampled readings")
 async def aggregate_readings(
     device: ReadableDevice,
-    engine: EngineDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
     interval: Annotated[str, Query(max_length=10)] = "1h",
@@ -170,8 +151,8 @@ async def aggregate_readings(
 ) -> AggregateRead:
     """Per bucket of `interval` (1m, 15m, 1h, 1d, 1w, 1mo ...; days and longer start at local
     midnight in `tz`), the functions of `agg` (avg, min, max, sum, count, first, last)."""
-    return await service.aggregate(
-        engine,
+    return await queries.aggregate(
+        services.engine,
         context=device,
         start=start,
         end=end,
@@ -180,7 +161,7 @@ async def aggregate_readings(
         metrics=_names(metrics),
         tz=tz,
         fill=fill == "null",
-        max_buckets=settings.readings_aggregate_max_buckets,
+        max_buckets=services.settings.readings_aggregate_max_buckets,
     )
 
 
@@ -193,19 +174,23 @@ async def aggregate_readings(
 )
 async def export_readings(
     device: ReadableDevice,
-    engine: EngineDep,
+    services: ServicesDep,
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
     metrics: str | None = None,
     format: Literal["csv"] = "csv",  # noqa: A002 - the public query parameter's name
 ) -> StreamingResponse:
     """Stream the readings of [start, end) (default: the last 24 hours) in time order."""
-    start_at, end_at = service.resolve_range(start, end)
-    columns = await service.export_columns(engine, context=device, metrics=_names(metrics))
+    start_at, end_at = queries.resolve_range(start, end)
+    columns = await export.columns(services.engine, context=device, metrics=_names(metrics))
     filename = f"readings-{device.device_id}-{start_at:%Y%m%dT%H%M%SZ}.{format}"
     return StreamingResponse(
-        service.export_csv(
-            engine, device_id=device.device_id, start=start_at, end=end_at, columns=columns
+        export.stream_csv(
+            services.engine,
+            device_id=device.device_id,
+            start=start_at,
+            end=end_at,
+            columns=columns,
         ),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},

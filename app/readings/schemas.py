@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.catalog.presence import DeviceStatus
 from app.core.models import IdStr
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -128,6 +129,6 @@ class PresenceRead(BaseModel):
     last_seen_at: datetime | None
     reported_status: ReportedStatus | None
     detail: dict[str, DetailValue]
-    status: Literal["online", "offline", "error"] | None = Field(
+    status: DeviceStatus | None = Field(
         default=None, description="derived: offline when silent too long, else error or online"
     )

@@ -16,21 +16,19 @@ Rules (documented for device makers in the README):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic_core
 
-from app.products.telemetry import MetricType, TelemetrySchema
+from app.catalog.telemetry import METRIC_NAME, MetricSpec, MetricType, TelemetrySchema
 from app.readings.exceptions import MalformedReadings, ReadingsInvalid
 from app.readings.models import SUSPECT, field_key
 
 MAX_METRICS_PER_READING = 200
 MAX_STRING_VALUE = 256
 MAX_ERRORS_REPORTED = 100
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _READING_KEYS = frozenset({"ts", "metrics"})
 
 
@@ -103,122 +101,157 @@ class _Errors:
             self.items.append(entry)
 
 
-def check_batch(
-    payload: Any,
-    *,
-    device_id: str,
-    product_id: str,
-    telemetry: TelemetrySchema,
-    now: datetime,
-    max_batch: int,
-    max_future_skew: timedelta,
-    retention: timedelta,
-) -> CheckedBatch:
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a reading is checked against: the product's schema and the time window."""
+
+    specs: dict[str, MetricSpec]
+    allow_unknown: bool
+    now: datetime
+    latest_ok: datetime
+    oldest_ok: datetime
+    max_future_skew_s: int
+    meta: dict[str, str]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        device_id: str,
+        product_id: str,
+        telemetry: TelemetrySchema,
+        now: datetime,
+        max_future_skew: timedelta,
+        retention: timedelta,
+    ) -> Rules:
+        """The rules for one request of one device."""
+        return cls(
+            specs={m.name: m for m in telemetry.metrics},
+            allow_unknown=telemetry.allow_unknown,
+            now=now,
+            latest_ok=now + max_future_skew,
+            oldest_ok=now - retention,
+            max_future_skew_s=int(max_future_skew.total_seconds()),
+            meta={"device_id": device_id, "product_id": product_id},
+        )
+
+
+class _Invalid(Exception):
+    """A reading the device must fix: where and why (the whole request is refused)."""
+
+    def __init__(self, loc: list[Any], msg: str, type_: str) -> None:
+        super().__init__(msg)
+        self.loc, self.msg, self.type = loc, msg, type_
+
+
+def _check_value(
+    name: str, value: Any, spec: MetricSpec | None, loc: list[Any]
+) -> tuple[Any, bool]:
+    """A metric's stored value and whether it is out of its range; `_Invalid` when bad."""
+    if spec is None and not METRIC_NAME.match(name):
+        raise _Invalid([*loc, "metrics", name], "invalid metric name", "name_invalid")
+    kind = spec.type if spec is not None else None
+    suspect = False
+    if isinstance(value, bool):
+        ok = kind is None or kind is MetricType.BOOLEAN
+    elif isinstance(value, int | float):
+        ok = kind is None or kind is MetricType.NUMBER
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:
+                value = math.inf
+            if not math.isfinite(value):
+                raise _Invalid([*loc, "metrics", name], "must be finite", "finite_number")
+            suspect = spec is not None and (
+                (spec.min is not None and value < spec.min)
+                or (spec.max is not None and value > spec.max)
+            )
+    elif isinstance(value, str):
+        ok = (kind is None or kind is MetricType.STRING) and len(value) <= MAX_STRING_VALUE
+    else:
+        ok = False
+    if not ok:
+        expected = kind.value if kind is not None else "a number, boolean or short string"
+        raise _Invalid([*loc, "metrics", name], f"must be {expected}", "value_type")
+    return value, suspect
+
+
+def _check_ts(raw_ts: Any, rules: Rules, loc: list[Any]) -> datetime:
+    if raw_ts is None:
+        return rules.now
+    try:
+        ts = parse_ts(raw_ts)
+    except ValueError as exc:
+        raise _Invalid([*loc, "ts"], str(exc), "datetime_invalid") from None
+    if ts > rules.latest_ok:
+        raise _Invalid(
+            [*loc, "ts"],
+            f"is more than {rules.max_future_skew_s} s in the future",
+            "datetime_future",
+        )
+    return ts
+
+
+def check_reading(
+    reading: Any, index: int, *, rules: Rules, loc: list[Any]
+) -> dict[str, Any] | Rejection:
+    """One reading as a document to store, or the reason it is not stored (`Rejection`).
+
+    Raises `_Invalid` for what the device must fix (the whole request is then refused).
+    """
+    if not isinstance(reading, dict):
+        raise _Invalid(loc, "each reading must be an object", "type_error")
+    extra = reading.keys() - _READING_KEYS
+    if extra:
+        raise _Invalid([*loc, sorted(extra)[0]], "unknown field", "extra_forbidden")
+    ts = _check_ts(reading.get("ts"), rules, loc)
+    metrics = reading.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise _Invalid([*loc, "metrics"], "must be a non-empty object", "metrics_empty")
+    if len(metrics) > MAX_METRICS_PER_READING:
+        raise _Invalid(
+            [*loc, "metrics"], f"at most {MAX_METRICS_PER_READING} metrics per reading", "too_long"
+        )
+    stored: dict[str, Any] = {}
+    suspect: list[str] = []
+    unknown: str | None = None
+    for name, value in metrics.items():
+        spec = rules.specs.get(name)
+        stored_value, out_of_range = _check_value(name, value, spec, loc)
+        if out_of_range:
+            suspect.append(name)
+        if spec is None and not rules.allow_unknown:
+            unknown = unknown or name
+        stored[field_key(name)] = stored_value
+    if unknown is not None:
+        return Rejection(index, "unknown-metric", f"metric {unknown!r} is not in the schema")
+    if ts < rules.oldest_ok:
+        return Rejection(index, "too-old", "older than the retention period")
+    doc: dict[str, Any] = {"ts": ts, "meta": rules.meta, "m": stored}
+    if suspect:
+        doc["quality"] = SUSPECT
+        doc["suspect"] = suspect
+    return doc
+
+
+def check_batch(payload: Any, *, rules: Rules, max_batch: int) -> CheckedBatch:
     """Turn a parsed body into reading documents; raise ReadingsInvalid for a bad request."""
     readings, base, batched = _readings_of(payload, max_batch=max_batch)
     errors = _Errors()
     batch = CheckedBatch()
-    latest_ok = now + max_future_skew
-    oldest_ok = now - retention
-    specs = {m.name: m for m in telemetry.metrics}
-    meta = {"device_id": device_id, "product_id": product_id}
     for index, reading in enumerate(readings):
         loc = [*base, index] if batched else list(base)
-        if not isinstance(reading, dict):
-            errors.add(loc, "each reading must be an object", "type_error", index)
+        try:
+            checked = check_reading(reading, index, rules=rules, loc=loc)
+        except _Invalid as bad:
+            errors.add(bad.loc, bad.msg, bad.type, index)
             continue
-        extra = reading.keys() - _READING_KEYS
-        if extra:
-            errors.add([*loc, sorted(extra)[0]], "unknown field", "extra_forbidden", index)
-            continue
-        raw_ts = reading.get("ts")
-        if raw_ts is None:
-            ts = now
+        if isinstance(checked, Rejection):
+            batch.rejected.append(checked)
         else:
-            try:
-                ts = parse_ts(raw_ts)
-            except ValueError as exc:
-                errors.add([*loc, "ts"], str(exc), "datetime_invalid", index)
-                continue
-            if ts > latest_ok:
-                errors.add(
-                    [*loc, "ts"],
-                    f"is more than {int(max_future_skew.total_seconds())} s in the future",
-                    "datetime_future",
-                    index,
-                )
-                continue
-        metrics = reading.get("metrics")
-        if not isinstance(metrics, dict) or not metrics:
-            errors.add([*loc, "metrics"], "must be a non-empty object", "metrics_empty", index)
-            continue
-        if len(metrics) > MAX_METRICS_PER_READING:
-            errors.add(
-                [*loc, "metrics"],
-                f"at most {MAX_METRICS_PER_READING} metrics per reading",
-                "too_long",
-                index,
-            )
-            continue
-        stored: dict[str, Any] = {}
-        suspect: list[str] = []
-        unknown: str | None = None
-        bad = False
-        for name, value in metrics.items():
-            spec = specs.get(name)
-            if spec is None and not _NAME.match(name):
-                errors.add([*loc, "metrics", name], "invalid metric name", "name_invalid", index)
-                bad = True
-                break
-            kind = spec.type if spec is not None else None
-            if isinstance(value, bool):
-                ok = kind is None or kind is MetricType.BOOLEAN
-            elif isinstance(value, int | float):
-                ok = kind is None or kind is MetricType.NUMBER
-                if ok:
-                    try:
-                        value = float(value)
-                    except OverflowError:
-                        value = math.inf
-                    if not math.isfinite(value):
-                        errors.add(
-                            [*loc, "metrics", name], "must be finite", "finite_number", index
-                        )
-                        bad = True
-                        break
-                    if spec is not None and (
-                        (spec.min is not None and value < spec.min)
-                        or (spec.max is not None and value > spec.max)
-                    ):
-                        suspect.append(name)
-            elif isinstance(value, str):
-                ok = (kind is None or kind is MetricType.STRING) and len(value) <= MAX_STRING_VALUE
-            else:
-                ok = False
-            if not ok:
-                expected = kind.value if kind is not None else "a number, boolean or short string"
-                errors.add([*loc, "metrics", name], f"must be {expected}", "value_type", index)
-                bad = True
-                break
-            if spec is None and not telemetry.allow_unknown:
-                unknown = unknown or name
-            stored[field_key(name)] = value
-        if bad:
-            continue
-        if unknown is not None:
-            batch.rejected.append(
-                Rejection(index, "unknown-metric", f"metric {unknown!r} is not in the schema")
-            )
-            continue
-        if ts < oldest_ok:
-            batch.rejected.append(Rejection(index, "too-old", "older than the retention period"))
-            continue
-        doc: dict[str, Any] = {"ts": ts, "meta": meta, "m": stored}
-        if suspect:
-            doc["quality"] = SUSPECT
-            doc["suspect"] = suspect
-        batch.docs.append(doc)
-        batch.indexes.append(index)
+            batch.docs.append(checked)
+            batch.indexes.append(index)
     if errors.count:
         raise ReadingsInvalid(
             f"{errors.count} invalid reading(s); nothing was stored", errors=errors.items

@@ -6,28 +6,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.auth.dependencies import AdminPrincipal, FirebaseDep
-from app.core.deps import EngineDep, SettingsDep
+from app.auth.dependencies import AdminPrincipal
+from app.auth.models import User
+from app.core.pagination import Page, PageParamsDep
+from app.core.services import ServicesDep
 from app.users import service as users_service
 from app.users.dependencies import UserForAdmin
-from app.users.models import User
-from app.users.schemas import UserPage, UserRead, UserUpdate
+from app.users.schemas import UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get("", response_model=UserPage)
+@router.get("", response_model=Page[UserRead])
 async def list_users(
     _admin: AdminPrincipal,
-    engine: EngineDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    services: ServicesDep,
+    page: PageParamsDep,
     email_prefix: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
-) -> UserPage:
+) -> Page[UserRead]:
     """Users oldest first, optionally those whose email starts with `email_prefix`."""
-    return await users_service.list_users(
-        engine, limit=limit, cursor=cursor, email_prefix=email_prefix
-    )
+    users, cursor = await users_service.list_(services.engine, page=page, email_prefix=email_prefix)
+    return Page[UserRead].of(users, cursor, UserRead.model_validate)
 
 
 @router.get("/{uid}", response_model=UserRead)
@@ -37,12 +36,8 @@ async def get_user(user: UserForAdmin) -> User:
 
 
 @router.patch("/{uid}", response_model=UserRead)
-async def update_user(
-    body: UserUpdate,
-    user: UserForAdmin,
-    settings: SettingsDep,
-    engine: EngineDep,
-    firebase: FirebaseDep,
-) -> User:
+async def update_user(body: UserUpdate, user: UserForAdmin, services: ServicesDep) -> User:
     """Disable/enable a user or grant/revoke admin (also in Firebase); disabling ends sessions."""
-    return await users_service.update(engine, firebase, settings=settings, user=user, user_in=body)
+    return await users_service.update(
+        services.engine, services.firebase, settings=services.settings, user=user, user_in=body
+    )

@@ -22,13 +22,6 @@ class UserRead(BaseModel):
     last_seen_at: datetime
 
 
-class UserPage(BaseModel):
-    """One page of users, oldest first; pass `next_cursor` back as `cursor` for the next."""
-
-    items: list[UserRead]
-    next_cursor: str | None
-
-
 class UserUpdate(BaseModel):
     """What an admin may change about a user."""
 

@@ -1,50 +1,18 @@
-"""The Celery app: Redis broker from settings, JSON only, late acks, bounded tasks.
+"""The worker entry module: `celery -A app.worker.celery_app worker` (and `beat`).
 
-Run with `celery -A app.worker.celery_app worker` and `celery -A app.worker.celery_app beat`.
+The only module that builds a Celery app at import, from the environment's settings; the
+API and the tests build their own with `create_celery(settings)`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
 from celery.signals import beat_init, celeryd_init
 
-from app.core.config import Settings, get_settings
+from app.core.config import get_settings
 from app.worker import signals
-from app.worker.context import WorkerContext
-from app.worker.tasks import beat_schedule, register_tasks
-
-# Longest a task may run; the broker's visibility timeout must be longer, or Redis would hand
-# an unacknowledged (acks_late) task to a second worker while the first is still on it.
-TASK_TIME_LIMIT_S = 300
-VISIBILITY_TIMEOUT_S = 3600
-
-
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app configured for reliable delivery on the Redis broker, with its tasks."""
-    app = Celery("sensorhub", broker=settings.redis_url)
-    ctx = WorkerContext(settings)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_time_limit=TASK_TIME_LIMIT_S,
-        task_soft_time_limit=TASK_TIME_LIMIT_S - 30,
-        worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
-        broker_connection_retry_on_startup=True,
-        timezone="UTC",
-        enable_utc=True,
-        beat_schedule=beat_schedule(ctx),
-    )
-    register_tasks(app, ctx)
-    signals.attach(app, ctx)
-    return app
-
+from app.worker.factory import create_celery
 
 settings = get_settings()
 celery_app = create_celery(settings)

@@ -13,10 +13,11 @@ from typing import Any
 
 from bson import ObjectId
 
+from app.core import collections
 from app.core.models import utcnow
+from app.emails.models import EmailOutbox, OutboxStatus
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock
-from app.worker.models import EmailOutbox, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ def delete_before(
 def expired_sessions(ctx: WorkerContext) -> dict[str, Any]:
     """Delete sessions whose `expires_at` has passed."""
     return delete_before(
-        ctx, "cleanup.sessions", collection="sessions", field="expires_at", cutoff=utcnow()
+        ctx,
+        "cleanup.sessions",
+        collection=collections.SESSIONS,
+        field="expires_at",
+        cutoff=utcnow(),
     )
 
 
@@ -52,7 +57,7 @@ def expired_idempotency_keys(ctx: WorkerContext) -> dict[str, Any]:
     return delete_before(
         ctx,
         "cleanup.idempotency_keys",
-        collection="idempotency_keys",
+        collection=collections.IDEMPOTENCY_KEYS,
         field="expires_at",
         cutoff=utcnow(),
     )
@@ -61,7 +66,9 @@ def expired_idempotency_keys(ctx: WorkerContext) -> dict[str, Any]:
 def old_readings(ctx: WorkerContext) -> dict[str, Any]:
     """Delete readings older than READINGS_RETENTION_DAYS."""
     cutoff = utcnow() - timedelta(days=ctx.settings.readings_retention_days)
-    return delete_before(ctx, "cleanup.readings", collection="readings", field="ts", cutoff=cutoff)
+    return delete_before(
+        ctx, "cleanup.readings", collection=collections.READINGS, field="ts", cutoff=cutoff
+    )
 
 
 def deleted_devices_data(ctx: WorkerContext, *, batch: int = 1000) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def deleted_devices_data(ctx: WorkerContext, *, batch: int = 1000) -> dict[str, 
         while True:
             ids = [
                 str(d["_id"])
-                for d in ctx.db["device_latest"]
+                for d in ctx.db[collections.DEVICE_LATEST]
                 .find({"_id": {"$gt": after}}, {"_id": 1})
                 .sort("_id", 1)
                 .limit(batch)
@@ -91,14 +98,15 @@ def deleted_devices_data(ctx: WorkerContext, *, batch: int = 1000) -> dict[str, 
             after = ids[-1]
             oids = [ObjectId(i) for i in ids if ObjectId.is_valid(i)]
             alive = {
-                str(d["_id"]) for d in ctx.db["devices"].find({"_id": {"$in": oids}}, {"_id": 1})
+                str(d["_id"])
+                for d in ctx.db[collections.DEVICES].find({"_id": {"$in": oids}}, {"_id": 1})
             }
             gone = [i for i in ids if i not in alive]
             if not gone:
                 continue
-            result = ctx.db["readings"].delete_many({"meta.device_id": {"$in": gone}})
-            ctx.db["idempotency_keys"].delete_many({"device_id": {"$in": gone}})
-            ctx.db["device_latest"].delete_many({"_id": {"$in": gone}})
+            result = ctx.db[collections.READINGS].delete_many({"meta.device_id": {"$in": gone}})
+            ctx.db[collections.IDEMPOTENCY_KEYS].delete_many({"device_id": {"$in": gone}})
+            ctx.db[collections.DEVICE_LATEST].delete_many({"_id": {"$in": gone}})
             deleted["devices"] += len(gone)
             deleted["readings"] += result.deleted_count
     if deleted["devices"]:

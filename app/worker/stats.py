@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from app.core import db
 from app.core.metrics import CELERY_TASKS, OUTBOX_EMAILS
-from app.worker.models import EmailOutbox, OutboxStatus
+from app.emails.models import EmailOutbox, OutboxStatus
 from app.worker.signals import TASK_OUTCOMES_KEY
 
 logger = logging.getLogger(__name__)

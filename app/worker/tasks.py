@@ -14,10 +14,11 @@ from pymongo.errors import ConnectionFailure
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.worker import cleanup, emails
+from app.emails import delivery as emails
+from app.emails.mailer import TransientEmailError
+from app.worker import cleanup
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock
-from app.worker.mailer import TransientEmailError
 
 SEND_EMAIL = "emails.send"
 REQUEUE_EMAILS = "emails.requeue_pending"

@@ -15,11 +15,12 @@ from odmantic import AIOEngine
 
 from app.auth import device_keys
 from app.auth.key_cache import DeviceKeyCache
+from app.catalog.devices import service as devices_service
+from app.catalog.folders import service as folders_service
+from app.catalog.models import Device
 from app.core.config import Settings
 from app.core.db import MongoDatabase
-from app.devices import service as devices_service
-from app.devices.models import Device
-from app.folders import service as folders_service
+from app.core.services import services_of
 from tests.conftest import client_for
 from tests.fixtures.catalog import new_device, new_folder, new_product, user_principal
 from tests.fixtures.services import ManagedProcess, start_redis
@@ -57,7 +58,7 @@ async def other_process(
 ) -> AsyncIterator[FastAPI]:
     """A second app on the same MongoDB and Redis: another API process of the deployment."""
     async with app_with(make_settings()) as other:
-        await eventually(lambda: other.state.device_keys.live)
+        await eventually(lambda: services_of(other).device_keys.live)
         yield other
 
 
@@ -92,7 +93,7 @@ class TestRevocationReachesEveryProcess:
             assert await status_of(there, device, old_key) == 200  # now cached there
             new_key = (
                 await devices_service.rotate_key(
-                    engine, device=device, key_cache=app.state.device_keys
+                    engine, device=device, key_cache=services_of(app).device_keys
                 )
             ).key
             await eventually(lambda: answers(there, device, old_key, 401))
@@ -105,7 +106,9 @@ class TestRevocationReachesEveryProcess:
         async with client_for(other_process) as there, client_for(app) as here:
             assert await status_of(there, device, key) == 200
             assert await status_of(here, device, key) == 200
-            await devices_service.delete(engine, device=device, key_cache=app.state.device_keys)
+            await devices_service.delete(
+                engine, device=device, key_cache=services_of(app).device_keys
+            )
             assert await status_of(here, device, key) == 401  # the deleting process: at once
             await eventually(lambda: answers(there, device, key, 401))
 
@@ -119,7 +122,7 @@ class TestRevocationReachesEveryProcess:
         async with client_for(other_process) as there:
             assert await status_of(there, device, key) == 200
             await folders_service.delete(
-                engine, folder=folder, recursive=True, key_cache=app.state.device_keys
+                engine, folder=folder, recursive=True, key_cache=services_of(app).device_keys
             )
             await eventually(lambda: answers(there, device, key, 401))
 
@@ -140,7 +143,7 @@ class TestWithoutTheFeed:
             )
             device, key = await a_device(engine)
             async with app_with(settings) as lonely, client_for(lonely) as http:
-                cache: DeviceKeyCache = lonely.state.device_keys
+                cache: DeviceKeyCache = services_of(lonely).device_keys
                 await eventually(lambda: cache.live)
                 assert await status_of(http, device, key) == 200  # cached
                 redis.stop()
@@ -158,7 +161,7 @@ class TestWithoutTheFeed:
     ) -> None:
         device, key = await a_device(engine)
         async with api_with_cache_ttl(0.5) as (app, http):
-            await eventually(lambda: app.state.device_keys.live)
+            await eventually(lambda: services_of(app).device_keys.live)
             assert await status_of(http, device, key) == 200
             await change_key_by_hand(mongo_db, device)
             await eventually(lambda: answers(http, device, key, 401), timeout=3)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from firebase_admin import auth
 
 from app.core.db import MongoDatabase
+from app.core.services import services_of
 from tests.fixtures.identities import ApiSession, MakeUser, bearer, edit_claims, token_claims
 
 SESSION = "/api/v1/auth/session"
@@ -30,7 +31,7 @@ def assert_unauthorized(resp: httpx.Response) -> None:
 
 async def firebase_call(app: FastAPI, func: Any, *args: Any, **kwargs: Any) -> Any:
     """Call firebase-admin (blocking) against the emulator, on the app's Firebase app."""
-    return await asyncio.to_thread(func, *args, app=app.state.firebase.app, **kwargs)
+    return await asyncio.to_thread(func, *args, app=services_of(app).firebase.app, **kwargs)
 
 
 class TestSessionFlow:

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from app.auth.firebase import FirebaseAuth
 from app.core.db import MongoDatabase
+from app.core.services import services_of
 from tests.fixtures.identities import MakeUser, token_claims
 
 
@@ -13,7 +14,7 @@ class TestFirebaseCache:
     async def test_verified_token_is_reused_until_it_expires(
         self, app: FastAPI, make_user: MakeUser
     ) -> None:
-        firebase: FirebaseAuth = app.state.firebase
+        firebase: FirebaseAuth = services_of(app).firebase
         user = await make_user()
         first = await firebase.verify(user.id_token)
         second = await firebase.verify(user.id_token)
@@ -23,7 +24,7 @@ class TestFirebaseCache:
     async def test_session_creation_checks_revocation_again(
         self, app: FastAPI, make_user: MakeUser
     ) -> None:
-        firebase: FirebaseAuth = app.state.firebase
+        firebase: FirebaseAuth = services_of(app).firebase
         user = await make_user()
         cached = await firebase.verify(user.id_token)
         checked = await firebase.verify(user.id_token, check_revoked=True)

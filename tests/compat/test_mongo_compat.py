@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.core.db import CollectionSpec, MongoDatabase, ensure_collection
 from app.core.models import bucket_index_expr, epoch_ms
+from app.core.services import services_of
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -174,7 +175,7 @@ class TestModelIO:
             ref: str
             model_config = {"collection": f"compat_probe_{ObjectId()}"}
 
-        engine = app.state.engine
+        engine = services_of(app).engine
         probe = await db.insert(engine, Probe(at=T0, ref="r"))
         found = await db.find_one(engine, Probe, {"_id": probe.id})
         assert found is not None

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from app.api import api_router
+from app.auth.quotas import RateLimit
 from app.core.config import Settings
 from app.main import create_app
 from app.ratelimit.backends import Backend, RedisBackend, UpstashBackend
-from app.ratelimit.dependencies import RateLimit
 from app.ratelimit.fallback import CircuitBreaker
 from app.ratelimit.service import RateLimiter
 from tests.fixtures.services import ManagedProcess

@@ -9,15 +9,10 @@ import pytest
 from fastapi import FastAPI, Request
 
 from app.auth.principal import Principal, PrincipalKind
+from app.auth.quotas import RateLimit, enforce_rate_limit, quota_for
 from app.core.config import Settings
-from app.ratelimit.dependencies import (
-    RateLimit,
-    check_device,
-    enforce_rate_limit,
-    limits_itself,
-    quota_for,
-    records,
-)
+from app.core.services import services_of
+from app.ratelimit.dependencies import check_device, limits_itself, records
 from app.ratelimit.exceptions import RateLimitExceeded
 from tests.ratelimit.conftest import DEFAULT_LIMITS
 
@@ -127,6 +122,6 @@ class TestQuota:
         async with probe_app() as app:
             request = request_to(app)
             await enforce_rate_limit(request, USER)
-            quota = quota_for(USER, app.state.settings, request=request)
+            quota = quota_for(USER, services_of(app).settings, request=request)
         assert quota.remaining == 99
         assert quota.reset_s is not None

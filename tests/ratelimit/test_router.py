@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.api import api_router
-from app.ratelimit.dependencies import enforce_rate_limit
+from app.auth.quotas import enforce_rate_limit
 
 
 def client(app: FastAPI, peer: str) -> httpx.AsyncClient:

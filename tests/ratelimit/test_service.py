@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import redis
 
+from app.auth import quotas
 from app.auth.principal import Principal, PrincipalKind
 from app.core.config import Settings
 from app.ratelimit import policies
@@ -147,10 +148,10 @@ class TestPolicies:
         now = SLOT_START + 1000
         admitted: dict[str, int] = {}
         for who in (user, admin):
-            name = policies.default_policy_name(who)
+            name = quotas.policy_for(who)
             assert name is not None
             admitted[name] = await fire(
-                limiter, named[name], policies.identity_key(who, "198.51.100.1"), 20, now
+                limiter, named[name], quotas.identity_key(who, "198.51.100.1"), 20, now
             )
         assert admitted == {"user": 3, "admin": 7}
 
@@ -166,10 +167,10 @@ class TestPolicies:
 
     def test_master_is_exempt(self) -> None:
         master = Principal(kind=PrincipalKind.MASTER, uid="master")
-        assert policies.default_policy_name(master) is None
+        assert quotas.policy_for(master) is None
 
     def test_devices_are_limited_per_device(self) -> None:
         device = Principal(kind=PrincipalKind.DEVICE, uid="d1", device_id="d1")
-        assert policies.default_policy_name(device) == policies.DEVICE
-        assert policies.identity_key(device, "198.51.100.1") == "device:d1"
-        assert policies.identity_key(None, "198.51.100.1") == "ip:198.51.100.1"
+        assert quotas.policy_for(device) == policies.DEVICE
+        assert quotas.identity_key(device, "198.51.100.1") == "device:d1"
+        assert quotas.identity_key(None, "198.51.100.1") == "ip:198.51.100.1"

@@ -14,8 +14,10 @@ from odmantic import AIOEngine
 from app.auth import device_keys
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
-from app.readings.ingest import IngestBatcher
-from app.readings.repository import DeviceContext, load_device_context
+from app.core.services import services_of
+from app.readings.batcher import IngestBatcher
+from app.readings.context import DeviceContext
+from app.readings.context import load as load_device_context
 
 MakeDevice = Callable[..., Awaitable["TestDevice"]]
 
@@ -43,7 +45,7 @@ class TestDevice:
 @pytest.fixture
 def batcher(app: FastAPI) -> IngestBatcher:
     """The shared app's group-commit batcher."""
-    batcher: IngestBatcher = app.state.ingest
+    batcher: IngestBatcher = services_of(app).batcher
     return batcher
 
 

@@ -15,14 +15,16 @@ from odmantic import AIOEngine
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
-from app.readings import service
+from app.core.services import services_of
+from app.readings import ingest, queries
+from app.readings.batcher import IngestBatcher
+from app.readings.context import DeviceContextCache
 from app.readings.exceptions import (
     IdempotencyKeyInvalid,
     IdempotencyKeyReused,
     IngestUnavailable,
     ReadingsInvalid,
 )
-from app.readings.ingest import IngestBatcher
 from app.readings.schemas import HeartbeatIn
 from tests.readings.conftest import MakeDevice, TestDevice, running_batcher
 
@@ -43,8 +45,8 @@ async def post(
     settings: Settings,
     payload: bytes,
     key: str | None = None,
-) -> service.IngestAnswer:
-    return await service.ingest(
+) -> ingest.IngestAnswer:
+    return await ingest.receive(
         engine,
         batcher=batcher,
         context=device.context,
@@ -81,7 +83,7 @@ class TestIngestStores:
             {"temperature": 21.5, "humidity": 40.0},
         ]
         assert docs[0]["meta"] == {"device_id": device.id, "product_id": device.context.product_id}
-        latest = await service.latest(engine, device_id=device.id)
+        latest = await queries.latest(engine, device_id=device.id)
         assert latest.metrics["temperature"].value == 21.5
         assert latest.metrics["humidity"].value == 40.0
 
@@ -187,8 +189,8 @@ class TestGroupCommit:
         device = await make_device()
         settings = make_settings(ingest_flush_interval_ms=1000)
         async with app_with(settings) as other:
-            engine = other.state.engine
-            batcher = other.state.ingest
+            engine = services_of(other).engine
+            batcher = services_of(other).batcher
             tasks = [
                 asyncio.create_task(
                     post(engine, batcher, device, settings, body({"metrics": {"temperature": i}}))
@@ -201,7 +203,7 @@ class TestGroupCommit:
                 await asyncio.sleep(0.01)
             # ... and shut the app down now.
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        acknowledged = {i for i, r in enumerate(results) if isinstance(r, service.IngestAnswer)}
+        acknowledged = {i for i, r in enumerate(results) if isinstance(r, ingest.IngestAnswer)}
         assert acknowledged  # the requests already queued were flushed on shutdown
         values = {int(d["m"]["temperature"]) for d in await stored(mongo_db, device)}
         assert acknowledged <= values
@@ -350,7 +352,7 @@ class TestLatestValues:
                 {"ts": at(2), "metrics": {"temperature": 6, "humidity": 50}},
             ),
         )
-        latest = await service.latest(engine, device_id=device.id)
+        latest = await queries.latest(engine, device_id=device.id)
         assert latest.metrics["temperature"].value == 25
         assert latest.metrics["humidity"].value == 50
         assert latest.ts is not None
@@ -364,27 +366,27 @@ class TestLatestValues:
             ts = start + timedelta(milliseconds=250 * step)
             reading = {"ts": ts.isoformat(), "metrics": {"temperature": step, f"m{step}": step}}
             await post(engine, batcher, device, settings, body(reading))
-            latest = await service.latest(engine, device_id=device.id)
+            latest = await queries.latest(engine, device_id=device.id)
             assert latest.metrics["temperature"].value == step
             assert latest.ts == ts
         # ... and one 1 ms older than the newest, arriving last, changes nothing.
         late = {"ts": (ts - timedelta(milliseconds=1)).isoformat(), "metrics": {"temperature": 9}}
         await post(engine, batcher, device, settings, body(late))
-        assert (await service.latest(engine, device_id=device.id)).metrics["temperature"].value == 3
+        assert (await queries.latest(engine, device_id=device.id)).metrics["temperature"].value == 3
 
     async def test_suspect_values_are_marked(
         self, engine: AIOEngine, batcher: IngestBatcher, settings: Settings, make_device: MakeDevice
     ) -> None:
         device = await make_device()
         await post(engine, batcher, device, settings, body({"metrics": {"temperature": 500}}))
-        latest = await service.latest(engine, device_id=device.id)
+        latest = await queries.latest(engine, device_id=device.id)
         assert latest.metrics["temperature"].suspect
 
     async def test_device_without_readings_has_empty_latest(
         self, engine: AIOEngine, make_device: MakeDevice
     ) -> None:
         device = await make_device()
-        latest = await service.latest(engine, device_id=device.id)
+        latest = await queries.latest(engine, device_id=device.id)
         assert (latest.metrics, latest.ts) == ({}, None)
 
 
@@ -406,25 +408,36 @@ class TestPresence:
         assert second == first
 
     async def test_heartbeat_reports_status_and_keeps_it(
-        self, engine: AIOEngine, make_device: MakeDevice
+        self, engine: AIOEngine, settings: Settings, make_device: MakeDevice
     ) -> None:
         device = await make_device()
-        hb = await service.heartbeat(
+        unthrottled = settings.model_copy(update={"presence_throttle_s": 0})
+        cache = DeviceContextCache(ttl_s=0)
+        hb = await ingest.heartbeat(
             engine,
             device_id=device.id,
             heartbeat_in=HeartbeatIn(status="error", detail={"battery": 3.1}),
-            throttle_s=0,
+            settings=unthrottled,
+            cache=cache,
         )
         assert (hb.reported_status, hb.detail) == ("error", {"battery": 3.1})
-        again = await service.heartbeat(
-            engine, device_id=device.id, heartbeat_in=HeartbeatIn(), throttle_s=0
+        again = await ingest.heartbeat(
+            engine,
+            device_id=device.id,
+            heartbeat_in=HeartbeatIn(),
+            settings=unthrottled,
+            cache=cache,
         )
         assert again.reported_status == "error"
         assert again.last_seen_at is not None
         assert hb.last_seen_at is not None
         assert again.last_seen_at >= hb.last_seen_at
-        cleared = await service.heartbeat(
-            engine, device_id=device.id, heartbeat_in=HeartbeatIn(status=None), throttle_s=0
+        cleared = await ingest.heartbeat(
+            engine,
+            device_id=device.id,
+            heartbeat_in=HeartbeatIn(status=None),
+            settings=unthrottled,
+            cache=cache,
         )
         assert cleared.reported_status is None
 

@@ -12,7 +12,7 @@ import pytest
 from odmantic import AIOEngine
 
 from app.core.db import MongoDatabase
-from app.readings import service
+from app.readings import export, queries
 from app.readings.exceptions import QueryInvalid
 from tests.readings.conftest import MakeDevice, TestDevice
 
@@ -36,7 +36,7 @@ class TestHistory:
         seen: list[float] = []
         cursor = None
         for _ in range(10):
-            page = await service.history(
+            page = await queries.history(
                 engine,
                 device_id=device.id,
                 start=T0,
@@ -70,7 +70,7 @@ class TestHistory:
             ],
         )
         await store(mongo_db, other, [(T0, {"temperature": 99.0})])
-        page = await service.history(
+        page = await queries.history(
             engine,
             device_id=device.id,
             start=T0,
@@ -99,7 +99,7 @@ class TestHistory:
                 (now - timedelta(hours=1), {"temperature": 2.0}),
             ],
         )
-        page = await service.history(
+        page = await queries.history(
             engine,
             device_id=device.id,
             start=None,
@@ -118,7 +118,7 @@ class TestHistory:
         await store(
             mongo_db, device, [(T0 + timedelta(seconds=i), {"temperature": 1.0}) for i in range(3)]
         )
-        page = await service.history(
+        page = await queries.history(
             engine,
             device_id=device.id,
             start=T0,
@@ -130,7 +130,7 @@ class TestHistory:
         )
         assert page.next_cursor
         with pytest.raises(QueryInvalid):
-            await service.history(
+            await queries.history(
                 engine,
                 device_id=device.id,
                 start=T0,
@@ -141,7 +141,7 @@ class TestHistory:
                 descending=False,
             )
         with pytest.raises(QueryInvalid):
-            await service.history(
+            await queries.history(
                 engine,
                 device_id=device.id,
                 start=T0,
@@ -165,7 +165,7 @@ async def agg(engine: AIOEngine, device: TestDevice, **kwargs: Any) -> Any:
         "max_buckets": 1000,
     }
     params.update(kwargs)
-    return await service.aggregate(engine, context=device.context, **params)
+    return await queries.aggregate(engine, context=device.context, **params)
 
 
 class TestAggregates:
@@ -337,10 +337,10 @@ class TestExport:
                 for i in range(1200)
             ],
         )
-        columns = await service.export_columns(engine, context=device.context, metrics=None)
+        columns = await export.columns(engine, context=device.context, metrics=None)
         chunks = [
             c
-            async for c in service.export_csv(
+            async for c in export.stream_csv(
                 engine, device_id=device.id, start=T0, end=T0 + timedelta(hours=1), columns=columns
             )
         ]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from app.products.telemetry import TelemetrySchema
+from app.catalog.telemetry import TelemetrySchema
 from app.readings.exceptions import MalformedReadings, ReadingsInvalid
-from app.readings.validation import CheckedBatch, check_batch, parse_json
+from app.readings.validation import CheckedBatch, Rules, check_batch, parse_json
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCHEMA = TelemetrySchema.model_validate(
@@ -26,16 +26,15 @@ SCHEMA = TelemetrySchema.model_validate(
 
 
 def check(payload: Any, *, schema: TelemetrySchema = SCHEMA, max_batch: int = 10) -> CheckedBatch:
-    return check_batch(
-        payload,
+    rules = Rules.of(
         device_id="d" * 24,
         product_id="p" * 24,
         telemetry=schema,
         now=NOW,
-        max_batch=max_batch,
         max_future_skew=timedelta(minutes=5),
         retention=timedelta(days=30),
     )
+    return check_batch(payload, rules=rules, max_batch=max_batch)
 
 
 def errors_of(payload: Any, **kwargs: Any) -> list[dict[str, Any]]:

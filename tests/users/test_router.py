@@ -15,6 +15,7 @@ from firebase_admin import auth
 from app.auth import device_keys
 from app.core.config import Settings
 from app.core.db import MongoDatabase
+from app.core.services import services_of
 from tests.conftest import client_for, running_app
 from tests.fixtures.identities import (
     ApiSession,
@@ -93,7 +94,10 @@ class TestAdmins:
     ) -> None:
         user = await make_user()
         await asyncio.to_thread(
-            auth.set_custom_user_claims, user.uid, {"admin": "yes"}, app=app.state.firebase.app
+            auth.set_custom_user_claims,
+            user.uid,
+            {"admin": "yes"},
+            app=services_of(app).firebase.app,
         )
         fresh = await emulator_rest.sign_in(email=user.email, password=user.password)
         assert not await is_admin(client, bearer(fresh["idToken"]))
@@ -230,7 +234,7 @@ class TestListUsers:
         "params",
         [
             {"limit": 0},
-            {"limit": 201},
+            {"limit": 1001},  # over PAGE_SIZE_MAX, like every list
             {"limit": "many"},
             {"cursor": "not-an-id"},
             {"cursor": "zz" * 12},
@@ -280,7 +284,7 @@ class TestUpdateUser:
         # Takes effect at once, even with the ID token issued before the change ...
         assert await is_admin(client, user.headers)
         # ... and the Firebase custom claim is set, so new ID tokens carry it.
-        record = await asyncio.to_thread(auth.get_user, user.uid, app=app.state.firebase.app)
+        record = await asyncio.to_thread(auth.get_user, user.uid, app=services_of(app).firebase.app)
         assert record.custom_claims == {"admin": True}
         await asyncio.sleep(1.1)  # tokens carry whole-second issue times
         fresh = await emulator_rest.sign_in(email=user.email, password=user.password)
@@ -292,7 +296,7 @@ class TestUpdateUser:
         assert resp.json()["roles"] == []
         # The older ID token still says admin: true; the newer decision wins.
         assert not await is_admin(client, bearer(fresh["idToken"]))
-        record = await asyncio.to_thread(auth.get_user, user.uid, app=app.state.firebase.app)
+        record = await asyncio.to_thread(auth.get_user, user.uid, app=services_of(app).firebase.app)
         assert not (record.custom_claims or {}).get("admin")
 
     async def test_disable_and_enable(
@@ -318,7 +322,7 @@ class TestUpdateUser:
             assert denied.json()["type"] == "/problems/account-disabled"
         assert await mongo_db.users.find_one({"uid": user.uid}) == before
         assert await mongo_db.sessions.count_documents({"uid": user.uid, "revoked": False}) == 0
-        record = await asyncio.to_thread(auth.get_user, user.uid, app=app.state.firebase.app)
+        record = await asyncio.to_thread(auth.get_user, user.uid, app=services_of(app).firebase.app)
         assert record.disabled is True
 
         resp = await client.patch(

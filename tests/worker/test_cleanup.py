@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.auth.key_cache import DeviceKeyCache
+from app.catalog.devices import service as devices_service
+from app.catalog.models import Device
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
-from app.devices import service as devices_service
-from app.devices.models import Device
 from app.worker import cleanup
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock

@@ -16,9 +16,10 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
-from app.worker import outbox
-from app.worker.celery_app import create_celery
-from app.worker.models import OutboxStatus
+from app.core.services import services_of
+from app.emails import outbox
+from app.emails.models import OutboxStatus
+from app.worker.factory import create_celery
 from tests.fixtures.services import ManagedProcess, SentryEndpoint, SmtpSink, free_port
 from tests.fixtures.worker import eventually
 
@@ -43,7 +44,7 @@ def parts(msg: Message) -> dict[str, str]:
 
 async def queue(app: FastAPI, *, to: str, template: str = "welcome", **context: Any) -> ObjectId:
     entry = await outbox.queue_email(
-        app.state.engine, app.state.celery, to=to, template=template, context=context
+        services_of(app).engine, services_of(app).celery, to=to, template=template, context=context
     )
     assert entry is not None
     return entry.id
@@ -231,7 +232,7 @@ class TestBrokerDown:
         away = create_celery(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
         to = new_address()
         entry = await outbox.queue_email(
-            app.state.engine, away, to=to, template="welcome", context={"name": "Bo"}
+            services_of(app).engine, away, to=to, template="welcome", context={"name": "Bo"}
         )
         assert entry is not None
         assert await outbox.enqueue(away, str(entry.id)) is False  # the broker really is away

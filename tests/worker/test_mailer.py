@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.worker import mailer
+from app.emails import mailer
 
 
 class TestRender:

@@ -1,0 +1,113 @@
+"""What folders, products and devices share: load, authorise, list, create, change, move.
+
+Written once for every resource kind; each kind's service adds only its own rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from odmantic import AIOEngine
+from pymongo.errors import DuplicateKeyError
+
+from app.auth.principal import Principal
+from app.catalog.models import Device, Folder, Product
+from app.catalog.permissions import service as permissions_service
+from app.catalog.permissions import sharing
+from app.catalog.permissions.models import Role
+from app.core import db
+from app.core.errors import AppError
+from app.core.pagination import PageParams, and_filters, next_cursor
+
+R = TypeVar("R", Folder, Product, Device)
+
+
+async def get(engine: AIOEngine, kind: type[R], resource_id: str) -> R:
+    """Load a resource by hex id (a malformed id is simply not found)."""
+    found = await db.find_by_id(engine, kind, resource_id)
+    if found is None:
+        raise kind.not_found()
+    return found
+
+
+async def get_for(
+    engine: AIOEngine, kind: type[R], *, principal: Principal, resource_id: str, role: Role
+) -> R:
+    """Load a resource the caller holds `role` on (404 when invisible, 403 when too weak)."""
+    resource = await get(engine, kind, resource_id)
+    await permissions_service.require(engine, principal=principal, resource=resource, role=role)
+    return resource
+
+
+async def list_readable(
+    engine: AIOEngine,
+    kind: type[R],
+    *,
+    principal: Principal,
+    page: PageParams,
+    filters: list[dict[str, Any]],
+) -> tuple[list[R], str | None]:
+    """One page (by `_id`) of the resources of `kind` the caller can see, matching `filters`."""
+    readable = await permissions_service.readable_filter(engine, principal=principal, kind=kind)
+    query = and_filters(readable, *filters, page.filter())
+    rows = await db.find_many(engine, kind, query, sort=[("_id", 1)], limit=page.limit + 1)
+    return next_cursor(rows, page.limit)
+
+
+async def insert_owned(
+    engine: AIOEngine, resource: R, *, principal: Principal, taken: type[AppError]
+) -> R:
+    """Store a new resource (`taken` on a unique clash); its creating user becomes owner."""
+    try:
+        await db.insert(engine, resource)
+    except DuplicateKeyError:
+        raise taken() from None
+    await sharing.grant_owner(engine, resource=resource, principal=principal)
+    return resource
+
+
+async def apply_changes(
+    engine: AIOEngine, resource: R, changes: Mapping[str, Any], *, taken: type[AppError]
+) -> R:
+    """A targeted update (`taken` on a unique clash); the resource as stored now."""
+    try:
+        await db.update_fields(engine, resource, changes)
+    except DuplicateKeyError:
+        raise taken() from None
+    return await get(engine, type(resource), str(resource.id))
+
+
+async def destination_path(
+    engine: AIOEngine, *, principal: Principal, folder_id: str | None
+) -> list[str]:
+    """The path of a destination folder the caller may edit ([] for the top level)."""
+    if folder_id is None:
+        return []
+    folder = await get_for(
+        engine, Folder, principal=principal, resource_id=folder_id, role=Role.EDITOR
+    )
+    return folder.path
+
+
+async def move_fields(
+    engine: AIOEngine, *, principal: Principal, resource: Product | Device, folder_id: str | None
+) -> dict[str, Any]:
+    """The fields that move a product or device into `folder_id`.
+
+    Moving changes who inherits access, so it takes owner on the resource (like sharing) and
+    editor on the destination.
+    """
+    await permissions_service.require(
+        engine, principal=principal, resource=resource, role=Role.OWNER
+    )
+    return {
+        "folder_id": folder_id,
+        "folder_path": await destination_path(engine, principal=principal, folder_id=folder_id),
+    }
+
+
+def prefix_regex(text: str, *, fold: bool = True) -> dict[str, Any]:
+    """An anchored, escaped prefix match (index-friendly; case-folded for `*_key` fields)."""
+    return {"$regex": "^" + re.escape(text.casefold() if fold else text)}

@@ -1,0 +1,142 @@
+"""Devices: CRUD, key rotation and derived status under `/devices`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.catalog import presence
+from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView
+from app.catalog.devices import service as devices_service
+from app.catalog.devices.schemas import (
+    DeviceCreate,
+    DeviceCreated,
+    DeviceKeyRead,
+    DeviceRead,
+    DeviceStatusRead,
+    DeviceUpdate,
+)
+from app.catalog.models import Device
+from app.catalog.presence import DeviceStatus
+from app.core.config import Settings
+from app.core.models import IdStr, utcnow
+from app.core.pagination import Page, PageParamsDep
+from app.core.services import ServicesDep
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+def device_read(device: Device, settings: Settings) -> DeviceRead:
+    """The API view of a stored device, with its derived status."""
+    data = device.model_dump()
+    data["status"] = presence.derive_status(
+        device.presence, now=utcnow(), offline_after_s=settings.device_offline_after_s
+    )
+    data["last_seen_at"] = presence.parse(device.presence).last_seen_at
+    return DeviceRead.model_validate(data)
+
+
+@router.post("", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED)
+async def create_device(
+    body: DeviceCreate, services: ServicesDep, principal: UserPrincipal
+) -> DeviceCreated:
+    """Create a device; the response carries its API key, shown this once."""
+    settings = services.settings
+    device, key = await devices_service.create(
+        services.engine,
+        principal=principal,
+        device_in=body,
+        metadata_max_bytes=settings.device_metadata_max_bytes,
+    )
+    return DeviceCreated(**device_read(device, settings).model_dump(), key=key)
+
+
+@router.get("", response_model=Page[DeviceRead])
+async def list_devices(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: PageParamsDep,
+    folder_id: Annotated[IdStr | None, Query(description="only devices in this folder")] = None,
+    product_id: Annotated[IdStr | None, Query(description="only this product")] = None,
+    status_: Annotated[DeviceStatus | None, Query(alias="status")] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="name or serial prefix")
+    ] = None,
+) -> Page[DeviceRead]:
+    """Devices you can see, filtered by folder, product, status or a name/serial prefix."""
+    settings = services.settings
+    items, cursor = await devices_service.list_(
+        services.engine,
+        principal=principal,
+        page=page,
+        offline_after_s=settings.device_offline_after_s,
+        folder_id=folder_id,
+        product_id=product_id,
+        status=status_,
+        q=q,
+    )
+    return Page[DeviceRead].of(items, cursor, lambda d: device_read(d, settings))
+
+
+@router.get("/{device_id}", response_model=DeviceRead)
+async def get_device(device: DeviceForView, services: ServicesDep) -> DeviceRead:
+    """One device you can see (a device key sees its own device)."""
+    return device_read(device, services.settings)
+
+
+@router.patch("/{device_id}", response_model=DeviceRead)
+async def update_device(
+    device: DeviceForEdit,
+    body: DeviceUpdate,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> DeviceRead:
+    """Change a device (editor); moving it to another folder needs owner."""
+    updated = await devices_service.update(
+        services.engine,
+        principal=principal,
+        device=device,
+        device_in=body,
+        metadata_max_bytes=services.settings.device_metadata_max_bytes,
+    )
+    return device_read(updated, services.settings)
+
+
+@router.delete(
+    "/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+)
+async def delete_device(device: DeviceForOwner, services: ServicesDep) -> Response:
+    """Delete a device; its key stops working."""
+    await devices_service.delete(services.engine, device=device, key_cache=services.device_keys)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)
+async def rotate_device_key(device: DeviceForEdit, services: ServicesDep) -> DeviceKeyRead:
+    """Issue a new key (shown this once); the previous key stops working at once."""
+    key = await devices_service.rotate_key(
+        services.engine, device=device, key_cache=services.device_keys
+    )
+    return DeviceKeyRead(device_id=str(device.id), key=key.key, key_prefix=key.key_prefix)
+
+
+@router.get("/{device_id}/status", response_model=DeviceStatusRead)
+async def device_status(device: DeviceForView, services: ServicesDep) -> DeviceStatusRead:
+    """online / offline / error, derived from the device's last reading or heartbeat."""
+    offline_after_s = services.settings.device_offline_after_s
+    seen = presence.parse(device.presence)
+    return DeviceStatusRead(
+        device_id=str(device.id),
+        status=presence.derive_status(
+            device.presence, now=utcnow(), offline_after_s=offline_after_s
+        ),
+        last_seen_at=seen.last_seen_at,
+        reported_status=seen.reported_status,
+        detail=seen.detail,
+        offline_after_s=offline_after_s,
+    )

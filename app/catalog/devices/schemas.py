@@ -1,0 +1,138 @@
+"""API schemas of the devices domain."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from app.catalog.presence import DeviceStatus
+from app.catalog.schemas import Name, refuse_nulls
+from app.core.models import IdStr
+
+Serial = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[\x21-\x7e]{1,100}$")]
+METADATA_MAX_DEPTH = 8
+
+
+class LocationIn(BaseModel):
+    """WGS 84 degrees."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+
+def _check_keys(value: Any, depth: int = 0) -> None:
+    """MongoDB field names may not start with `$` or contain `.`; nesting is bounded."""
+    if depth > METADATA_MAX_DEPTH:
+        raise ValueError(f"metadata may nest at most {METADATA_MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not key or key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(f"invalid metadata key {key[:40]!r}: no '$' start, '.' or empty")
+            _check_keys(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_keys(item, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("metadata numbers must be finite")
+
+
+class _MetadataChecked(BaseModel):
+    @field_validator("metadata", check_fields=False)
+    @classmethod
+    def _metadata_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _check_keys(value)
+        return value
+
+
+class DeviceCreate(_MetadataChecked):
+    """A new device of `product_id`, optionally in a folder and at a location."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    serial: Serial
+    product_id: IdStr
+    folder_id: IdStr | None = None
+    location: LocationIn | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceUpdate(_MetadataChecked):
+    """Fields to change; `location: null` clears it, `folder_id: null` moves out of folders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    serial: Serial | None = None
+    product_id: IdStr | None = None
+    folder_id: IdStr | None = None
+    location: LocationIn | None = None
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> DeviceUpdate:
+        refuse_nulls(self, ("name", "serial", "product_id", "metadata"))
+        return self
+
+
+class LocationRead(BaseModel):
+    """Where a device is."""
+
+    lat: float
+    lon: float
+
+
+class DeviceRead(BaseModel):
+    """A device as the API shows it (never its key or key hash)."""
+
+    id: IdStr
+    name: str
+    serial: str
+    product_id: IdStr
+    folder_id: IdStr | None
+    location: LocationRead | None
+    metadata: dict[str, Any]
+    key_prefix: str
+    status: DeviceStatus
+    last_seen_at: datetime | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeviceCreated(DeviceRead):
+    """The new device with its API key, shown this once."""
+
+    key: str
+
+
+class DeviceKeyRead(BaseModel):
+    """A freshly rotated key, shown this once; the previous key no longer works."""
+
+    device_id: IdStr
+    key: str
+    key_prefix: str
+
+
+class DeviceStatusRead(BaseModel):
+    """The derived status and what it was derived from."""
+
+    device_id: IdStr
+    status: DeviceStatus
+    last_seen_at: datetime | None
+    reported_status: str | None
+    detail: dict[str, Any] | None
+    offline_after_s: int

@@ -1,0 +1,148 @@
+"""Devices: instances of a product with their own API key and a status derived from presence."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from odmantic import AIOEngine
+
+from app.auth import device_keys
+from app.auth.key_cache import DeviceKeyCache
+from app.auth.principal import Principal
+from app.catalog import crud, presence
+from app.catalog.devices.schemas import DeviceCreate, DeviceUpdate
+from app.catalog.exceptions import MetadataTooLarge, SerialTaken
+from app.catalog.models import Device, Product
+from app.catalog.permissions import service as permissions_service
+from app.catalog.permissions import sharing
+from app.catalog.permissions.models import ResourceType, Role
+from app.catalog.presence import DeviceStatus
+from app.core import db
+from app.core.models import utcnow
+from app.core.pagination import PageParams
+
+
+def check_metadata(metadata: dict[str, Any], *, max_bytes: int) -> None:
+    """Refuse metadata whose JSON encoding is over the cap."""
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise MetadataTooLarge(f"metadata is {size} bytes; at most {max_bytes} are allowed")
+
+
+async def create(
+    engine: AIOEngine, *, principal: Principal, device_in: DeviceCreate, metadata_max_bytes: int
+) -> tuple[Device, str]:
+    """Create a device and its key; returns the device and the key (shown only now)."""
+    uid = permissions_service.creator_uid(principal)
+    check_metadata(device_in.metadata, max_bytes=metadata_max_bytes)
+    await crud.get_for(
+        engine, Product, principal=principal, resource_id=device_in.product_id, role=Role.VIEWER
+    )
+    key = device_keys.generate()
+    location = device_in.location
+    device = Device(
+        name=device_in.name,
+        name_key=device_in.name.casefold(),
+        serial=device_in.serial,
+        product_id=device_in.product_id,
+        folder_id=device_in.folder_id,
+        folder_path=await crud.destination_path(
+            engine, principal=principal, folder_id=device_in.folder_id
+        ),
+        key_hash=key.key_hash,
+        key_prefix=key.key_prefix,
+        location=location.model_dump() if location else None,
+        metadata=device_in.metadata,
+        created_by=uid,
+    )
+    await crud.insert_owned(engine, device, principal=principal, taken=SerialTaken)
+    return device, key.key
+
+
+async def list_(
+    engine: AIOEngine,
+    *,
+    principal: Principal,
+    page: PageParams,
+    offline_after_s: int,
+    folder_id: str | None = None,
+    product_id: str | None = None,
+    status: DeviceStatus | None = None,
+    q: str | None = None,
+) -> tuple[list[Device], str | None]:
+    """Devices the caller can see, filtered by folder, product, status and name/serial prefix."""
+    filters: list[dict[str, Any]] = []
+    if folder_id is not None:
+        filters.append({"folder_id": folder_id})
+    if product_id is not None:
+        filters.append({"product_id": product_id})
+    if status is not None:
+        filters.append(
+            presence.status_filter(status, now=utcnow(), offline_after_s=offline_after_s)
+        )
+    if q:
+        filters.append(
+            {
+                "$or": [
+                    {"name_key": crud.prefix_regex(q)},
+                    {"serial": crud.prefix_regex(q, fold=False)},
+                ]
+            }
+        )
+    return await crud.list_readable(engine, Device, principal=principal, page=page, filters=filters)
+
+
+async def update(
+    engine: AIOEngine,
+    *,
+    principal: Principal,
+    device: Device,
+    device_in: DeviceUpdate,
+    metadata_max_bytes: int,
+) -> Device:
+    """Change fields with a targeted `$set` (never touching `presence`); moves need owner."""
+    changes: dict[str, Any] = {}
+    fields = device_in.model_fields_set
+    if device_in.name is not None:
+        changes.update(name=device_in.name, name_key=device_in.name.casefold())
+    if device_in.serial is not None:
+        changes["serial"] = device_in.serial
+    if device_in.metadata is not None:
+        check_metadata(device_in.metadata, max_bytes=metadata_max_bytes)
+        changes["metadata"] = device_in.metadata
+    if "location" in fields:
+        changes["location"] = device_in.location.model_dump() if device_in.location else None
+    if device_in.product_id is not None and device_in.product_id != device.product_id:
+        await crud.get_for(
+            engine,
+            Product,
+            principal=principal,
+            resource_id=device_in.product_id,
+            role=Role.VIEWER,
+        )
+        changes["product_id"] = device_in.product_id
+    if "folder_id" in fields and device_in.folder_id != device.folder_id:
+        changes.update(
+            await crud.move_fields(
+                engine, principal=principal, resource=device, folder_id=device_in.folder_id
+            )
+        )
+    return await crud.apply_changes(engine, device, changes, taken=SerialTaken)
+
+
+async def rotate_key(
+    engine: AIOEngine, *, device: Device, key_cache: DeviceKeyCache
+) -> device_keys.NewDeviceKey:
+    """Give the device a new key; the old one stops working with this write."""
+    key = device_keys.generate()
+    await db.update_fields(engine, device, {"key_hash": key.key_hash, "key_prefix": key.key_prefix})
+    await key_cache.revoke([str(device.id)])
+    return key
+
+
+async def delete(engine: AIOEngine, *, device: Device, key_cache: DeviceKeyCache) -> None:
+    """Delete a device and its grants (its key stops working with it)."""
+    await db.delete(engine, device)
+    await key_cache.revoke([str(device.id)])
+    await sharing.delete_for(engine, resource_type=ResourceType.DEVICE, ids=[str(device.id)])

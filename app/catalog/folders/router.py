@@ -1,0 +1,81 @@
+"""Folders: `POST|GET /folders`, `GET|PATCH|DELETE /folders/{folder_id}`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.catalog.dependencies import FolderForEdit, FolderForOwner, FolderForView
+from app.catalog.folders import service as folders_service
+from app.catalog.folders.schemas import FolderCreate, FolderRead, FolderUpdate
+from app.catalog.models import Folder
+from app.core.models import IdStr
+from app.core.pagination import Page, PageParamsDep
+from app.core.services import ServicesDep
+
+router = APIRouter(prefix="/folders", tags=["folders"])
+
+
+def folder_read(folder: Folder) -> FolderRead:
+    """The API view of a stored folder."""
+    return FolderRead.model_validate(folder.model_dump())
+
+
+@router.post("", response_model=FolderRead, status_code=status.HTTP_201_CREATED)
+async def create_folder(
+    body: FolderCreate, services: ServicesDep, principal: UserPrincipal
+) -> FolderRead:
+    """Create a folder at the top level or inside one you can edit; you become its owner."""
+    folder = await folders_service.create(services.engine, principal=principal, folder_in=body)
+    return folder_read(folder)
+
+
+@router.get("", response_model=Page[FolderRead])
+async def list_folders(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: PageParamsDep,
+    parent_id: Annotated[IdStr | None, Query(description="list this folder's children")] = None,
+) -> Page[FolderRead]:
+    """Children of `parent_id`, or your top level: the highest folders you can see."""
+    items, cursor = await folders_service.list_(
+        services.engine, principal=principal, parent_id=parent_id, page=page
+    )
+    return Page[FolderRead].of(items, cursor, folder_read)
+
+
+@router.get("/{folder_id}", response_model=FolderRead)
+async def get_folder(folder: FolderForView) -> FolderRead:
+    """One folder you can see."""
+    return folder_read(folder)
+
+
+@router.patch("/{folder_id}", response_model=FolderRead)
+async def update_folder(
+    folder: FolderForEdit, body: FolderUpdate, services: ServicesDep, principal: CurrentPrincipal
+) -> FolderRead:
+    """Rename (editor) or move (owner, and editor on the new parent); no cycles."""
+    updated = await folders_service.update(
+        services.engine, principal=principal, folder=folder, folder_in=body
+    )
+    return folder_read(updated)
+
+
+@router.delete(
+    "/{folder_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+)
+async def delete_folder(
+    folder: FolderForOwner,
+    services: ServicesDep,
+    recursive: Annotated[bool, Query(description="also delete everything below")] = False,
+) -> Response:
+    """Delete an empty folder (409 otherwise), or everything below it with `recursive=true`."""
+    await folders_service.delete(
+        services.engine, folder=folder, recursive=recursive, key_cache=services.device_keys
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,45 @@
+"""API schemas of the folders domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from app.catalog.schemas import Name, refuse_nulls
+from app.core.models import IdStr
+
+
+class FolderCreate(BaseModel):
+    """A new folder, at the top level or inside `parent_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    parent_id: IdStr | None = None
+
+
+class FolderUpdate(BaseModel):
+    """Rename and/or move; `parent_id: null` moves to the top level, omitted leaves it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    parent_id: IdStr | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> FolderUpdate:
+        refuse_nulls(self, ("name",))
+        return self
+
+
+class FolderRead(BaseModel):
+    """A folder as the API shows it; `ancestors` are the ids from the root down."""
+
+    id: IdStr
+    name: str
+    parent_id: IdStr | None
+    ancestors: list[IdStr]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,179 @@
+"""Folders: a tree with materialised `ancestors`; moves rewrite the paths below them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+from odmantic import AIOEngine
+from pymongo import UpdateMany, UpdateOne
+
+from app.auth.key_cache import DeviceKeyCache
+from app.auth.principal import Principal
+from app.catalog import crud
+from app.catalog.exceptions import FolderCycle, FolderNameTaken, FolderNotEmpty, ProductInUse
+from app.catalog.folders.schemas import FolderCreate, FolderUpdate
+from app.catalog.models import Device, Folder, Product
+from app.catalog.permissions import service as permissions_service
+from app.catalog.permissions import sharing
+from app.catalog.permissions.models import ResourceType, Role
+from app.core import db
+from app.core.pagination import PageParams, and_filters, next_cursor
+
+
+def _scope(parent: Folder | None, uid: str) -> str:
+    return str(parent.id) if parent else f"user:{uid}"
+
+
+async def create(engine: AIOEngine, *, principal: Principal, folder_in: FolderCreate) -> Folder:
+    """Create a folder (editor on the parent needed); the creator becomes its owner."""
+    uid = permissions_service.creator_uid(principal)
+    parent = None
+    if folder_in.parent_id is not None:
+        parent = await crud.get_for(
+            engine, Folder, principal=principal, resource_id=folder_in.parent_id, role=Role.EDITOR
+        )
+    folder = Folder(
+        name=folder_in.name,
+        name_key=folder_in.name.casefold(),
+        parent_id=folder_in.parent_id,
+        ancestors=parent.path if parent else [],
+        scope=_scope(parent, uid),
+        created_by=uid,
+    )
+    return await crud.insert_owned(engine, folder, principal=principal, taken=FolderNameTaken)
+
+
+async def _top_level_filter(engine: AIOEngine, principal: Principal) -> dict[str, Any]:
+    """The caller's top level: the highest folders it can see (roots for admins)."""
+    if principal.is_admin:
+        # `$in: [None]`, not `None`: the embedded server drops a plain null match that is
+        # ANDed with another condition (see the compat test).
+        return {"parent_id": {"$in": [None]}}
+    if not principal.is_user:
+        return dict(permissions_service.MATCH_NOTHING)
+    granted = await permissions_service.granted_folder_ids(engine, uid=principal.uid)
+    if not granted:
+        return dict(permissions_service.MATCH_NOTHING)
+    granted_set = set(granted)
+    cursor = db.collection(engine, Folder).find(
+        {"_id": {"$in": [ObjectId(g) for g in granted]}}, {"ancestors": 1}
+    )
+    tops = [doc["_id"] async for doc in cursor if not granted_set.intersection(doc["ancestors"])]
+    return {"_id": {"$in": tops}}
+
+
+async def list_(
+    engine: AIOEngine, *, principal: Principal, parent_id: str | None, page: PageParams
+) -> tuple[list[Folder], str | None]:
+    """Children of `parent_id` the caller can see, or the caller's top-level folders."""
+    if parent_id is not None:
+        return await crud.list_readable(
+            engine, Folder, principal=principal, page=page, filters=[{"parent_id": parent_id}]
+        )
+    query = and_filters(await _top_level_filter(engine, principal), page.filter())
+    rows = await db.find_many(engine, Folder, query, sort=[("_id", 1)], limit=page.limit + 1)
+    return next_cursor(rows, page.limit)
+
+
+async def update(
+    engine: AIOEngine, *, principal: Principal, folder: Folder, folder_in: FolderUpdate
+) -> Folder:
+    """Rename (editor) and/or move (owner here, editor on the destination; no cycles)."""
+    changes: dict[str, Any] = {}
+    if folder_in.name is not None and folder_in.name != folder.name:
+        changes.update(name=folder_in.name, name_key=folder_in.name.casefold())
+    moving = "parent_id" in folder_in.model_fields_set and folder_in.parent_id != folder.parent_id
+    if moving:
+        # Moving changes who inherits access, so it takes the owner role, like sharing.
+        await permissions_service.require(
+            engine, principal=principal, resource=folder, role=Role.OWNER
+        )
+        parent = None
+        if folder_in.parent_id is not None:
+            parent = await crud.get_for(
+                engine,
+                Folder,
+                principal=principal,
+                resource_id=folder_in.parent_id,
+                role=Role.EDITOR,
+            )
+            if parent.id == folder.id or str(folder.id) in parent.ancestors:
+                raise FolderCycle()
+        changes.update(
+            parent_id=folder_in.parent_id,
+            ancestors=parent.path if parent else [],
+            scope=_scope(parent, folder.created_by),
+        )
+    if not changes:
+        return folder
+    updated = await crud.apply_changes(engine, folder, changes, taken=FolderNameTaken)
+    if moving:
+        await _rewrite_paths(engine, folder_id=str(folder.id), new_ancestors=changes["ancestors"])
+    return updated
+
+
+async def _rewrite_paths(engine: AIOEngine, *, folder_id: str, new_ancestors: list[str]) -> None:
+    """After a move: new `ancestors` below the folder, new `folder_path` of what they hold."""
+    new_path = [*new_ancestors, folder_id]
+    paths: dict[str, list[str]] = {folder_id: new_path}
+    folder_ops: list[UpdateOne] = []
+    async for doc in db.collection(engine, Folder).find(
+        {"ancestors": {"$in": [folder_id]}}, {"ancestors": 1}
+    ):
+        old: list[str] = doc["ancestors"]
+        ancestors = new_path + old[old.index(folder_id) + 1 :]
+        paths[str(doc["_id"])] = [*ancestors, str(doc["_id"])]
+        folder_ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"ancestors": ancestors}}))
+    if folder_ops:
+        await db.collection(engine, Folder).bulk_write(folder_ops, ordered=False)
+    # Items in one folder share one path: one update per folder, not per item.
+    held_ops = [
+        UpdateMany({"folder_id": fid}, {"$set": {"folder_path": p}}) for fid, p in paths.items()
+    ]
+    for model in (Product, Device):
+        await db.collection(engine, model).bulk_write(held_ops, ordered=False)
+
+
+async def delete(
+    engine: AIOEngine, *, folder: Folder, recursive: bool, key_cache: DeviceKeyCache
+) -> None:
+    """Delete an empty folder, or with `recursive` everything below it (owner checked by caller).
+
+    The keys of deleted devices are revoked through `key_cache`."""
+    fid = str(folder.id)
+    folders = db.collection(engine, Folder)
+    products = db.collection(engine, Product)
+    devices = db.collection(engine, Device)
+    if not recursive:
+        for coll, query in (
+            (folders, {"parent_id": fid}),
+            (products, {"folder_id": fid}),
+            (devices, {"folder_id": fid}),
+        ):
+            if await coll.find_one(query, {"_id": 1}) is not None:
+                raise FolderNotEmpty("delete what it holds first, or use ?recursive=true")
+        await db.delete(engine, folder)
+        await sharing.delete_for(engine, resource_type=ResourceType.FOLDER, ids=[fid])
+        return
+    folder_ids = [folder.id] + [
+        d["_id"] async for d in folders.find({"ancestors": {"$in": [fid]}}, {"_id": 1})
+    ]
+    product_ids = [
+        d["_id"] async for d in products.find({"folder_path": {"$in": [fid]}}, {"_id": 1})
+    ]
+    device_ids = [d["_id"] async for d in devices.find({"folder_path": {"$in": [fid]}}, {"_id": 1})]
+    if product_ids:
+        inside = set(device_ids)
+        users = devices.find({"product_id": {"$in": [str(p) for p in product_ids]}}, {"_id": 1})
+        if any([d["_id"] not in inside async for d in users]):
+            raise ProductInUse("devices outside this folder use a product inside it")
+    for coll, ids, rtype in (
+        (devices, device_ids, ResourceType.DEVICE),
+        (products, product_ids, ResourceType.PRODUCT),
+        (folders, folder_ids, ResourceType.FOLDER),
+    ):
+        if ids:
+            await coll.delete_many({"_id": {"$in": ids}})
+            await sharing.delete_for(engine, resource_type=rtype, ids=[str(i) for i in ids])
+    await key_cache.revoke(str(i) for i in device_ids)

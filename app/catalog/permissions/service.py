@@ -1,0 +1,135 @@
+"""The one place that decides access: roles from grants, inherited down the folder tree.
+
+`require` answers every "may this caller do that to this resource" question; what the caller
+may not see raises the resource's NotFound (never 403), what it sees but may not change
+raises `NotAllowed` (403). `readable_filter` is the matching MongoDB filter for lists.
+Nothing is cached: removing a grant takes effect on the next request.
+
+This module knows resources only through the `Securable` protocol (their type, not-found
+error and access path); it imports no resource module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from bson import ObjectId
+from odmantic import AIOEngine
+
+from app.auth.principal import Principal
+from app.catalog.permissions.exceptions import NotAllowed, UserRequired
+from app.catalog.permissions.models import Grant, ResourceType, Role
+from app.core import db
+from app.core.errors import NotFound
+
+MATCH_NOTHING: dict[str, Any] = {"_id": {"$in": []}}
+
+
+class Securable(Protocol):
+    """What the permission code knows of a resource."""
+
+    resource_type: ClassVar[ResourceType]
+    not_found: ClassVar[type[NotFound]]
+    # The stored field that holds `access_path` (what list filters match granted folders on).
+    path_field: ClassVar[str]
+
+    @property
+    def id(self) -> ObjectId:
+        """The resource's `_id`."""
+
+    @property
+    def access_path(self) -> list[str]:
+        """Ids of the folders whose grants apply to the resource (besides its own grants)."""
+
+
+def creator_uid(principal: Principal) -> str:
+    """Who is recorded as creator: a user's uid or `master`; device keys cannot create."""
+    if principal.is_device:
+        raise UserRequired()
+    return principal.uid
+
+
+async def role_of(engine: AIOEngine, *, principal: Principal, resource: Securable) -> Role | None:
+    """The caller's effective role on `resource`, or None when it may not see it."""
+    if principal.is_admin:
+        return Role.OWNER
+    if principal.is_device:
+        # A device key reads its own device and nothing else.
+        own = (
+            resource.resource_type is ResourceType.DEVICE
+            and str(resource.id) == principal.device_id
+        )
+        return Role.VIEWER if own else None
+    if not principal.is_user:
+        return None
+    clauses: list[dict[str, Any]] = [
+        {"resource_type": resource.resource_type, "resource_id": str(resource.id)}
+    ]
+    folders = resource.access_path
+    if folders:
+        clauses.append({"resource_type": ResourceType.FOLDER, "resource_id": {"$in": folders}})
+    query = {"user_uid": principal.uid, "$or": clauses}
+    best: Role | None = None
+    async for doc in db.collection(engine, Grant).find(query, {"role": 1}):
+        role = Role(doc["role"])
+        if best is None or role.rank > best.rank:
+            best = role
+    return best
+
+
+async def require(
+    engine: AIOEngine, *, principal: Principal, resource: Securable, role: Role
+) -> Role:
+    """Return the caller's role if it reaches `role`; else raise NotFound or NotAllowed."""
+    effective = await role_of(engine, principal=principal, resource=resource)
+    if effective is None:
+        raise resource.not_found()
+    if effective.rank < role.rank:
+        raise NotAllowed(f"this needs the {role.value} role; you have {effective.value}")
+    return effective
+
+
+async def readable_filter(
+    engine: AIOEngine, *, principal: Principal, kind: type[Securable]
+) -> dict[str, Any]:
+    """A MongoDB filter matching exactly the resources of this kind the caller may read.
+
+    For users: `{"$or": [{"_id": {"$in": direct}}, {<path field>: {"$in": granted folders}}]}`
+    — served by the `_id` index and the multikey `ancestors` / `folder_path` index.
+    """
+    if principal.is_admin:
+        return {}
+    if principal.is_device:
+        if kind.resource_type is ResourceType.DEVICE and principal.device_id:
+            return {"_id": ObjectId(principal.device_id)}
+        return dict(MATCH_NOTHING)
+    if not principal.is_user:
+        return dict(MATCH_NOTHING)
+    direct: list[ObjectId] = []
+    folders: list[str] = []
+    cursor = db.collection(engine, Grant).find(
+        {"user_uid": principal.uid}, {"resource_type": 1, "resource_id": 1}
+    )
+    async for doc in cursor:
+        if doc["resource_type"] == kind.resource_type:
+            direct.append(ObjectId(doc["resource_id"]))
+        if doc["resource_type"] == ResourceType.FOLDER:
+            folders.append(doc["resource_id"])
+    clauses: list[dict[str, Any]] = []
+    if direct:
+        clauses.append({"_id": {"$in": direct}})
+    if folders:
+        clauses.append({kind.path_field: {"$in": folders}})
+    if not clauses:
+        return dict(MATCH_NOTHING)
+    if len(clauses) == 1:
+        return clauses[0]
+    return {"$or": clauses}
+
+
+async def granted_folder_ids(engine: AIOEngine, *, uid: str) -> list[str]:
+    """Ids of the folders the user holds a direct grant on."""
+    cursor = db.collection(engine, Grant).find(
+        {"user_uid": uid, "resource_type": ResourceType.FOLDER}, {"resource_id": 1}
+    )
+    return [doc["resource_id"] async for doc in cursor]

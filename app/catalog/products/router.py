@@ -1,0 +1,91 @@
+"""Products: `POST|GET /products`, `GET|PATCH|DELETE /products/{product_id}`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.catalog.dependencies import (
+    ProductCreationQuota,
+    ProductForEdit,
+    ProductForOwner,
+    ProductForView,
+)
+from app.catalog.models import Product
+from app.catalog.products import service as products_service
+from app.catalog.products.schemas import ProductCreate, ProductRead, ProductUpdate
+from app.core.models import IdStr
+from app.core.pagination import Page, PageParamsDep
+from app.core.services import ServicesDep
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+
+def product_read(product: Product) -> ProductRead:
+    """The API view of a stored product."""
+    return ProductRead.model_validate(product.model_dump())
+
+
+@router.post("", response_model=ProductRead, status_code=status.HTTP_201_CREATED)
+async def create_product(
+    body: ProductCreate,
+    services: ServicesDep,
+    principal: UserPrincipal,
+    quota: ProductCreationQuota,
+) -> ProductRead:
+    """Create a product (in a folder you can edit); non-admins have a creation quota."""
+    await quota.spend(principal)
+    product = await products_service.create(services.engine, principal=principal, product_in=body)
+    return product_read(product)
+
+
+@router.get("", response_model=Page[ProductRead])
+async def list_products(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: PageParamsDep,
+    folder_id: Annotated[IdStr | None, Query(description="only products in this folder")] = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="name or SKU prefix")
+    ] = None,
+) -> Page[ProductRead]:
+    """Products you can see, filtered by folder, tag or a name/SKU prefix."""
+    items, cursor = await products_service.list_(
+        services.engine, principal=principal, page=page, folder_id=folder_id, tag=tag, q=q
+    )
+    return Page[ProductRead].of(items, cursor, product_read)
+
+
+@router.get("/{product_id}", response_model=ProductRead)
+async def get_product(product: ProductForView) -> ProductRead:
+    """One product you can see."""
+    return product_read(product)
+
+
+@router.patch("/{product_id}", response_model=ProductRead)
+async def update_product(
+    product: ProductForEdit,
+    body: ProductUpdate,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> ProductRead:
+    """Change a product (editor); moving it to another folder needs owner."""
+    updated = await products_service.update(
+        services.engine, principal=principal, product=product, product_in=body
+    )
+    return product_read(updated)
+
+
+@router.delete(
+    "/{product_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+)
+async def delete_product(product: ProductForOwner, services: ServicesDep) -> Response:
+    """Delete a product no device uses (409 otherwise)."""
+    await products_service.delete(services.engine, product=product)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,65 @@
+"""API schemas of the products domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.catalog.schemas import Name, refuse_nulls
+from app.catalog.telemetry import TelemetrySchema
+from app.core.models import IdStr
+
+Sku = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class ProductCreate(BaseModel):
+    """A new product in a folder (or at the top level when `folder_id` is omitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    sku: Sku
+    description: Description | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    folder_id: IdStr | None = None
+    telemetry: TelemetrySchema = Field(default_factory=TelemetrySchema)
+
+
+class ProductUpdate(BaseModel):
+    """Fields to change; `folder_id: null` moves the product out of its folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    sku: Sku | None = None
+    description: Description | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+    folder_id: IdStr | None = None
+    telemetry: TelemetrySchema | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> ProductUpdate:
+        refuse_nulls(self, ("name", "sku", "tags", "telemetry"))
+        return self
+
+
+class ProductRead(BaseModel):
+    """A product as the API shows it."""
+
+    id: IdStr
+    name: str
+    sku: str
+    description: str | None
+    tags: list[str]
+    folder_id: IdStr | None
+    telemetry: TelemetrySchema
+    owner_uid: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime

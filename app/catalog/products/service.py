@@ -1,0 +1,96 @@
+"""Products: device types with a telemetry schema; SKUs are unique per owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from odmantic import AIOEngine
+
+from app.auth.principal import Principal
+from app.catalog import crud
+from app.catalog.exceptions import ProductInUse, SkuTaken
+from app.catalog.models import Device, Product
+from app.catalog.permissions import service as permissions_service
+from app.catalog.permissions import sharing
+from app.catalog.permissions.models import ResourceType
+from app.catalog.products.schemas import ProductCreate, ProductUpdate
+from app.core import db
+from app.core.pagination import PageParams
+
+
+async def create(engine: AIOEngine, *, principal: Principal, product_in: ProductCreate) -> Product:
+    """Create a product (editor on its folder needed); the creator becomes its owner."""
+    uid = permissions_service.creator_uid(principal)
+    product = Product(
+        name=product_in.name,
+        name_key=product_in.name.casefold(),
+        sku=product_in.sku,
+        sku_key=product_in.sku.casefold(),
+        description=product_in.description,
+        tags=product_in.tags,
+        folder_id=product_in.folder_id,
+        folder_path=await crud.destination_path(
+            engine, principal=principal, folder_id=product_in.folder_id
+        ),
+        telemetry=product_in.telemetry.model_dump(mode="json"),
+        owner_uid=uid,
+        created_by=uid,
+    )
+    return await crud.insert_owned(engine, product, principal=principal, taken=SkuTaken)
+
+
+async def list_(
+    engine: AIOEngine,
+    *,
+    principal: Principal,
+    page: PageParams,
+    folder_id: str | None = None,
+    tag: str | None = None,
+    q: str | None = None,
+) -> tuple[list[Product], str | None]:
+    """Products the caller can see, filtered by folder, tag and name/SKU prefix."""
+    filters: list[dict[str, Any]] = []
+    if folder_id is not None:
+        filters.append({"folder_id": folder_id})
+    if tag is not None:
+        filters.append({"tags": {"$in": [tag]}})  # `$in`: see compat note on arrays
+    if q:
+        prefix = crud.prefix_regex(q)
+        filters.append({"$or": [{"name_key": prefix}, {"sku_key": prefix}]})
+    return await crud.list_readable(
+        engine, Product, principal=principal, page=page, filters=filters
+    )
+
+
+async def update(
+    engine: AIOEngine, *, principal: Principal, product: Product, product_in: ProductUpdate
+) -> Product:
+    """Change fields (editor); moving to another folder needs owner here and editor there."""
+    changes: dict[str, Any] = {}
+    fields = product_in.model_fields_set
+    if product_in.name is not None:
+        changes.update(name=product_in.name, name_key=product_in.name.casefold())
+    if product_in.sku is not None:
+        changes.update(sku=product_in.sku, sku_key=product_in.sku.casefold())
+    if "description" in fields:
+        changes["description"] = product_in.description
+    if product_in.tags is not None:
+        changes["tags"] = product_in.tags
+    if product_in.telemetry is not None:
+        changes["telemetry"] = product_in.telemetry.model_dump(mode="json")
+    if "folder_id" in fields and product_in.folder_id != product.folder_id:
+        changes.update(
+            await crud.move_fields(
+                engine, principal=principal, resource=product, folder_id=product_in.folder_id
+            )
+        )
+    return await crud.apply_changes(engine, product, changes, taken=SkuTaken)
+
+
+async def delete(engine: AIOEngine, *, product: Product) -> None:
+    """Delete a product no device uses (owner checked by the caller)."""
+    pid = str(product.id)
+    if await db.collection(engine, Device).find_one({"product_id": pid}, {"_id": 1}):
+        raise ProductInUse("delete or move its devices to another product first")
+    await db.delete(engine, product)
+    await sharing.delete_for(engine, resource_type=ResourceType.PRODUCT, ids=[pid])

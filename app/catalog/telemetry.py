@@ -1,0 +1,63 @@
+"""The telemetry schema of a product: which metrics its devices send and what is valid.
+
+Stored on the product (catalog) and checked on ingest (readings).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The one metric-name rule: a letter, then up to 63 letters, digits, `_`, `.` or `-`.
+METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+METRIC_NAME = re.compile(METRIC_NAME_PATTERN)
+MetricName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN)]
+
+
+class MetricType(StrEnum):
+    """What values a metric takes."""
+
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    STRING = "string"
+
+
+class MetricSpec(BaseModel):
+    """One metric: name, unit, type and optional valid range."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: MetricName
+    unit: str | None = Field(default=None, max_length=32)
+    type: MetricType = MetricType.NUMBER
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
+    description: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> MetricSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not be greater than max")
+        if self.type is not MetricType.NUMBER and (self.min is not None or self.max is not None):
+            raise ValueError("min and max apply to number metrics only")
+        return self
+
+
+class TelemetrySchema(BaseModel):
+    """The metrics of a product; `allow_unknown` decides about metrics not listed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[MetricSpec] = Field(default_factory=list, max_length=200)
+    allow_unknown: bool = True
+    ingest_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TelemetrySchema:
+        names = [m.name for m in self.metrics]
+        if len(names) != len(set(names)):
+            raise ValueError("metric names must be unique")
+        return self

@@ -1,0 +1,19 @@
+"""The name of every MongoDB collection, once.
+
+Storage models and the code that works on raw collections (hot paths, the worker's cleanup,
+migrations) refer to these constants, never to string literals.
+"""
+
+from __future__ import annotations
+
+USERS = "users"
+SESSIONS = "sessions"
+FOLDERS = "folders"
+PRODUCTS = "products"
+DEVICES = "devices"
+GRANTS = "grants"
+INVITES = "invites"
+READINGS = "readings"
+DEVICE_LATEST = "device_latest"
+IDEMPOTENCY_KEYS = "idempotency_keys"
+EMAIL_OUTBOX = "email_outbox"

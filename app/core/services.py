@@ -1,0 +1,80 @@
+"""The clients and long-lived helpers the lifespan makes, in one frozen, typed object.
+
+`app.main` builds one `Services` when the app starts and closes its clients on shutdown;
+routes and dependencies reach it through `ServicesDep` (HTTP and WebSocket alike). Nothing
+reads `app.state` by string outside `app.main`.
+
+The domain types below are imported for type checking only: at run time core imports no
+domain (the layers contract in `.importlinter` checks it), and only `app.main` builds this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from odmantic import AIOEngine
+    from redis.asyncio import Redis
+
+    from app.auth.firebase import FirebaseAuth
+    from app.auth.identities import SignInHook
+    from app.auth.key_cache import DeviceKeyCache
+    from app.core.config import Settings
+    from app.core.db import MongoClient
+    from app.ratelimit.service import RateLimiter
+    from app.readings.batcher import IngestBatcher
+    from app.readings.context import DeviceContextCache
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """Everything a request may need besides its own input, made once per process."""
+
+    settings: Settings
+    mongo_client: MongoClient
+    engine: AIOEngine
+    redis: Redis
+    celery: Celery
+    firebase: FirebaseAuth
+    device_keys: DeviceKeyCache
+    limiter: RateLimiter
+    device_contexts: DeviceContextCache
+    batcher: IngestBatcher
+    # What happens when a person is first seen (welcome email, invites): the users domain's.
+    on_sign_in: SignInHook
+    # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.
+    refresh_metrics: Callable[[], Awaitable[None]]
+
+
+class SensorhubApp(FastAPI):
+    """The FastAPI app with its settings; `services` is set while its lifespan runs."""
+
+    def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.services: Services | None = None
+
+
+def services_of(app: FastAPI) -> Services:
+    """The running app's services (raises outside the lifespan)."""
+    services = app.services if isinstance(app, SensorhubApp) else None
+    if services is None:
+        raise RuntimeError("the app's lifespan is not running: no services yet")
+    return services
+
+
+async def get_services(connection: HTTPConnection) -> Services:
+    """The services of the app serving this request or socket."""
+    services: Services | None = connection.app.services
+    if services is None:
+        raise RuntimeError("the app's lifespan is not running: no services yet")
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,1 +1,0 @@
-"""Products: device types with a telemetry schema, living in a folder."""

@@ -1,0 +1,313 @@
+"""Group commit: readings of concurrent requests are written with one `insert_many` per flush.
+
+A flush starts `INGEST_FLUSH_INTERVAL_MS` after the first waiting reading arrived, or at once
+when `INGEST_FLUSH_MAX_DOCS` readings wait; at most `INGEST_FLUSHES_IN_FLIGHT` flushes write at
+once (later readings wait, and are written together). Each request awaits a future that
+resolves only after its readings are written, so every 202 answer is durable. After the
+insert, the same flush updates `device_latest` (one bulk write), refreshes device presence
+(throttled) and records the answers of requests that carried an `Idempotency-Key`.
+
+Partial failures are reported honestly: documents the server refused are named by
+`BulkWriteError` and returned to their request as failed positions; an error whose outcome is
+unknown (connection lost, write concern) fails every request of the flush with 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bson import ObjectId
+from odmantic import AIOEngine
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from app.catalog import presence
+from app.core.config import Settings
+from app.core.metrics import INGEST_FLUSH_READINGS
+from app.core.models import utcnow
+from app.readings import repository
+from app.readings.context import DeviceContext, DeviceContextCache
+from app.readings.exceptions import IngestUnavailable
+from app.readings.models import field_key
+
+logger = logging.getLogger(__name__)
+
+_MEMO_LIMIT = 100_000
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """What happened to one request's readings: positions not written, answer recorded."""
+
+    failed: list[int] = field(default_factory=list)
+    key_recorded: bool = False
+
+
+@dataclass(slots=True)
+class _Item:
+    docs: list[dict[str, Any]]
+    context: DeviceContext
+    future: asyncio.Future[WriteOutcome]
+    enqueued_at: float
+    key_id: ObjectId | None
+    response: dict[str, Any] | None
+
+
+class IngestBatcher:
+    """The in-process group-commit writer; one per app, started and stopped in the lifespan."""
+
+    def __init__(
+        self,
+        engine: AIOEngine,
+        *,
+        flush_interval_s: float,
+        max_docs: int,
+        presence_throttle_s: float,
+        cache: DeviceContextCache | None = None,
+        max_in_flight: int = 4,
+    ) -> None:
+        self.engine = engine
+        self.flush_interval_s = flush_interval_s
+        self.max_docs = max_docs
+        self.presence_throttle_s = presence_throttle_s
+        self.cache = cache
+        self._queue: list[_Item] = []
+        self._queued_docs = 0
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._presence_memo: dict[str, float] = {}
+        self._latest_known: set[str] = set()
+        self.flush_count = 0
+
+    @classmethod
+    def from_settings(
+        cls, engine: AIOEngine, settings: Settings, *, cache: DeviceContextCache | None = None
+    ) -> IngestBatcher:
+        """A batcher tuned by the `INGEST_*` and `PRESENCE_THROTTLE_S` settings."""
+        return cls(
+            engine,
+            flush_interval_s=settings.ingest_flush_interval_ms / 1000,
+            max_docs=settings.ingest_flush_max_docs,
+            presence_throttle_s=settings.presence_throttle_s,
+            cache=cache,
+            max_in_flight=settings.ingest_flushes_in_flight,
+        )
+
+    @property
+    def queued(self) -> int:
+        """Readings waiting for the next flush."""
+        return self._queued_docs
+
+    def start(self) -> None:
+        """Start the flush loop on the running event loop."""
+        self._task = asyncio.create_task(self._run(), name="ingest-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking readings and write everything already accepted into the queue."""
+        self._closing = True
+        self._wake.set()
+        self._full.set()
+        if self._task is not None:
+            await self._task
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def submit(
+        self,
+        docs: list[dict[str, Any]],
+        context: DeviceContext,
+        *,
+        key_id: ObjectId | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> WriteOutcome:
+        """Queue readings and wait until they are written (raises IngestUnavailable)."""
+        if self._closing or self._task is None:
+            raise IngestUnavailable("The service is shutting down; retry shortly")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WriteOutcome] = loop.create_future()
+        self._queue.append(_Item(docs, context, future, loop.time(), key_id, response))
+        self._queued_docs += len(docs)
+        self._wake.set()
+        if self._queued_docs >= self.max_docs:
+            self._full.set()
+        # Shielded: a client that goes away does not cancel the write others share.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            deadline = self._queue[0].enqueued_at + self.flush_interval_s
+            while not self._closing and self._queued_docs < self.max_docs:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):  # no task per wait, unlike wait_for
+                        await self._full.wait()
+            items = self._take()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._flush(items))
+            self._flushes.add(task)
+            task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        self._slots.release()
+
+    def _take(self) -> list[_Item]:
+        taken: list[_Item] = []
+        size = 0
+        while self._queue and (not taken or size + len(self._queue[0].docs) <= self.max_docs):
+            item = self._queue.pop(0)
+            taken.append(item)
+            size += len(item.docs)
+        self._queued_docs -= size
+        return taken
+
+    async def _flush(self, items: list[_Item]) -> None:
+        try:
+            await self._write(items)
+        except Exception:  # never leave a request waiting forever
+            logger.exception("ingest flush failed")
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(IngestUnavailable("Readings could not be stored"))
+
+    async def _write(self, items: list[_Item]) -> None:
+        self.flush_count += 1
+        docs = [doc for item in items for doc in item.docs]
+        INGEST_FLUSH_READINGS.observe(len(docs))
+        refused: set[int] = set()
+        try:
+            await repository.insert_readings(self.engine, docs)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            if details.get("writeConcernErrors"):
+                raise  # written but not confirmed durable: the outcome is unknown
+            refused = {int(err["index"]) for err in details.get("writeErrors", [])}
+            logger.error("readings refused by the server", extra={"count": len(refused)})
+        except PyMongoError as exc:
+            logger.error("readings insert failed", extra={"error": type(exc).__name__})
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(
+                        IngestUnavailable("Readings could not be stored; retry")
+                    )
+            return
+        outcomes: list[WriteOutcome] = []
+        written: list[dict[str, Any]] = []
+        position = 0
+        for item in items:
+            failed = [i for i in range(len(item.docs)) if position + i in refused]
+            outcomes.append(WriteOutcome(failed=failed))
+            skip = set(failed)
+            written.extend(d for i, d in enumerate(item.docs) if i not in skip)
+            position += len(item.docs)
+        results = await asyncio.gather(
+            self._update_latest(written),
+            self._update_presence(items),
+            self._record_answers(items, outcomes),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.error("ingest side effect failed", extra={"error": repr(result)})
+        for item, outcome in zip(items, outcomes, strict=True):
+            if not item.future.done():
+                item.future.set_result(outcome)
+
+    async def _update_latest(self, docs: list[dict[str, Any]]) -> None:
+        newest: dict[str, dict[str, dict[str, Any]]] = {}
+        products: dict[str, str] = {}
+        for doc in docs:
+            device_id = doc["meta"]["device_id"]
+            products[device_id] = doc["meta"]["product_id"]
+            per_device = newest.setdefault(device_id, {})
+            ts = doc["ts"]
+            suspect = doc.get("suspect")
+            for key, value in doc["m"].items():
+                current = per_device.get(key)
+                if current is None or ts >= current["ts"]:
+                    entry = {"ts": ts, "v": value}
+                    if suspect and any(field_key(name) == key for name in suspect):
+                        entry["suspect"] = True
+                    per_device[key] = entry
+        ensure = [
+            repository.latest_ensure(device_id, products[device_id])
+            for device_id in newest
+            if device_id not in self._latest_known
+        ]
+        # Usually every value is newer than the device's newest: one operation per device.
+        fast = [repository.latest_offer_all(d, metrics) for d, metrics in newest.items()]
+        matched = await repository.write_latest(self.engine, [*ensure, *fast])
+        if len(self._latest_known) > _MEMO_LIMIT:
+            self._latest_known.clear()
+        self._latest_known.update(newest)
+        if matched - len(ensure) >= len(fast):
+            return
+        # Some device got a late value: offer each metric on its own (the fast operations
+        # that did apply make these no-ops, as none of them is newer any more).
+        slow: list[UpdateOne] = []
+        for device_id, metrics in newest.items():
+            slow.extend(repository.latest_offer(device_id, k, v) for k, v in metrics.items())
+            slow.append(repository.latest_newest(device_id, max(v["ts"] for v in metrics.values())))
+        await repository.write_latest(self.engine, slow)
+
+    async def _update_presence(self, items: list[_Item]) -> None:
+        mono = time.monotonic()
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.presence_throttle_s)
+        ops: list[UpdateOne] = []
+        noted: dict[str, dict[str, Any]] = {}
+        for item in items:
+            device_id = item.context.device_id
+            if device_id in noted:
+                continue
+            last = self._presence_memo.get(device_id)
+            if last is not None and mono - last < self.presence_throttle_s:
+                continue
+            op, written = presence.refresh_op(
+                device_id, item.context.presence, now=now, cutoff=cutoff
+            )
+            ops.append(op)
+            noted[device_id] = written
+        if not ops:
+            return
+        if len(self._presence_memo) > _MEMO_LIMIT:
+            self._presence_memo.clear()
+        for device_id in noted:
+            self._presence_memo[device_id] = mono
+        await presence.write_refreshes(self.engine, ops)
+        if self.cache is not None:
+            for device_id, written in noted.items():
+                self.cache.note_presence(device_id, written)
+
+    async def _record_answers(self, items: list[_Item], outcomes: list[WriteOutcome]) -> None:
+        ops: list[UpdateOne] = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if item.key_id is not None and item.response is not None and not outcome.failed:
+                ops.append(repository.complete_key_op(item.key_id, item.response))
+                outcome.key_recorded = True
+        try:
+            await repository.complete_keys(self.engine, ops)
+        except PyMongoError:
+            for outcome in outcomes:
+                outcome.key_recorded = False
+            raise

@@ -1,0 +1,43 @@
+"""The Celery app: its tasks, retry policy, beat schedule and delivery settings."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import Settings
+from app.worker.factory import create_celery
+from app.worker.tasks import TASK_NAMES, TRANSIENT_ERRORS
+
+
+class TestCeleryApp:
+    def test_tasks_retry_transient_errors_with_backoff(self, settings: Settings) -> None:
+        app = create_celery(settings)
+        for name in TASK_NAMES:
+            task = app.tasks[name]
+            assert task.autoretry_for == TRANSIENT_ERRORS
+            assert (task.retry_backoff, task.retry_jitter) == (1, True)
+            assert task.retry_backoff_max == settings.task_retry_backoff_max_s
+
+    def test_beat_runs_requeue_and_every_cleanup(self, settings: Settings) -> None:
+        schedule = create_celery(settings).conf.beat_schedule
+        assert {entry["task"] for entry in schedule.values()} == set(TASK_NAMES) - {"emails.send"}
+        assert schedule["emails.requeue_pending"]["schedule"] == settings.email_requeue_interval_s
+
+    def test_reliable_delivery_settings(self, settings: Settings) -> None:
+        conf = create_celery(settings).conf
+        assert (conf.task_acks_late, conf.task_reject_on_worker_lost) == (True, True)
+        assert conf.accept_content == ["json"]
+        assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+
+
+class TestMetricsToken:
+    def test_short_token_refused_in_production(self) -> None:
+        with pytest.raises(ValidationError, match="METRICS_TOKEN is too short"):
+            Settings(  # type: ignore[call-arg]
+                _env_file=None,
+                environment="production",
+                metrics_token="short",
+                jwt_secret="x" * 48,
+                firebase_auth_emulator_host=None,
+            )
