@@ -1,7 +1,7 @@
 """A throwaway local stack for the readings scripts: embedded MongoDB, redis-server and the API.
 
 Everything listens on 127.0.0.1 on free ports and is stopped on exit (process groups). Devices
-and their product are written straight into MongoDB by the brief's document contract, so the
+and their product are written straight into MongoDB in the shapes the catalog stores, so the
 scripts need no Firebase sign-in.
 """
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from odmantic import Field
-from pymongo import ASCENDING, IndexModel
 
 from app.core import collections
-from app.core.models import Document, utcnow
+from app.core.models import Document, index, stored_in, utcnow
 
 
 class Session(Document):
@@ -26,15 +25,13 @@ class Session(Document):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
 
-    model_config = {
-        "collection": collections.SESSIONS,
-        "indexes": lambda: [
-            IndexModel([("jti", ASCENDING)], unique=True),
-            IndexModel([("family_id", ASCENDING)]),
-            IndexModel([("uid", ASCENDING)]),
-            IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
-        ],
-    }
+    model_config = stored_in(
+        collections.SESSIONS,
+        index("jti", unique=True),
+        index("family_id"),
+        index("uid"),
+        index("expires_at", expireAfterSeconds=0),
+    )
 
 
 class User(Document):
@@ -57,10 +54,4 @@ class User(Document):
     updated_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
 
-    model_config = {
-        "collection": collections.USERS,
-        "indexes": lambda: [
-            IndexModel([("uid", ASCENDING)], unique=True),
-            IndexModel([("email", ASCENDING)]),
-        ],
-    }
+    model_config = stored_in(collections.USERS, index("uid", unique=True), index("email"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
@@ -24,35 +24,35 @@ from app.core.pagination import PageParams, and_filters, next_cursor
 R = TypeVar("R", Folder, Product, Device)
 
 
-async def get(engine: AIOEngine, kind: type[R], resource_id: str) -> R:
+async def get(engine: AIOEngine, model: type[R], resource_id: str) -> R:
     """Load a resource by hex id (a malformed id is simply not found)."""
-    found = await db.find_by_id(engine, kind, resource_id)
+    found = await db.find_by_id(engine, model, resource_id)
     if found is None:
-        raise kind.not_found()
+        raise model.kind.not_found()
     return found
 
 
 async def get_for(
-    engine: AIOEngine, kind: type[R], *, principal: Principal, resource_id: str, role: Role
+    engine: AIOEngine, model: type[R], *, principal: Principal, resource_id: str, role: Role
 ) -> R:
     """Load a resource the caller holds `role` on (404 when invisible, 403 when too weak)."""
-    resource = await get(engine, kind, resource_id)
+    resource = await get(engine, model, resource_id)
     await permissions_service.require(engine, principal=principal, resource=resource, role=role)
     return resource
 
 
 async def list_readable(
     engine: AIOEngine,
-    kind: type[R],
+    model: type[R],
     *,
     principal: Principal,
     page: PageParams,
     filters: list[dict[str, Any]],
 ) -> tuple[list[R], str | None]:
-    """One page (by `_id`) of the resources of `kind` the caller can see, matching `filters`."""
-    readable = await permissions_service.readable_filter(engine, principal=principal, kind=kind)
+    """One page (by `_id`) of the resources of `model` the caller can see, matching `filters`."""
+    readable = await permissions_service.readable_filter(engine, principal=principal, model=model)
     query = and_filters(readable, *filters, page.filter())
-    rows = await db.find_many(engine, kind, query, sort=[("_id", 1)], limit=page.limit + 1)
+    rows = await db.find_many(engine, model, query, sort=[("_id", 1)], limit=page.limit + 1)
     return next_cursor(rows, page.limit)
 
 
@@ -79,6 +79,31 @@ async def apply_changes(
     return await get(engine, type(resource), str(resource.id))
 
 
+class NameFields(TypedDict):
+    """A name and its case-folded key (unique and prefix searches use the key)."""
+
+    name: str
+    name_key: str
+
+
+class Placement(TypedDict):
+    """Where a product or device is: its folder and that folder's path."""
+
+    folder_id: str | None
+    folder_path: list[str]
+
+
+def name_fields(name: str) -> NameFields:
+    """The stored fields of a name."""
+    return {"name": name, "name_key": name.casefold()}
+
+
+async def placement(engine: AIOEngine, *, principal: Principal, folder_id: str | None) -> Placement:
+    """Where a new product or device goes: `folder_id` (editor needed there) and its path."""
+    path = await destination_path(engine, principal=principal, folder_id=folder_id)
+    return {"folder_id": folder_id, "folder_path": path}
+
+
 async def destination_path(
     engine: AIOEngine, *, principal: Principal, folder_id: str | None
 ) -> list[str]:
@@ -93,7 +118,7 @@ async def destination_path(
 
 async def move_fields(
     engine: AIOEngine, *, principal: Principal, resource: Product | Device, folder_id: str | None
-) -> dict[str, Any]:
+) -> Placement:
     """The fields that move a product or device into `folder_id`.
 
     Moving changes who inherits access, so it takes owner on the resource (like sharing) and
@@ -102,10 +127,12 @@ async def move_fields(
     await permissions_service.require(
         engine, principal=principal, resource=resource, role=Role.OWNER
     )
-    return {
-        "folder_id": folder_id,
-        "folder_path": await destination_path(engine, principal=principal, folder_id=folder_id),
-    }
+    return await placement(engine, principal=principal, folder_id=folder_id)
+
+
+def equal_to(**fields: str | None) -> list[dict[str, Any]]:
+    """Equality filters for the fields that are given (not None)."""
+    return [{name: value} for name, value in fields.items() if value is not None]
 
 
 def prefix_regex(text: str, *, fold: bool = True) -> dict[str, Any]:

@@ -25,13 +25,13 @@ from app.ratelimit import policies
 R = TypeVar("R", Folder, Product, Device)
 
 
-def resource_dep(kind: type[R], role: Role, *, path: str) -> Callable[..., Awaitable[R]]:
-    """A dependency loading the `kind` named by path parameter `path`, if the caller holds
+def resource_dep(model: type[R], role: Role, *, path: str) -> Callable[..., Awaitable[R]]:
+    """A dependency loading the `model` named by path parameter `path`, if the caller holds
     `role` on it (a device key holds viewer on its own device only)."""
 
     async def load(services: Services, principal: Principal, **path_params: str) -> R:
         return await crud.get_for(
-            services.engine, kind, principal=principal, resource_id=path_params[path], role=role
+            services.engine, model, principal=principal, resource_id=path_params[path], role=role
         )
 
     # FastAPI reads a dependency's parameters from its signature: name the path parameter.
@@ -43,9 +43,11 @@ def resource_dep(kind: type[R], role: Role, *, path: str) -> Callable[..., Await
                 "principal", inspect.Parameter.KEYWORD_ONLY, annotation=CurrentPrincipal
             ),
         ],
-        return_annotation=kind,
+        return_annotation=model,
     )
-    load.__doc__ = f"The {kind.resource_type.value} `{{{path}}}`, for a caller with {role.value}."
+    load.__doc__ = (
+        f"The {model.kind.resource_type.value} `{{{path}}}`, for a caller with {role.value}."
+    )
     return load
 
 

@@ -1,8 +1,8 @@
 """Storage models of the catalog: folders (a tree), products (device types), devices.
 
 Each carries what the permission code needs to know of it (`app.catalog.permissions.service`
-reads resources only through that protocol): its resource type, its not-found error, and the
-folders whose grants reach it (`access_path`, stored in `path_field`).
+reads resources only through that protocol): its `kind` (resource type, not-found error, the
+field its access path is stored in) and the folders whose grants reach it (`access_path`).
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from odmantic import Field
-from pymongo import ASCENDING, IndexModel
 
 from app.catalog.exceptions import DeviceNotFound, FolderNotFound, ProductNotFound
-from app.catalog.permissions.models import ResourceType
+from app.catalog.permissions.models import ResourceKind, ResourceType
 from app.core import collections
-from app.core.errors import NotFound
-from app.core.models import Document, utcnow
+from app.core.models import Document, index, stored_in, utcnow
 
 
 class Folder(Document):
@@ -27,9 +25,7 @@ class Folder(Document):
     unique among siblings without clashing between users' top-level folders.
     """
 
-    resource_type: ClassVar[ResourceType] = ResourceType.FOLDER
-    not_found: ClassVar[type[NotFound]] = FolderNotFound
-    path_field: ClassVar[str] = "ancestors"
+    kind: ClassVar[ResourceKind] = ResourceKind(ResourceType.FOLDER, FolderNotFound, "ancestors")
 
     name: str
     name_key: str
@@ -40,15 +36,13 @@ class Folder(Document):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    model_config = {
-        "collection": collections.FOLDERS,
-        "indexes": lambda: [
-            IndexModel([("scope", ASCENDING), ("name_key", ASCENDING)], unique=True),
-            IndexModel([("parent_id", ASCENDING)]),
-            # Multikey: "everything below folder X" and the readable filter's inherited branch.
-            IndexModel([("ancestors", ASCENDING)]),
-        ],
-    }
+    model_config = stored_in(
+        collections.FOLDERS,
+        index("scope", "name_key", unique=True),
+        index("parent_id"),
+        # Multikey: "everything below folder X" and the readable filter's inherited branch.
+        index("ancestors"),
+    )
 
     @property
     def path(self) -> list[str]:
@@ -68,9 +62,9 @@ class Product(Document):
     `folder_path` is the folder's ancestors plus the folder id, for inherited access.
     """
 
-    resource_type: ClassVar[ResourceType] = ResourceType.PRODUCT
-    not_found: ClassVar[type[NotFound]] = ProductNotFound
-    path_field: ClassVar[str] = "folder_path"
+    kind: ClassVar[ResourceKind] = ResourceKind(
+        ResourceType.PRODUCT, ProductNotFound, "folder_path"
+    )
 
     name: str
     name_key: str
@@ -86,17 +80,11 @@ class Product(Document):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    model_config = {
-        "collection": collections.PRODUCTS,
-        "indexes": lambda: [
-            IndexModel([("owner_uid", ASCENDING), ("sku_key", ASCENDING)], unique=True),
-            IndexModel([("folder_path", ASCENDING)]),
-            IndexModel([("folder_id", ASCENDING)]),
-            IndexModel([("tags", ASCENDING)]),
-            IndexModel([("name_key", ASCENDING)]),
-            IndexModel([("sku_key", ASCENDING)]),
-        ],
-    }
+    model_config = stored_in(
+        collections.PRODUCTS,
+        index("owner_uid", "sku_key", unique=True),
+        *map(index, ("folder_path", "folder_id", "tags", "name_key", "sku_key")),
+    )
 
     @property
     def access_path(self) -> list[str]:
@@ -111,9 +99,7 @@ class Device(Document):
     "reported_status", "detail"}`), always written whole, by ingest and heartbeats.
     """
 
-    resource_type: ClassVar[ResourceType] = ResourceType.DEVICE
-    not_found: ClassVar[type[NotFound]] = DeviceNotFound
-    path_field: ClassVar[str] = "folder_path"
+    kind: ClassVar[ResourceKind] = ResourceKind(ResourceType.DEVICE, DeviceNotFound, "folder_path")
 
     name: str
     name_key: str
@@ -132,18 +118,13 @@ class Device(Document):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    model_config = {
-        "collection": collections.DEVICES,
-        "indexes": lambda: [
-            IndexModel([("serial", ASCENDING)], unique=True),
-            IndexModel([("key_hash", ASCENDING)], unique=True),
-            IndexModel([("folder_path", ASCENDING)]),
-            IndexModel([("folder_id", ASCENDING)]),
-            IndexModel([("product_id", ASCENDING)]),
-            IndexModel([("name_key", ASCENDING)]),
-            IndexModel([("presence.last_seen_at", ASCENDING)]),
-        ],
-    }
+    model_config = stored_in(
+        collections.DEVICES,
+        index("serial", unique=True),
+        index("key_hash", unique=True),
+        *map(index, ("folder_path", "folder_id", "product_id", "name_key")),
+        index("presence.last_seen_at"),
+    )
 
     @property
     def access_path(self) -> list[str]:

@@ -26,7 +26,7 @@ Doc = dict[str, Any]
 
 
 class DeviceStatus(StrEnum):
-    """Derived from presence: offline when silent too long, error when it says so."""
+    """Derived from `presence`: offline when silent too long, error when it says so."""
 
     ONLINE = "online"
     OFFLINE = "offline"

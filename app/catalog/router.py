@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path
 
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import resource_dep
@@ -24,6 +24,7 @@ from app.catalog.permissions.models import Role
 from app.catalog.permissions.schemas import ShareIn, ShareRead
 from app.catalog.products.router import router as products_router
 from app.core.pagination import Page
+from app.core.responses import NO_CONTENT
 from app.core.services import ServicesDep
 
 sharing_router = APIRouter(tags=["permissions"])
@@ -70,18 +71,13 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
         return _share_read(share)
 
     @sharing_router.delete(
-        f"{base}/{{user_id}}",
-        status_code=status.HTTP_204_NO_CONTENT,
-        response_class=Response,
-        response_model=None,
-        name=f"remove_{collection}_permission",
+        f"{base}/{{user_id}}", **NO_CONTENT, name=f"remove_{collection}_permission"
     )
     async def remove_permission(
         resource: OwnedResource, user_id: UserRef, services: ServicesDep
-    ) -> Response:
+    ) -> None:
         """Remove a user's grant or an email's invite; the last owner stays (owners only)."""
         await sharing.remove_share(services.engine, resource=resource, user_ref=user_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 _add_sharing_routes("folders", resource_dep(Folder, Role.OWNER, path="resource_id"))

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, ClassVar, Self
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-def refuse_nulls(update: BaseModel, fields: Iterable[str]) -> None:
-    """In a PATCH body, `null` clears optional fields only: refuse it for these."""
-    for name in fields:
-        if name in update.model_fields_set and getattr(update, name) is None:
-            raise ValueError(f"{name} cannot be null")
+class PatchBody(BaseModel):
+    """A PATCH body: fields left out stay as they are; `null` clears optional fields only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Fields that may be left out but not set to null.
+    not_nullable: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> Self:
+        for name in self.not_nullable:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self

@@ -109,7 +109,7 @@ async def ensure_schema(
 # --- Document I/O for ODMantic models ----------------------------------------------------
 # ODMantic gives the models, their indexes and (de)serialisation. Reads and writes go through
 # these helpers, in the forms that behave the same on MongoDB and the embedded server
-# (shared/mongo-compat.md): `find` rather than ODMantic's aggregation-based finders (the
+# (README, "Portable MongoDB rules"): `find` rather than ODMantic's aggregation-based finders (the
 # embedded server's `$match` skips ObjectId and date values), and whole-document
 # `insert_one`/`replace_one` rather than `engine.save()`, whose `$set` of a datetime the
 # embedded server stores as a string.

@@ -1,4 +1,4 @@
-"""Portable MongoDB patterns shared by every domain (see shared/mongo-compat.md).
+"""Portable MongoDB patterns shared by every domain (README, "Portable MongoDB rules").
 
 - `_id` stays an ObjectId; references to other documents are stored as hex strings.
 - Response schemas use `IdStr`, which accepts an ObjectId or its hex string (aggregation
@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from bson import ObjectId
 from odmantic import Field, Model
+from odmantic.config import ODMConfigDict
 from pydantic import BeforeValidator, StringConstraints
+from pymongo import ASCENDING, IndexModel
 
 _HEX24 = r"^[0-9a-f]{24}$"
 
@@ -27,9 +29,6 @@ def _to_hex(value: Any) -> Any:
 
 IdStr = Annotated[str, BeforeValidator(_to_hex), StringConstraints(pattern=_HEX24)]
 """An ObjectId as 24 lowercase hex characters, accepting an `ObjectId` too."""
-
-RefStr = IdStr
-"""A reference to another document, stored as a hex string (never `Reference()`)."""
 
 
 if TYPE_CHECKING:
@@ -44,6 +43,16 @@ else:
     # support model inheritance at run time: stored models subclass `Model` itself, and type
     # checkers see the truthful `id` above.
     Document = Model
+
+
+def index(*fields: str, **options: Any) -> IndexModel:
+    """An ascending index on `fields` (options as pymongo's: `unique`, `expireAfterSeconds`)."""
+    return IndexModel([(name, ASCENDING) for name in fields], **options)
+
+
+def stored_in(collection: str, *indexes: IndexModel) -> ODMConfigDict:
+    """The `model_config` of a model kept in `collection` with `indexes` (made at start-up)."""
+    return ODMConfigDict(collection=collection, indexes=lambda: list(indexes))
 
 
 def parse_object_id(value: str) -> ObjectId | None:

@@ -65,8 +65,8 @@ def claim(ctx: DeliveryContext, outbox_id: str) -> tuple[EmailOutbox, str] | Non
         {
             "$set": {"status": OutboxStatus.SENDING.value, "claim": token},
             "$inc": {"attempts": 1},
-            # $currentDate, not $set of a datetime (see BRIEF: the embedded server stores a
-            # $set datetime as a string).
+            # $currentDate, not $set of a datetime: the embedded server stores a $set
+            # datetime as a string (README, "Portable MongoDB rules").
             "$currentDate": {"updated_at": True},
         },
         return_document=ReturnDocument.AFTER,
@@ -191,7 +191,7 @@ def requeue_stuck(ctx: DeliveryContext, enqueue: Callable[[str], None]) -> dict[
     fresh_cutoff = now - timedelta(seconds=settings.email_pending_grace_s)
     retry_cutoff = fresh_cutoff - timedelta(seconds=settings.task_retry_backoff_max_s)
     # Two plain filters, not one `$or`: the embedded server applies an update whose filter
-    # combines `_id` with `$or` to the wrong document (shared/mongo-compat.md).
+    # combines `_id` with `$or` to the wrong document (README, Portable MongoDB rules).
     for due in (
         {"status": OutboxStatus.PENDING.value, "attempts": 0, "updated_at": {"$lt": fresh_cutoff}},
         {

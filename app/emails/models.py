@@ -6,11 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from odmantic import Field, Index
-from pymongo import ASCENDING, IndexModel
+from odmantic import Field
 
 from app.core import collections
-from app.core.models import Document, utcnow
+from app.core.models import Document, index, stored_in, utcnow
 
 
 class OutboxStatus(StrEnum):
@@ -43,14 +42,10 @@ class EmailOutbox(Document):
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
 
-    model_config = {
-        "collection": collections.EMAIL_OUTBOX,
-        "indexes": lambda: [
-            Index(EmailOutbox.status, EmailOutbox.updated_at),
-            IndexModel(
-                [("dedupe_key", ASCENDING)],
-                unique=True,
-                partialFilterExpression={"dedupe_key": {"$type": "string"}},
-            ),
-        ],
-    }
+    model_config = stored_in(
+        collections.EMAIL_OUTBOX,
+        index("status", "updated_at"),
+        index(
+            "dedupe_key", unique=True, partialFilterExpression={"dedupe_key": {"$type": "string"}}
+        ),
+    )

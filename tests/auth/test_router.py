@@ -135,7 +135,7 @@ class TestSessionCreationRejects:
         mongo_db: MongoDatabase,
     ) -> None:
         user = await make_user()
-        # Revocation compares whole seconds (see shared/firebase-emulator.md).
+        # Revocation compares whole seconds (the emulator's behaviour, seen when this was written).
         await asyncio.sleep(1.1)
         await firebase_call(app, auth.revoke_refresh_tokens, user.uid)
         resp = await client.post(SESSION, json={"id_token": user.id_token})

@@ -1,7 +1,8 @@
 """Server behaviours the app relies on, asserted through motor.
 
 Passes on the embedded server (nx-27017) and on real MongoDB 7+ (`MONGODB_URL=... make test`).
-See shared/mongo-compat.md: where the two differ, the app uses the portable form tested here.
+Where the two differ, the app uses the portable form tested here (README, "Portable MongoDB
+rules").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixtures of the readings tests: raw device and product documents by the brief's contract."""
+"""Fixtures of the readings tests: device and product documents as the catalog stores them."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.catalog import presence
@@ -13,16 +13,17 @@ from app.catalog.devices import service as devices_service
 from app.catalog.devices.schemas import (
     DeviceCreate,
     DeviceCreated,
+    DeviceFilters,
     DeviceKeyRead,
     DeviceRead,
     DeviceStatusRead,
     DeviceUpdate,
 )
 from app.catalog.models import Device
-from app.catalog.presence import DeviceStatus
 from app.core.config import Settings
-from app.core.models import IdStr, utcnow
+from app.core.models import utcnow
 from app.core.pagination import Page, PageParamsDep
+from app.core.responses import NO_CONTENT
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -58,12 +59,7 @@ async def list_devices(
     services: ServicesDep,
     principal: CurrentPrincipal,
     page: PageParamsDep,
-    folder_id: Annotated[IdStr | None, Query(description="only devices in this folder")] = None,
-    product_id: Annotated[IdStr | None, Query(description="only this product")] = None,
-    status_: Annotated[DeviceStatus | None, Query(alias="status")] = None,
-    q: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="name or serial prefix")
-    ] = None,
+    filters: Annotated[DeviceFilters, Query()],
 ) -> Page[DeviceRead]:
     """Devices you can see, filtered by folder, product, status or a name/serial prefix."""
     settings = services.settings
@@ -71,11 +67,8 @@ async def list_devices(
         services.engine,
         principal=principal,
         page=page,
+        filters_in=filters,
         offline_after_s=settings.device_offline_after_s,
-        folder_id=folder_id,
-        product_id=product_id,
-        status=status_,
-        q=q,
     )
     return Page[DeviceRead].of(items, cursor, lambda d: device_read(d, settings))
 
@@ -104,16 +97,10 @@ async def update_device(
     return device_read(updated, services.settings)
 
 
-@router.delete(
-    "/{device_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    response_model=None,
-)
-async def delete_device(device: DeviceForOwner, services: ServicesDep) -> Response:
+@router.delete("/{device_id}", **NO_CONTENT)
+async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
     await devices_service.delete(services.engine, device=device, key_cache=services.device_keys)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)

@@ -12,11 +12,10 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
 from app.catalog.presence import DeviceStatus
-from app.catalog.schemas import Name, refuse_nulls
+from app.catalog.schemas import Name, PatchBody
 from app.core.models import IdStr
 
 Serial = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[\x21-\x7e]{1,100}$")]
@@ -70,10 +69,10 @@ class DeviceCreate(_MetadataChecked):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeviceUpdate(_MetadataChecked):
+class DeviceUpdate(PatchBody, _MetadataChecked):
     """Fields to change; `location: null` clears it, `folder_id: null` moves out of folders."""
 
-    model_config = ConfigDict(extra="forbid")
+    not_nullable = ("name", "serial", "product_id", "metadata")
 
     name: Name | None = None
     serial: Serial | None = None
@@ -82,10 +81,16 @@ class DeviceUpdate(_MetadataChecked):
     location: LocationIn | None = None
     metadata: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _required_not_null(self) -> DeviceUpdate:
-        refuse_nulls(self, ("name", "serial", "product_id", "metadata"))
-        return self
+
+class DeviceFilters(BaseModel):
+    """`GET /devices` filters, all optional and combined."""
+
+    folder_id: IdStr | None = Field(default=None, description="only devices in this folder")
+    product_id: IdStr | None = Field(default=None, description="only this product")
+    status: DeviceStatus | None = None
+    q: str | None = Field(
+        default=None, min_length=1, max_length=100, description="name or serial prefix"
+    )
 
 
 class LocationRead(BaseModel):

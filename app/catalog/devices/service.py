@@ -11,13 +11,12 @@ from app.auth import device_keys
 from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
 from app.catalog import crud, presence
-from app.catalog.devices.schemas import DeviceCreate, DeviceUpdate
+from app.catalog.devices.schemas import DeviceCreate, DeviceFilters, DeviceUpdate
 from app.catalog.exceptions import MetadataTooLarge, SerialTaken
 from app.catalog.models import Device, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
 from app.catalog.permissions.models import ResourceType, Role
-from app.catalog.presence import DeviceStatus
 from app.core import db
 from app.core.models import utcnow
 from app.core.pagination import PageParams
@@ -42,14 +41,10 @@ async def create(
     key = device_keys.generate()
     location = device_in.location
     device = Device(
-        name=device_in.name,
-        name_key=device_in.name.casefold(),
+        **crud.name_fields(device_in.name),
         serial=device_in.serial,
         product_id=device_in.product_id,
-        folder_id=device_in.folder_id,
-        folder_path=await crud.destination_path(
-            engine, principal=principal, folder_id=device_in.folder_id
-        ),
+        **await crud.placement(engine, principal=principal, folder_id=device_in.folder_id),
         key_hash=key.key_hash,
         key_prefix=key.key_prefix,
         location=location.model_dump() if location else None,
@@ -65,31 +60,19 @@ async def list_(
     *,
     principal: Principal,
     page: PageParams,
+    filters_in: DeviceFilters,
     offline_after_s: int,
-    folder_id: str | None = None,
-    product_id: str | None = None,
-    status: DeviceStatus | None = None,
-    q: str | None = None,
 ) -> tuple[list[Device], str | None]:
     """Devices the caller can see, filtered by folder, product, status and name/serial prefix."""
-    filters: list[dict[str, Any]] = []
-    if folder_id is not None:
-        filters.append({"folder_id": folder_id})
-    if product_id is not None:
-        filters.append({"product_id": product_id})
-    if status is not None:
+    filters = crud.equal_to(folder_id=filters_in.folder_id, product_id=filters_in.product_id)
+    if filters_in.status is not None:
+        now = utcnow()
         filters.append(
-            presence.status_filter(status, now=utcnow(), offline_after_s=offline_after_s)
+            presence.status_filter(filters_in.status, now=now, offline_after_s=offline_after_s)
         )
-    if q:
-        filters.append(
-            {
-                "$or": [
-                    {"name_key": crud.prefix_regex(q)},
-                    {"serial": crud.prefix_regex(q, fold=False)},
-                ]
-            }
-        )
+    if q := filters_in.q:
+        by_name, by_serial = crud.prefix_regex(q), crud.prefix_regex(q, fold=False)
+        filters.append({"$or": [{"name_key": by_name}, {"serial": by_serial}]})
     return await crud.list_readable(engine, Device, principal=principal, page=page, filters=filters)
 
 
@@ -105,7 +88,7 @@ async def update(
     changes: dict[str, Any] = {}
     fields = device_in.model_fields_set
     if device_in.name is not None:
-        changes.update(name=device_in.name, name_key=device_in.name.casefold())
+        changes.update(crud.name_fields(device_in.name))
     if device_in.serial is not None:
         changes["serial"] = device_in.serial
     if device_in.metadata is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.catalog.dependencies import FolderForEdit, FolderForOwner, FolderForView
@@ -13,6 +13,7 @@ from app.catalog.folders.schemas import FolderCreate, FolderRead, FolderUpdate
 from app.catalog.models import Folder
 from app.core.models import IdStr
 from app.core.pagination import Page, PageParamsDep
+from app.core.responses import NO_CONTENT
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix="/folders", tags=["folders"])
@@ -63,19 +64,13 @@ async def update_folder(
     return folder_read(updated)
 
 
-@router.delete(
-    "/{folder_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    response_model=None,
-)
+@router.delete("/{folder_id}", **NO_CONTENT)
 async def delete_folder(
     folder: FolderForOwner,
     services: ServicesDep,
     recursive: Annotated[bool, Query(description="also delete everything below")] = False,
-) -> Response:
+) -> None:
     """Delete an empty folder (409 otherwise), or everything below it with `recursive=true`."""
     await folders_service.delete(
         services.engine, folder=folder, recursive=recursive, key_cache=services.device_keys
     )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

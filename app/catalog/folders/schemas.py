@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict
 
-from app.catalog.schemas import Name, refuse_nulls
+from app.catalog.schemas import Name, PatchBody
 from app.core.models import IdStr
 
 
@@ -19,18 +19,13 @@ class FolderCreate(BaseModel):
     parent_id: IdStr | None = None
 
 
-class FolderUpdate(BaseModel):
+class FolderUpdate(PatchBody):
     """Rename and/or move; `parent_id: null` moves to the top level, omitted leaves it."""
 
-    model_config = ConfigDict(extra="forbid")
+    not_nullable = ("name",)
 
     name: Name | None = None
     parent_id: IdStr | None = None
-
-    @model_validator(mode="after")
-    def _required_not_null(self) -> FolderUpdate:
-        refuse_nulls(self, ("name",))
-        return self
 
 
 class FolderRead(BaseModel):

@@ -34,8 +34,7 @@ async def create(engine: AIOEngine, *, principal: Principal, folder_in: FolderCr
             engine, Folder, principal=principal, resource_id=folder_in.parent_id, role=Role.EDITOR
         )
     folder = Folder(
-        name=folder_in.name,
-        name_key=folder_in.name.casefold(),
+        **crud.name_fields(folder_in.name),
         parent_id=folder_in.parent_id,
         ancestors=parent.path if parent else [],
         scope=_scope(parent, uid),
@@ -82,7 +81,7 @@ async def update(
     """Rename (editor) and/or move (owner here, editor on the destination; no cycles)."""
     changes: dict[str, Any] = {}
     if folder_in.name is not None and folder_in.name != folder.name:
-        changes.update(name=folder_in.name, name_key=folder_in.name.casefold())
+        changes.update(crud.name_fields(folder_in.name))
     moving = "parent_id" in folder_in.model_fields_set and folder_in.parent_id != folder.parent_id
     if moving:
         # Moving changes who inherits access, so it takes the owner role, like sharing.

@@ -18,20 +18,16 @@ from odmantic import AIOEngine
 
 from app.auth.principal import Principal
 from app.catalog.permissions.exceptions import NotAllowed, UserRequired
-from app.catalog.permissions.models import Grant, ResourceType, Role
+from app.catalog.permissions.models import Grant, ResourceKind, ResourceType, Role
 from app.core import db
-from app.core.errors import NotFound
 
 MATCH_NOTHING: dict[str, Any] = {"_id": {"$in": []}}
 
 
 class Securable(Protocol):
-    """What the permission code knows of a resource."""
+    """What the permission code knows of a resource: its kind, id and access path."""
 
-    resource_type: ClassVar[ResourceType]
-    not_found: ClassVar[type[NotFound]]
-    # The stored field that holds `access_path` (what list filters match granted folders on).
-    path_field: ClassVar[str]
+    kind: ClassVar[ResourceKind]
 
     @property
     def id(self) -> ObjectId:
@@ -56,14 +52,14 @@ async def role_of(engine: AIOEngine, *, principal: Principal, resource: Securabl
     if principal.is_device:
         # A device key reads its own device and nothing else.
         own = (
-            resource.resource_type is ResourceType.DEVICE
+            resource.kind.resource_type is ResourceType.DEVICE
             and str(resource.id) == principal.device_id
         )
         return Role.VIEWER if own else None
     if not principal.is_user:
         return None
     clauses: list[dict[str, Any]] = [
-        {"resource_type": resource.resource_type, "resource_id": str(resource.id)}
+        {"resource_type": resource.kind.resource_type, "resource_id": str(resource.id)}
     ]
     folders = resource.access_path
     if folders:
@@ -83,14 +79,14 @@ async def require(
     """Return the caller's role if it reaches `role`; else raise NotFound or NotAllowed."""
     effective = await role_of(engine, principal=principal, resource=resource)
     if effective is None:
-        raise resource.not_found()
+        raise resource.kind.not_found()
     if effective.rank < role.rank:
         raise NotAllowed(f"this needs the {role.value} role; you have {effective.value}")
     return effective
 
 
 async def readable_filter(
-    engine: AIOEngine, *, principal: Principal, kind: type[Securable]
+    engine: AIOEngine, *, principal: Principal, model: type[Securable]
 ) -> dict[str, Any]:
     """A MongoDB filter matching exactly the resources of this kind the caller may read.
 
@@ -100,7 +96,7 @@ async def readable_filter(
     if principal.is_admin:
         return {}
     if principal.is_device:
-        if kind.resource_type is ResourceType.DEVICE and principal.device_id:
+        if model.kind.resource_type is ResourceType.DEVICE and principal.device_id:
             return {"_id": ObjectId(principal.device_id)}
         return dict(MATCH_NOTHING)
     if not principal.is_user:
@@ -111,7 +107,7 @@ async def readable_filter(
         {"user_uid": principal.uid}, {"resource_type": 1, "resource_id": 1}
     )
     async for doc in cursor:
-        if doc["resource_type"] == kind.resource_type:
+        if doc["resource_type"] == model.kind.resource_type:
             direct.append(ObjectId(doc["resource_id"]))
         if doc["resource_type"] == ResourceType.FOLDER:
             folders.append(doc["resource_id"])
@@ -119,7 +115,7 @@ async def readable_filter(
     if direct:
         clauses.append({"_id": {"$in": direct}})
     if folders:
-        clauses.append({kind.path_field: {"$in": folders}})
+        clauses.append({model.kind.path_field: {"$in": folders}})
     if not clauses:
         return dict(MATCH_NOTHING)
     if len(clauses) == 1:

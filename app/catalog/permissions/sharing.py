@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from celery import Celery
 from odmantic import AIOEngine
@@ -64,7 +65,7 @@ async def grant_owner(engine: AIOEngine, *, resource: Securable, principal: Prin
         return
     uid = principal.uid
     grant = Grant(
-        resource_type=resource.resource_type,
+        resource_type=resource.kind.resource_type,
         resource_id=str(resource.id),
         user_uid=uid,
         role=Role.OWNER,
@@ -75,7 +76,7 @@ async def grant_owner(engine: AIOEngine, *, resource: Securable, principal: Prin
 
 async def list_shares(engine: AIOEngine, *, resource: Securable) -> list[Share]:
     """Every grant and pending invite on the resource itself (not inherited ones)."""
-    key = {"resource_type": resource.resource_type, "resource_id": str(resource.id)}
+    key = {"resource_type": resource.kind.resource_type, "resource_id": str(resource.id)}
     grants = await db.find_many(engine, Grant, key, sort=[("_id", 1)])
     invites = await db.find_many(engine, Invite, key, sort=[("_id", 1)])
     return [*map(_grant_share, grants), *map(_invite_share, invites)]
@@ -105,7 +106,7 @@ async def set_share(
     cap: int,
 ) -> Share:
     """Grant `role` to a user id or email; an email without an account gets an invite."""
-    rtype = resource.resource_type
+    rtype = resource.kind.resource_type
     key = {"resource_type": rtype.value, "resource_id": str(resource.id)}
     if is_email(user_ref):
         email = normalise_email(user_ref)
@@ -129,17 +130,9 @@ async def set_share(
     existing = await db.find_one(engine, Grant, {**key, "user_uid": uid})
     if existing is None:
         await _check_room(engine, key, cap=cap)
-        grant = Grant(
-            resource_type=rtype,
-            resource_id=key["resource_id"],
-            user_uid=uid,
-            role=role,
-            granted_by=principal.uid,
-        )
-        try:
-            await db.insert(engine, grant)
-        except DuplicateKeyError:  # a concurrent PUT for the same user won; apply ours on top
-            await coll.update_one({**key, "user_uid": uid}, {"$set": {"role": role.value}})
+        grant = Grant(**_target(key), user_uid=uid, role=role, granted_by=principal.uid)
+        # A concurrent PUT for the same user may win: ours then applies on top.
+        await _insert_share(engine, grant, recipient={"user_uid": uid})
         return _grant_share(grant)
     if existing.role is Role.OWNER and role is not Role.OWNER:
         await _demote_owner(engine, key=key, uid=uid, role=role)
@@ -147,6 +140,27 @@ async def set_share(
         await coll.update_one({"_id": existing.id}, {"$set": {"role": role.value}})
     existing.role = role
     return _grant_share(existing)
+
+
+def _target(key: dict[str, str]) -> dict[str, Any]:
+    """The resource fields of a new grant or invite."""
+    return {"resource_type": ResourceType(key["resource_type"]), "resource_id": key["resource_id"]}
+
+
+async def _insert_share(
+    engine: AIOEngine, share: Grant | Invite, *, recipient: dict[str, str]
+) -> bool:
+    """Store a new grant or invite; when a concurrent request stored the same one first, set
+    our role on it instead and return False."""
+    try:
+        await db.insert(engine, share)
+    except DuplicateKeyError:
+        key = {"resource_type": share.resource_type.value, "resource_id": share.resource_id}
+        await db.collection(engine, type(share)).update_one(
+            {**key, **recipient}, {"$set": {"role": share.role.value}}
+        )
+        return False
+    return True
 
 
 async def _demote_owner(engine: AIOEngine, *, key: dict[str, str], uid: str, role: Role) -> None:
@@ -179,18 +193,9 @@ async def _set_invite(
         existing.role = role
         return _invite_share(existing)
     await _check_room(engine, key, cap=cap)
-    invite = Invite(
-        resource_type=ResourceType(key["resource_type"]),
-        resource_id=key["resource_id"],
-        email=email,
-        role=role,
-        invited_by=principal.uid,
-    )
-    try:
-        await db.insert(engine, invite)
-    except DuplicateKeyError:  # a concurrent PUT stored it (and queued the email)
-        await coll.update_one({**key, "email": email}, {"$set": {"role": role.value}})
-        return _invite_share(invite)
+    invite = Invite(**_target(key), email=email, role=role, invited_by=principal.uid)
+    if not await _insert_share(engine, invite, recipient={"email": email}):
+        return _invite_share(invite)  # a concurrent PUT stored it (and queued the email)
     await outbox.queue_email(
         engine,
         celery,
@@ -210,7 +215,7 @@ async def _set_invite(
 
 async def remove_share(engine: AIOEngine, *, resource: Securable, user_ref: str) -> None:
     """Remove a user's grant (by uid or email) and any invite to that email."""
-    rtype = resource.resource_type
+    rtype = resource.kind.resource_type
     key = {"resource_type": rtype.value, "resource_id": str(resource.id)}
     removed = 0
     uid: str | None = user_ref

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.catalog.dependencies import (
@@ -15,9 +15,14 @@ from app.catalog.dependencies import (
 )
 from app.catalog.models import Product
 from app.catalog.products import service as products_service
-from app.catalog.products.schemas import ProductCreate, ProductRead, ProductUpdate
-from app.core.models import IdStr
+from app.catalog.products.schemas import (
+    ProductCreate,
+    ProductFilters,
+    ProductRead,
+    ProductUpdate,
+)
 from app.core.pagination import Page, PageParamsDep
+from app.core.responses import NO_CONTENT
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -46,15 +51,11 @@ async def list_products(
     services: ServicesDep,
     principal: CurrentPrincipal,
     page: PageParamsDep,
-    folder_id: Annotated[IdStr | None, Query(description="only products in this folder")] = None,
-    tag: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    q: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="name or SKU prefix")
-    ] = None,
+    filters: Annotated[ProductFilters, Query()],
 ) -> Page[ProductRead]:
     """Products you can see, filtered by folder, tag or a name/SKU prefix."""
     items, cursor = await products_service.list_(
-        services.engine, principal=principal, page=page, folder_id=folder_id, tag=tag, q=q
+        services.engine, principal=principal, page=page, filters_in=filters
     )
     return Page[ProductRead].of(items, cursor, product_read)
 
@@ -79,13 +80,7 @@ async def update_product(
     return product_read(updated)
 
 
-@router.delete(
-    "/{product_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    response_model=None,
-)
-async def delete_product(product: ProductForOwner, services: ServicesDep) -> Response:
+@router.delete("/{product_id}", **NO_CONTENT)
+async def delete_product(product: ProductForOwner, services: ServicesDep) -> None:
     """Delete a product no device uses (409 otherwise)."""
     await products_service.delete(services.engine, product=product)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.catalog.schemas import Name, refuse_nulls
+from app.catalog.schemas import Name, PatchBody
 from app.catalog.telemetry import TelemetrySchema
 from app.core.models import IdStr
 
@@ -31,10 +31,10 @@ class ProductCreate(BaseModel):
     telemetry: TelemetrySchema = Field(default_factory=TelemetrySchema)
 
 
-class ProductUpdate(BaseModel):
+class ProductUpdate(PatchBody):
     """Fields to change; `folder_id: null` moves the product out of its folder."""
 
-    model_config = ConfigDict(extra="forbid")
+    not_nullable = ("name", "sku", "tags", "telemetry")
 
     name: Name | None = None
     sku: Sku | None = None
@@ -43,10 +43,15 @@ class ProductUpdate(BaseModel):
     folder_id: IdStr | None = None
     telemetry: TelemetrySchema | None = None
 
-    @model_validator(mode="after")
-    def _required_not_null(self) -> ProductUpdate:
-        refuse_nulls(self, ("name", "sku", "tags", "telemetry"))
-        return self
+
+class ProductFilters(BaseModel):
+    """`GET /products` filters, all optional and combined."""
+
+    folder_id: IdStr | None = Field(default=None, description="only products in this folder")
+    tag: str | None = Field(default=None, min_length=1, max_length=32)
+    q: str | None = Field(
+        default=None, min_length=1, max_length=100, description="name or SKU prefix"
+    )
 
 
 class ProductRead(BaseModel):

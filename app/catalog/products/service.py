@@ -13,7 +13,7 @@ from app.catalog.models import Device, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
 from app.catalog.permissions.models import ResourceType
-from app.catalog.products.schemas import ProductCreate, ProductUpdate
+from app.catalog.products.schemas import ProductCreate, ProductFilters, ProductUpdate
 from app.core import db
 from app.core.pagination import PageParams
 
@@ -22,16 +22,12 @@ async def create(engine: AIOEngine, *, principal: Principal, product_in: Product
     """Create a product (editor on its folder needed); the creator becomes its owner."""
     uid = permissions_service.creator_uid(principal)
     product = Product(
-        name=product_in.name,
-        name_key=product_in.name.casefold(),
+        **crud.name_fields(product_in.name),
         sku=product_in.sku,
         sku_key=product_in.sku.casefold(),
         description=product_in.description,
         tags=product_in.tags,
-        folder_id=product_in.folder_id,
-        folder_path=await crud.destination_path(
-            engine, principal=principal, folder_id=product_in.folder_id
-        ),
+        **await crud.placement(engine, principal=principal, folder_id=product_in.folder_id),
         telemetry=product_in.telemetry.model_dump(mode="json"),
         owner_uid=uid,
         created_by=uid,
@@ -40,22 +36,14 @@ async def create(engine: AIOEngine, *, principal: Principal, product_in: Product
 
 
 async def list_(
-    engine: AIOEngine,
-    *,
-    principal: Principal,
-    page: PageParams,
-    folder_id: str | None = None,
-    tag: str | None = None,
-    q: str | None = None,
+    engine: AIOEngine, *, principal: Principal, page: PageParams, filters_in: ProductFilters
 ) -> tuple[list[Product], str | None]:
     """Products the caller can see, filtered by folder, tag and name/SKU prefix."""
-    filters: list[dict[str, Any]] = []
-    if folder_id is not None:
-        filters.append({"folder_id": folder_id})
-    if tag is not None:
-        filters.append({"tags": {"$in": [tag]}})  # `$in`: see compat note on arrays
-    if q:
-        prefix = crud.prefix_regex(q)
+    filters = crud.equal_to(folder_id=filters_in.folder_id)
+    if filters_in.tag is not None:
+        filters.append({"tags": {"$in": [filters_in.tag]}})  # `$in`: see compat note on arrays
+    if filters_in.q:
+        prefix = crud.prefix_regex(filters_in.q)
         filters.append({"$or": [{"name_key": prefix}, {"sku_key": prefix}]})
     return await crud.list_readable(
         engine, Product, principal=principal, page=page, filters=filters
@@ -69,7 +57,7 @@ async def update(
     changes: dict[str, Any] = {}
     fields = product_in.model_fields_set
     if product_in.name is not None:
-        changes.update(name=product_in.name, name_key=product_in.name.casefold())
+        changes.update(crud.name_fields(product_in.name))
     if product_in.sku is not None:
         changes.update(sku=product_in.sku, sku_key=product_in.sku.casefold())
     if "description" in fields:

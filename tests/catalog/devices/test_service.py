@@ -12,7 +12,7 @@ from app.auth import device_keys
 from app.auth.key_cache import DeviceKeyCache
 from app.catalog import presence as device_presence
 from app.catalog.devices import service as devices_service
-from app.catalog.devices.schemas import DeviceUpdate
+from app.catalog.devices.schemas import DeviceFilters, DeviceUpdate
 from app.catalog.exceptions import MetadataTooLarge, ProductNotFound, SerialTaken
 from app.catalog.models import Device
 from app.catalog.presence import DeviceStatus
@@ -71,8 +71,7 @@ class TestStatus:
                 principal=alice,
                 page=PageParams(limit=50),
                 offline_after_s=OFFLINE_AFTER,
-                status=status,
-                product_id=str(product.id),
+                filters_in=DeviceFilters(status=status, product_id=str(product.id)),
             )
             assert {d.id for d in items} == ids, status
 

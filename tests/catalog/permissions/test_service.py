@@ -145,7 +145,7 @@ class TestReadableFilter:
         hidden, _ = await new_device(engine, owner=alice, product=product, folder=private)
         await grant(engine, principal=bob, resource=shared, role="viewer")
         await grant(engine, principal=bob, resource=direct, role="viewer")
-        query = await permissions_service.readable_filter(engine, principal=bob, kind=Device)
+        query = await permissions_service.readable_filter(engine, principal=bob, model=Device)
         found = {d.id for d in await db.find_many(engine, Device, query)}
         assert found == {inside.id, direct.id}
         assert hidden.id not in found
@@ -155,14 +155,14 @@ class TestReadableFilter:
         product = await new_product(engine, owner=alice)
         device, _ = await new_device(engine, owner=alice, product=product)
         stranger = await permissions_service.readable_filter(
-            engine, principal=user_principal(), kind=Device
+            engine, principal=user_principal(), model=Device
         )
         assert await db.find_many(engine, Device, stranger) == []
         own = await permissions_service.readable_filter(
-            engine, principal=device_principal(device), kind=Device
+            engine, principal=device_principal(device), model=Device
         )
         assert [d.id for d in await db.find_many(engine, Device, own)] == [device.id]
         folders = await permissions_service.readable_filter(
-            engine, principal=device_principal(device), kind=Folder
+            engine, principal=device_principal(device), model=Folder
         )
         assert await db.find_many(engine, Folder, folders) == []

@@ -9,7 +9,7 @@ from app.catalog import crud
 from app.catalog.exceptions import ProductInUse, SkuTaken
 from app.catalog.models import Product
 from app.catalog.products import service as products_service
-from app.catalog.products.schemas import ProductUpdate
+from app.catalog.products.schemas import ProductFilters, ProductUpdate
 from app.catalog.telemetry import TelemetrySchema
 from app.core.pagination import PageParams
 from tests.fixtures.catalog import new_device, new_folder, new_product, unique, user_principal
@@ -53,7 +53,9 @@ class TestList:
         fid = str(folder.id)
 
         async def names(**filters: str) -> set[str]:
-            items, _ = await products_service.list_(engine, principal=alice, page=PAGE, **filters)
+            items, _ = await products_service.list_(
+                engine, principal=alice, page=PAGE, filters_in=ProductFilters(**filters)
+            )
             return {p.name for p in items}
 
         assert await names(folder_id=fid) == {"Thermo X", "Door"}
@@ -65,7 +67,9 @@ class TestList:
 
     async def test_strangers_see_nothing(self, engine: AIOEngine) -> None:
         await new_product(engine, owner=user_principal())
-        items, _ = await products_service.list_(engine, principal=user_principal(), page=PAGE)
+        items, _ = await products_service.list_(
+            engine, principal=user_principal(), page=PAGE, filters_in=ProductFilters()
+        )
         assert items == []
 
 
