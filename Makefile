@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint fmt bench clean
+.PHONY: help install run test test-all lint fmt bench clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,10 +41,14 @@ run: install  ## start MongoDB (embedded), Redis, Firebase emulator, SMTP sink, 
 test: install  ## run the test suite against real servers started on free ports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff lint + format check, mypy --strict
+test-all: install  ## the suite plus the slow tests (-m slow: large data sets)
+	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff lint + format check, mypy --strict, import layers (.importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)  ## format the code and apply safe lint fixes
 	$(BIN)/ruff format .

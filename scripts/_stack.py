@@ -26,7 +26,7 @@ from pymongo import MongoClient  # noqa: E402
 
 from app.auth import device_keys  # noqa: E402
 from app.core.models import utcnow  # noqa: E402
-from tests.fixtures.services import (  # noqa: E402
+from tests.fixtures.servers import (  # noqa: E402
     ManagedProcess,
     free_port,
     make_workdir,

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 import httpx
 import sentry_sdk
 
-from tests.fixtures.services import ManagedProcess, SentryEndpoint, SmtpSink
+from tests.fixtures.servers import ManagedProcess, SentryEndpoint, SmtpSink
 
 
 class TestFirebaseEmulator:

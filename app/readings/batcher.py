@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from odmantic import AIOEngine
@@ -49,6 +50,26 @@ class WriteOutcome:
     key_recorded: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceFlush:
+    """What one flush stored for one device: its readings in time order."""
+
+    device_id: str
+    product_id: str
+    docs: list[dict[str, Any]]
+
+
+class FlushListener(Protocol):
+    """Told, after a flush has written them, which readings were stored (once per flush).
+
+    Listeners (alert evaluation, live fan-out) run in the background after the requests
+    are answered: they never delay ingest, and never see a reading that was not stored.
+    """
+
+    async def __call__(self, flushed: Sequence[DeviceFlush]) -> None:
+        """React to the stored readings; exceptions are logged, never raised to ingest."""
+
+
 @dataclass(slots=True)
 class _Item:
     docs: list[dict[str, Any]]
@@ -71,8 +92,11 @@ class IngestBatcher:
         presence_throttle_s: float,
         cache: DeviceContextCache | None = None,
         max_in_flight: int = 4,
+        listeners: Sequence[FlushListener] = (),
     ) -> None:
         self.engine = engine
+        self.listeners = tuple(listeners)
+        self._notifications: set[asyncio.Task[None]] = set()
         self.flush_interval_s = flush_interval_s
         self.max_docs = max_docs
         self.presence_throttle_s = presence_throttle_s
@@ -91,7 +115,12 @@ class IngestBatcher:
 
     @classmethod
     def from_settings(
-        cls, engine: AIOEngine, settings: Settings, *, cache: DeviceContextCache | None = None
+        cls,
+        engine: AIOEngine,
+        settings: Settings,
+        *,
+        cache: DeviceContextCache | None = None,
+        listeners: Sequence[FlushListener] = (),
     ) -> IngestBatcher:
         """A batcher tuned by the `INGEST_*` and `PRESENCE_THROTTLE_S` settings."""
         return cls(
@@ -101,6 +130,7 @@ class IngestBatcher:
             presence_throttle_s=settings.presence_throttle_s,
             cache=cache,
             max_in_flight=settings.ingest_flushes_in_flight,
+            listeners=listeners,
         )
 
     @property
@@ -121,6 +151,8 @@ class IngestBatcher:
             await self._task
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._notifications:
+            await asyncio.gather(*self._notifications, return_exceptions=True)
 
     async def submit(
         self,
@@ -232,6 +264,18 @@ class IngestBatcher:
         for item, outcome in zip(items, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
+        if self.listeners and written:
+            task = asyncio.create_task(self._notify(_by_device(written)))
+            self._notifications.add(task)
+            task.add_done_callback(self._notifications.discard)
+
+    async def _notify(self, flushed: list[DeviceFlush]) -> None:
+        results = await asyncio.gather(
+            *(listener(flushed) for listener in self.listeners), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.error("flush listener failed", extra={"error": repr(result)})
 
     async def _update_latest(self, docs: list[dict[str, Any]]) -> None:
         newest: dict[str, dict[str, dict[str, Any]]] = {}
@@ -311,3 +355,18 @@ class IngestBatcher:
             for outcome in outcomes:
                 outcome.key_recorded = False
             raise
+
+
+def _by_device(docs: list[dict[str, Any]]) -> list[DeviceFlush]:
+    """The written readings grouped by device, each group in time order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        groups.setdefault(doc["meta"]["device_id"], []).append(doc)
+    return [
+        DeviceFlush(
+            device_id=device_id,
+            product_id=group[0]["meta"]["product_id"],
+            docs=sorted(group, key=lambda d: d["ts"]),
+        )
+        for device_id, group in groups.items()
+    ]

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from bson import ObjectId
 from fastapi import APIRouter
+from odmantic import AIOEngine
 
 from app.auth import device_keys
 from app.auth.dependencies import (
@@ -22,7 +22,8 @@ from app.auth.principal import Principal
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.main import create_app
-from tests.conftest import client_for
+from tests.fixtures.app import client_for
+from tests.fixtures.catalog import MASTER, new_device, new_product
 from tests.fixtures.identities import TEST_MASTER_TOKEN, ApiSession, MakeUser, bearer
 
 
@@ -71,14 +72,11 @@ async def probe(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.A
 
 
 @pytest.fixture
-async def device(mongo_db: MongoDatabase) -> dict[str, Any]:
-    """A device document as catalog stores it, with its plain key."""
-    key = device_keys.generate()
-    oid = ObjectId()
-    await mongo_db.devices.insert_one(
-        {"_id": oid, "name": "probe", "serial": f"SN-{oid}", "key_hash": key.key_hash}
-    )
-    return {"id": str(oid), "key": key.key}
+async def device(engine: AIOEngine) -> dict[str, Any]:
+    """A stored device, with its plain key."""
+    product = await new_product(engine, owner=MASTER)
+    stored, key = await new_device(engine, owner=MASTER, product=product)
+    return {"id": str(stored.id), "key": key}
 
 
 class TestAnonymous:

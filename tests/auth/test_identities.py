@@ -18,7 +18,7 @@ from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.services import services_of
 from app.users import onboarding
-from tests.conftest import client_for, running_app
+from tests.fixtures.app import client_for, running_app
 from tests.fixtures.identities import MakeUser, unique_email
 
 ME = "/api/v1/auth/me"

@@ -21,9 +21,9 @@ from app.catalog.models import Device
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.services import services_of
-from tests.conftest import client_for
+from tests.fixtures.app import client_for
 from tests.fixtures.catalog import new_device, new_folder, new_product, user_principal
-from tests.fixtures.services import ManagedProcess, start_redis
+from tests.fixtures.servers import ManagedProcess, start_redis
 from tests.fixtures.worker import eventually
 
 API = "/api/v1"

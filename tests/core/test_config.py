@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings
-from tests.fixtures.services import ROOT
+from tests.fixtures.servers import ROOT
 
 
 def build(**values: object) -> Settings:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.core.config import Settings
 from app.core.errors import Conflict
-from tests.conftest import client_for
+from tests.fixtures.app import client_for
 
 PROBLEM = "application/problem+json"
 

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.core.config import Settings
-from tests.conftest import client_for
-from tests.fixtures.services import start_mongodb, start_redis
+from tests.fixtures.app import client_for
+from tests.fixtures.servers import start_mongodb, start_redis
 
 AppFactory = Callable[[Settings], AbstractAsyncContextManager[FastAPI]]
 

@@ -17,8 +17,8 @@ from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.observability import close_sentry, redact_text, scrub_event
 from app.main import create_app
-from tests.conftest import client_for
-from tests.fixtures.services import SentryEndpoint
+from tests.fixtures.app import client_for
+from tests.fixtures.servers import SentryEndpoint
 
 DEVICE_KEY = "dk_SecretDeviceKeyValue1234567890abcdef"
 BEARER = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLXZhbHVl"

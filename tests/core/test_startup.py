@@ -16,7 +16,7 @@ from app.core import db, redis
 from app.core.config import Settings
 from app.core.startup import StartupError, wait_for_dependencies
 from app.main import create_app
-from tests.fixtures.services import ROOT, free_port, start_redis
+from tests.fixtures.servers import ROOT, free_port, start_redis
 
 
 class TestRetry:

@@ -19,7 +19,7 @@ from app.main import create_app
 from app.ratelimit.backends import Backend, RedisBackend, UpstashBackend
 from app.ratelimit.fallback import CircuitBreaker
 from app.ratelimit.service import RateLimiter
-from tests.fixtures.services import ManagedProcess
+from tests.fixtures.servers import ManagedProcess
 from tests.fixtures.upstash import UpstashRestServer
 
 

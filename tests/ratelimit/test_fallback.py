@@ -22,7 +22,7 @@ from app.ratelimit.backends import RedisBackend, UpstashBackend
 from app.ratelimit.fallback import CircuitBreaker
 from app.ratelimit.policies import Policy
 from app.ratelimit.service import RateLimiter
-from tests.fixtures.services import ManagedProcess, free_port, start_redis, wait_until
+from tests.fixtures.servers import ManagedProcess, free_port, start_redis, wait_until
 from tests.fixtures.upstash import UpstashRestServer
 
 WARNING_TEXT = "rate limiter store unavailable"

@@ -1,25 +1,27 @@
-"""Fixtures of the readings tests: device and product documents as the catalog stores them."""
+"""Fixtures of the readings tests: a device with its product, key and ingest context."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from bson import ObjectId
 from fastapi import FastAPI
 from odmantic import AIOEngine
 
-from app.auth import device_keys
-from app.core.db import MongoDatabase
-from app.core.models import utcnow
+from app.catalog.telemetry import TelemetrySchema
 from app.core.services import services_of
-from app.readings.batcher import IngestBatcher
+from app.readings.batcher import FlushListener, IngestBatcher
 from app.readings.context import DeviceContext
 from app.readings.context import load as load_device_context
+from tests.fixtures.catalog import MASTER, new_device, new_product
 
 MakeDevice = Callable[..., Awaitable["TestDevice"]]
+DEFAULT_METRICS = [
+    {"name": "temperature", "unit": "C", "min": -40, "max": 85},
+    {"name": "humidity", "unit": "%", "min": 0, "max": 100},
+]
 
 
 class TestDevice:
@@ -50,8 +52,8 @@ def batcher(app: FastAPI) -> IngestBatcher:
 
 
 @pytest.fixture
-def make_device(mongo_db: MongoDatabase, engine: AIOEngine) -> MakeDevice:
-    """Insert a product with a telemetry schema and one device of it."""
+def make_device(engine: AIOEngine) -> MakeDevice:
+    """A product with a telemetry schema and one device of it (owned by no user)."""
 
     async def make(
         *,
@@ -60,63 +62,37 @@ def make_device(mongo_db: MongoDatabase, engine: AIOEngine) -> MakeDevice:
         ingest_limit_per_minute: int | None = None,
         presence: dict[str, Any] | None = None,
     ) -> TestDevice:
-        now = utcnow()
-        product_id = ObjectId()
-        await mongo_db["products"].insert_one(
+        telemetry = TelemetrySchema.model_validate(
             {
-                "_id": product_id,
-                "name": "Thermo",
-                "sku": f"SKU-{product_id}",
-                "folder_id": None,
-                "telemetry": {
-                    "metrics": metrics
-                    if metrics is not None
-                    else [
-                        {"name": "temperature", "unit": "C", "min": -40, "max": 85},
-                        {"name": "humidity", "unit": "%", "min": 0, "max": 100},
-                    ],
-                    "allow_unknown": allow_unknown,
-                    "ingest_limit_per_minute": ingest_limit_per_minute,
-                },
-                "created_at": now,
-                "updated_at": now,
+                "metrics": DEFAULT_METRICS if metrics is None else metrics,
+                "allow_unknown": allow_unknown,
+                "ingest_limit_per_minute": ingest_limit_per_minute,
             }
         )
-        key = device_keys.generate()
-        device_id = ObjectId()
-        await mongo_db["devices"].insert_one(
-            {
-                "_id": device_id,
-                "name": f"dev-{device_id}",
-                "name_key": f"dev-{device_id}",
-                "serial": f"SN-{device_id}",
-                "product_id": str(product_id),
-                "folder_id": None,
-                "folder_path": [],
-                "key_hash": key.key_hash,
-                "key_prefix": key.key_prefix,
-                "location": None,
-                "metadata": {},
-                "created_at": now,
-                "updated_at": now,
-                "presence": presence,
-                "created_by": "tests",
-            }
-        )
-        context = await load_device_context(engine, str(device_id))
+        product = await new_product(engine, owner=MASTER, telemetry=telemetry)
+        device, key = await new_device(engine, owner=MASTER, product=product, presence=presence)
+        context = await load_device_context(engine, str(device.id))
         assert context is not None
-        return TestDevice(context=context, key=key.key)
+        return TestDevice(context=context, key=key)
 
     return make
 
 
 @asynccontextmanager
 async def running_batcher(
-    engine: AIOEngine, *, flush_interval_s: float = 0, max_docs: int = 100
+    engine: AIOEngine,
+    *,
+    flush_interval_s: float = 0,
+    max_docs: int = 100,
+    listeners: Sequence[FlushListener] = (),
 ) -> AsyncIterator[IngestBatcher]:
     """A batcher of the test's own, started and always stopped (flushing what it holds)."""
     batcher = IngestBatcher(
-        engine, flush_interval_s=flush_interval_s, max_docs=max_docs, presence_throttle_s=30
+        engine,
+        flush_interval_s=flush_interval_s,
+        max_docs=max_docs,
+        presence_throttle_s=30,
+        listeners=listeners,
     )
     batcher.start()
     try:

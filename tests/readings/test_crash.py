@@ -18,7 +18,7 @@ import httpx
 
 from app.core.config import Settings
 from app.core.db import MongoDatabase
-from tests.fixtures.services import ROOT, ManagedProcess, free_port
+from tests.fixtures.servers import ROOT, ManagedProcess, free_port
 from tests.readings.conftest import MakeDevice
 
 READINGS = 400

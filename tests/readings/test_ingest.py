@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from app.core.db import MongoDatabase
 from app.core.models import utcnow
 from app.core.services import services_of
 from app.readings import ingest, queries
-from app.readings.batcher import IngestBatcher
+from app.readings.batcher import DeviceFlush, IngestBatcher
 from app.readings.context import DeviceContextCache
 from app.readings.exceptions import (
     IdempotencyKeyInvalid,
@@ -222,6 +222,33 @@ class TestGroupCommit:
         with pytest.raises(IngestUnavailable):
             await post(engine, batcher, device, settings, body({"metrics": {"temperature": 1}}))
         assert await stored(mongo_db, device) == []
+
+
+class TestFlushListeners:
+    async def test_told_once_per_flush_with_what_was_stored_by_device(
+        self, engine: AIOEngine, settings: Settings, make_device: MakeDevice
+    ) -> None:
+        one, two = await make_device(), await make_device()
+        told: list[list[DeviceFlush]] = []
+
+        async def listener(flushed: Sequence[DeviceFlush]) -> None:
+            told.append(list(flushed))
+
+        async def broken(flushed: Sequence[DeviceFlush]) -> None:
+            raise RuntimeError("a listener's failure must not reach ingest")
+
+        async with running_batcher(
+            engine, flush_interval_s=0.05, listeners=[broken, listener]
+        ) as batcher:
+            answers = await asyncio.gather(
+                post(engine, batcher, one, settings, body({"ts": at(2), "metrics": {"t": 2}})),
+                post(engine, batcher, one, settings, body({"ts": at(1), "metrics": {"t": 1}})),
+                post(engine, batcher, two, settings, body({"ts": at(1), "metrics": {"t": 9}})),
+            )
+        assert [a.result.accepted for a in answers] == [1, 1, 1]
+        assert len(told) == 1  # one flush, one notification
+        by_device = {f.device_id: [d["m"]["t"] for d in f.docs] for f in told[0]}
+        assert by_device == {one.id: [1.0, 2.0], two.id: [9.0]}  # in time order
 
 
 class TestIdempotency:

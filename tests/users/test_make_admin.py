@@ -11,7 +11,7 @@ import httpx
 
 from app.core.config import Settings
 from tests.fixtures.identities import MakeUser, bearer, unique_email
-from tests.fixtures.services import ROOT
+from tests.fixtures.servers import ROOT
 
 SCRIPT = ROOT / "scripts" / "make_admin.py"
 

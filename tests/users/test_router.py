@@ -11,12 +11,13 @@ import pytest
 from bson import ObjectId
 from fastapi import FastAPI
 from firebase_admin import auth
+from odmantic import AIOEngine
 
-from app.auth import device_keys
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.services import services_of
-from tests.conftest import client_for, running_app
+from tests.fixtures.app import client_for, running_app
+from tests.fixtures.catalog import MASTER, new_device, new_product
 from tests.fixtures.identities import (
     ApiSession,
     MakeUser,
@@ -140,12 +141,10 @@ class TestAccessMatrix:
         return user
 
     @pytest.fixture
-    async def device_headers(self, mongo_db: MongoDatabase) -> dict[str, str]:
-        key = device_keys.generate()
-        await mongo_db.devices.insert_one(
-            {"_id": ObjectId(), "serial": f"SN-{ObjectId()}", "key_hash": key.key_hash}
-        )
-        return {"X-Device-Key": key.key}
+    async def device_headers(self, engine: AIOEngine) -> dict[str, str]:
+        product = await new_product(engine, owner=MASTER)
+        _, key = await new_device(engine, owner=MASTER, product=product)
+        return {"X-Device-Key": key}
 
     @pytest.mark.parametrize(
         ("method", "path", "body"),

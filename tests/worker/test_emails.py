@@ -20,7 +20,7 @@ from app.core.services import services_of
 from app.emails import outbox
 from app.emails.models import OutboxStatus
 from app.worker.factory import create_celery
-from tests.fixtures.services import ManagedProcess, SentryEndpoint, SmtpSink, free_port
+from tests.fixtures.servers import ManagedProcess, SentryEndpoint, SmtpSink, free_port
 from tests.fixtures.worker import eventually
 
 

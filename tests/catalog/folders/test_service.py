@@ -6,6 +6,7 @@ import pytest
 from odmantic import AIOEngine
 
 from app.auth.key_cache import DeviceKeyCache
+from app.auth.principal import Principal
 from app.catalog import crud
 from app.catalog.exceptions import (
     FolderCycle,
@@ -15,45 +16,60 @@ from app.catalog.exceptions import (
     ProductInUse,
 )
 from app.catalog.folders import service as folders_service
-from app.catalog.folders.schemas import FolderUpdate
+from app.catalog.folders.schemas import FolderCreate, FolderUpdate
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Grant
 from app.core import db
 from app.core.pagination import PageParams
-from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
+from tests.fixtures.catalog import (
+    grant,
+    new_device,
+    new_folder,
+    new_product,
+    unique,
+    user_principal,
+)
 
 PAGE = PageParams(limit=100)
+
+
+async def create(
+    engine: AIOEngine, principal: Principal, *, parent: Folder | None = None, name: str = ""
+) -> Folder:
+    """Create a folder through the service (its rules are what these tests check)."""
+    folder_in = FolderCreate(name=name or unique("f"), parent_id=str(parent.id) if parent else None)
+    return await folders_service.create(engine, principal=principal, folder_in=folder_in)
 
 
 class TestCreate:
     async def test_sibling_names_are_unique_case_insensitively(self, engine: AIOEngine) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
-        await new_folder(engine, owner=alice, parent=top, name="Plant A")
+        await create(engine, alice, parent=top, name="Plant A")
         with pytest.raises(FolderNameTaken):
-            await new_folder(engine, owner=alice, parent=top, name="plant a")
+            await create(engine, alice, parent=top, name="plant a")
         other = await new_folder(engine, owner=alice)
-        await new_folder(engine, owner=alice, parent=other, name="Plant A")
+        await create(engine, alice, parent=other, name="Plant A")
 
     async def test_top_level_names_do_not_clash_between_users(self, engine: AIOEngine) -> None:
-        await new_folder(engine, owner=user_principal(), name="Home")
-        await new_folder(engine, owner=user_principal(), name="Home")
+        await create(engine, user_principal(), name="Home")
+        await create(engine, user_principal(), name="Home")
 
     async def test_parent_must_be_visible_and_editable(self, engine: AIOEngine) -> None:
         alice, bob = user_principal(), user_principal()
         top = await new_folder(engine, owner=alice)
         with pytest.raises(FolderNotFound):
-            await new_folder(engine, owner=bob, parent=top)
+            await create(engine, bob, parent=top)
         await grant(engine, principal=bob, resource=top, role="viewer")
         with pytest.raises(NotAllowed):
-            await new_folder(engine, owner=bob, parent=top)
+            await create(engine, bob, parent=top)
 
     async def test_child_records_its_ancestors(self, engine: AIOEngine) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
-        mid = await new_folder(engine, owner=alice, parent=top)
-        leaf = await new_folder(engine, owner=alice, parent=mid)
+        mid = await create(engine, alice, parent=top)
+        leaf = await create(engine, alice, parent=mid)
         assert leaf.ancestors == [str(top.id), str(mid.id)]
 
 

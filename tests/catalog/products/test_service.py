@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from odmantic import AIOEngine
 
+from app.auth.principal import Principal
 from app.catalog import crud
 from app.catalog.exceptions import ProductInUse, SkuTaken
 from app.catalog.models import Product
 from app.catalog.products import service as products_service
-from app.catalog.products.schemas import ProductFilters, ProductUpdate
+from app.catalog.products.schemas import ProductCreate, ProductFilters, ProductUpdate
 from app.catalog.telemetry import TelemetrySchema
 from app.core.pagination import PageParams
 from tests.fixtures.catalog import new_device, new_folder, new_product, unique, user_principal
@@ -17,14 +18,20 @@ from tests.fixtures.catalog import new_device, new_folder, new_product, unique, 
 PAGE = PageParams(limit=100)
 
 
+async def create(engine: AIOEngine, principal: Principal, *, sku: str) -> Product:
+    """Create a product through the service (its rules are what these tests check)."""
+    product_in = ProductCreate(name=unique("p"), sku=sku)
+    return await products_service.create(engine, principal=principal, product_in=product_in)
+
+
 class TestSku:
     async def test_unique_per_owner_only(self, engine: AIOEngine) -> None:
         alice, bob = user_principal(), user_principal()
         sku = unique("SKU")
-        await new_product(engine, owner=alice, sku=sku)
+        await create(engine, alice, sku=sku)
         with pytest.raises(SkuTaken):
-            await new_product(engine, owner=alice, sku=sku.lower())
-        await new_product(engine, owner=bob, sku=sku)
+            await create(engine, alice, sku=sku.lower())
+        await create(engine, bob, sku=sku)
 
     async def test_update_to_a_taken_sku_changes_nothing(self, engine: AIOEngine) -> None:
         alice = user_principal()
