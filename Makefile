@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+APP_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' app/__init__.py)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 # The lock is uv.lock, resolved by uv from pyproject.toml's ranges, and the hashed pip
@@ -75,6 +76,12 @@ lock: $(STAMP)  ## update uv.lock and requirements/*.txt after editing pyproject
 
 upgrade: UV_LOCK_ARGS := --upgrade
 upgrade: lock  ## re-lock with the newest versions pyproject.toml allows; then make test and make audit
+
+.PHONY: image
+image:  ## build the Docker image, labelled with the app version and the lock's hash
+	docker build -t sensorhub:$(APP_VERSION) -t sensorhub:latest \
+		--build-arg APP_VERSION=$(APP_VERSION) \
+		--build-arg LOCK_SHA256=$$(sha256sum requirements/runtime.txt | cut -d' ' -f1) .
 
 clean:  ## remove the virtualenv, node_modules and local data
 	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache
