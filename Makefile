@@ -77,6 +77,10 @@ lock: $(STAMP)  ## update uv.lock and requirements/*.txt after editing pyproject
 upgrade: UV_LOCK_ARGS := --upgrade
 upgrade: lock  ## re-lock with the newest versions pyproject.toml allows; then make test and make audit
 
+.PHONY: audit
+audit: $(STAMP)  ## pip-audit and npm audit on the locks; accepted advisories: audit-allowlist.toml
+	$(BIN)/python scripts/audit.py
+
 .PHONY: image
 image:  ## build the Docker image, labelled with the app version and the lock's hash
 	docker build -t sensorhub:$(APP_VERSION) -t sensorhub:latest \

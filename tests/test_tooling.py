@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import yaml
 from uv import find_uv_bin
 
 from app import __version__
+from scripts import audit
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ".venv/bin/"
@@ -89,3 +91,32 @@ class TestLockIsCurrent:
     def test_pyproject_version_is_the_app_version(self) -> None:
         pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
         assert pyproject["project"]["version"] == __version__
+
+
+class TestAuditAllowlist:
+    def test_every_entry_is_complete(self) -> None:
+        accepted, problems = audit.load_allowlist(dt.date(2026, 1, 1))
+        assert problems == []
+        assert "GHSA-wj6h-64fc-37mp" in accepted["pypi"]
+
+    def test_an_entry_past_its_review_date_is_a_problem(self) -> None:
+        _, problems = audit.load_allowlist(dt.date(2100, 1, 1))
+        assert any("ecdsa" in problem and "has passed" in problem for problem in problems)
+
+    def test_npm_findings_are_keyed_by_advisory(self) -> None:
+        advisory = {
+            "source": 1102341,
+            "name": "example",
+            "title": "Prototype pollution",
+            "url": "https://github.com/advisories/GHSA-aaaa-bbbb-cccc",
+            "range": "<1.2.3",
+        }
+        report = {
+            "vulnerabilities": {
+                "example": {"via": [advisory]},
+                "parent": {"via": ["example"]},
+            }
+        }
+        assert audit.npm_findings(report) == {
+            "GHSA-aaaa-bbbb-cccc": "example <1.2.3: Prototype pollution"
+        }
