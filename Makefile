@@ -4,22 +4,35 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+APP_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' app/__init__.py)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
+# The lock is uv.lock, resolved by uv from pyproject.toml's ranges, and the hashed pip
+# requirement files exported from it: requirements/runtime.txt (what the image runs),
+# requirements/build.txt (pip and the build backend) and requirements/dev.txt (all of it plus
+# the dev extra; what .venv holds).
+#
+# `make lock` writes an export only when it changed, so a no-op does not rebuild the venv.
+export_lock = $(BIN)/uv export --quiet --frozen --no-emit-project $(2) > $(1).new \
+	&& if cmp -s $(1).new $(1); then rm $(1).new; else mv $(1).new $(1) && echo "updated $(1)"; fi
 
 .PHONY: help install run test test-all lint fmt bench clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-install: $(STAMP) system-deps node_modules/.installed  ## install Python packages, redis-server and the Firebase emulator
+install: $(STAMP) system-deps node_modules/.installed  ## install the locked Python packages, redis-server and the Firebase emulator
 
-$(STAMP): pyproject.toml
+# A new or changed lock rebuilds the venv from scratch, so it holds exactly the locked set:
+# pip checks every file against the lock's hashes, and the project goes in without deps.
+$(STAMP): requirements/dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Sensorhub needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
-	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv --clear $(VENV)
+	@# ensurepip's setuptools (Python 3.11) is not in the lock; nothing here needs it.
+	$(BIN)/python -m pip uninstall --quiet --quiet --yes setuptools
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 .PHONY: system-deps
@@ -53,6 +66,26 @@ lint: $(STAMP)  ## ruff lint + format check, mypy --strict, import layers (.impo
 fmt: $(STAMP)  ## format the code and apply safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+.PHONY: lock upgrade
+lock: $(STAMP)  ## update uv.lock and requirements/*.txt after editing pyproject.toml (pins kept)
+	$(BIN)/uv lock $(UV_LOCK_ARGS)
+	@$(call export_lock,requirements/runtime.txt,--no-default-groups)
+	@$(call export_lock,requirements/dev.txt,--extra dev --group build)
+	@$(call export_lock,requirements/build.txt,--only-group build)
+
+upgrade: UV_LOCK_ARGS := --upgrade
+upgrade: lock  ## re-lock with the newest versions pyproject.toml allows; then make test and make audit
+
+.PHONY: audit
+audit: $(STAMP)  ## pip-audit and npm audit on the locks; accepted advisories: audit-allowlist.toml
+	$(BIN)/python scripts/audit.py
+
+.PHONY: image
+image:  ## build the Docker image, labelled with the app version and the lock's hash
+	docker build -t sensorhub:$(APP_VERSION) -t sensorhub:latest \
+		--build-arg APP_VERSION=$(APP_VERSION) \
+		--build-arg LOCK_SHA256=$$(sha256sum requirements/runtime.txt | cut -d' ' -f1) .
 
 clean:  ## remove the virtualenv, node_modules and local data
 	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache

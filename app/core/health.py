@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app import __version__
 from app.core import db, redis
 from app.core.errors import ServiceUnavailable, problem_response
 from app.core.services import ServicesDep
@@ -21,8 +22,8 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/health", summary="Liveness: the process is up")
 async def health() -> dict[str, str]:
-    """Answer while the process can serve requests at all."""
-    return {"status": "ok"}
+    """Answer while the process can serve requests at all, with the running version."""
+    return {"status": "ok", "version": __version__}
 
 
 async def _check(name: str, probe: Awaitable[Any], timeout: float) -> tuple[str, str]:

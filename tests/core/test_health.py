@@ -32,7 +32,7 @@ class TestProbes:
     async def test_health(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/health")
         assert response.status_code == 200
-        assert response.json() == {"status": "ok"}
+        assert response.json() == {"status": "ok", "version": __version__}
 
     async def test_ready_when_both_answer(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/ready")
