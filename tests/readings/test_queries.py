@@ -14,7 +14,7 @@ from odmantic import AIOEngine
 from app.core.db import MongoDatabase
 from app.readings import export, queries
 from app.readings.exceptions import QueryInvalid
-from tests.readings.conftest import MakeDevice, TestDevice
+from tests.fixtures.readings import MakeDevice, TestDevice
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
