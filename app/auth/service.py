@@ -242,13 +242,14 @@ async def refresh(
     user = await identities.get_user(engine, uid=claims.uid)
     if reason is None and user is None:
         reason = "The account no longer exists"
+    if reason is None:
+        ensure_enabled(user)  # disabled in Sensorhub: 403 (its sessions are already revoked)
     account = None if reason is not None else await firebase.account(claims.uid)
     if reason is None:
         reason = session_ended_by(account, started_at=claims.session_started_at)
     if reason is not None or user is None or account is None:
         await sessions.revoke_family(engine, family_id=claims.family_id)
         raise InvalidCredentials(reason)
-    ensure_enabled(user)
     user, verified_now = await identities.sync_account(
         engine, settings=settings, user=user, account=account
     )
