@@ -10,8 +10,9 @@ from app.catalog.router import router as catalog_router
 from app.readings.router import router as readings_router
 from app.users.router import router as users_router
 
-# Every request under /api/v1 passes the rate limiter (app/auth/quotas.py, app/ratelimit).
-api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(enforce_rate_limit)])
+# Every API request passes the rate limiter (app/auth/quotas.py, app/ratelimit). Each domain
+# router carries the full /api/v1 prefix itself (see app/core/routing.py).
+api_router = APIRouter(dependencies=[Depends(enforce_rate_limit)])
 api_router.include_router(auth_router)
 api_router.include_router(users_router)
 api_router.include_router(readings_router)

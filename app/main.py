@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app import __version__, schema
 from app.api import api_router
+from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
 from app.core import db, redis
@@ -89,6 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             celery=celery,
             firebase=FirebaseAuth(settings),
             device_keys=device_keys,
+            auth_failures=AuthFailureGate(),
             limiter=limiter,
             device_contexts=device_contexts,
             batcher=batcher,

@@ -130,6 +130,7 @@ def build_app(settings: Settings) -> SensorhubApp:
                 "celery",
                 "firebase",
                 "device_keys",
+                "auth_failures",
                 "device_contexts",
                 "batcher",
                 "on_sign_in",

@@ -13,7 +13,9 @@ if [ -f .env ]; then set -a; . ./.env; set +a; fi
 export DEV_MONGODB_PORT=${DEV_MONGODB_PORT:-27017}
 export DEV_REDIS_PORT=${DEV_REDIS_PORT:-6380}
 export DEV_SMTP_PORT=${DEV_SMTP_PORT:-1025}
-export ENVIRONMENT=${ENVIRONMENT:-development}
+# `make run` is development by definition, whatever .env says (production is the default
+# everywhere else, so a copied .env.example starts the checks production needs).
+export ENVIRONMENT=development
 export LOG_JSON=${LOG_JSON:-false}
 export DEV_API_PORT=${PORT:-8000}
 procs=()

@@ -1,8 +1,10 @@
 """Make a user an admin by email: `python scripts/make_admin.py --email ops@example.com`.
 
 Sets the Firebase custom claim `admin: true` (and the Sensorhub user's role, if they have
-signed in already). Settings come from the environment and `.env`, as for the API; in
-production the Firebase Admin SDK needs credentials (GOOGLE_APPLICATION_CREDENTIALS).
+signed in already). Refused, with exit code 2, for an address its owner has not verified:
+an unverified address proves nothing about who holds the account. Settings come from the
+environment and `.env`, as for the API; in production the Firebase Admin SDK needs
+credentials (GOOGLE_APPLICATION_CREDENTIALS).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from app.auth.firebase import FirebaseAuth  # noqa: E402
 from app.core import db  # noqa: E402
 from app.core.config import get_settings  # noqa: E402
 from app.users import service as users_service  # noqa: E402
+from app.users.exceptions import EmailNotVerified  # noqa: E402
 
 
 async def make_admin(email: str) -> int:
@@ -30,6 +33,9 @@ async def make_admin(email: str) -> int:
         uid = await users_service.grant_admin_by_email(
             engine, firebase, settings=settings, email=email.strip().lower()
         )
+    except EmailNotVerified as exc:
+        print(f"refused: {exc.detail}; verify the address first", file=sys.stderr)
+        return 2
     finally:
         client.close()
     if uid is None:

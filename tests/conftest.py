@@ -1,7 +1,8 @@
 """Test configuration: the fixtures live in tests/fixtures/ and are loaded as plugins.
 
 Real servers on free ports (`servers`), the app and its clients (`app`), people in the
-Firebase Auth emulator (`identities`) and a real Celery worker (`worker`). With `MONGODB_URL`
+Firebase Auth emulator (`identities`), a real Celery worker (`worker`) and devices ready to
+post readings (`readings`). With `MONGODB_URL`
 set, the suite uses that MongoDB instead of starting the embedded server; each run works in
 its own database either way.
 """
@@ -11,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.identities",
     "tests.fixtures.app",
     "tests.fixtures.worker",
+    "tests.fixtures.readings",
 ]

@@ -21,7 +21,8 @@ from app.auth.exceptions import (
     UserRequired,
 )
 from app.auth.principal import Principal
-from app.core.services import ServicesDep
+from app.core.services import Services, ServicesDep
+from app.ratelimit import dependencies as ratelimit
 
 DEVICE_KEY_HEADER = "X-Device-Key"
 
@@ -39,7 +40,22 @@ async def get_authentication(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     _device_key: Annotated[str | None, Depends(device_key_scheme)],
 ) -> auth_service.Authentication | None:
-    """Check the request's credentials; None when it carries none, 401 when they are bad."""
+    """Check the request's credentials; None when it carries none, 401 when they are bad.
+
+    Failures count against the client address (`auth_failures`): past the limit, 429.
+    """
+    if DEVICE_KEY_HEADER not in request.headers and "authorization" not in request.headers:
+        return None
+    address = ratelimit.client_ip(request)
+    services.auth_failures.check(address)
+    try:
+        return await _authenticate(request, services)
+    except InvalidCredentials:
+        await services.auth_failures.record_failure(request, address)
+        raise
+
+
+async def _authenticate(request: Request, services: Services) -> auth_service.Authentication | None:
     device_key = request.headers.get(DEVICE_KEY_HEADER)
     if device_key is not None:
         return await auth_service.authenticate_device(

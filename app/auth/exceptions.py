@@ -54,6 +54,13 @@ class IdentityProviderUnavailable(ServiceUnavailable):
     title = "Identity provider unavailable"
 
 
+class KeyRevocationPending(ServiceUnavailable):
+    """A device key was changed, but not every API process could be told to forget it."""
+
+    type = "key-revocation-pending"
+    title = "Key revocation not yet everywhere"
+
+
 class UserNotFound(NotFound):
     """No user with this uid (or email) is known to Sensorhub."""
 

@@ -14,10 +14,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import firebase_admin
-from cachetools import TLRUCache
+from cachetools import TLRUCache, TTLCache
 from firebase_admin import auth, exceptions
 from google.auth.exceptions import GoogleAuthError
 from jose import jwt
@@ -46,6 +47,35 @@ class FirebaseIdentity:
     admin_claim: bool
     issued_at: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirebaseAccount:
+    """What Firebase says about an account now (refreshes check it)."""
+
+    uid: str
+    email: str | None
+    email_verified: bool
+    disabled: bool
+    admin_claim: bool
+    # Tokens issued before this moment were revoked ("sign out everywhere"); None if never.
+    tokens_valid_after: datetime | None
+
+
+def account_from_record(record: auth.UserRecord) -> FirebaseAccount:
+    """The fields of a Firebase user record that decide whether a session may go on."""
+    valid_after_ms = record.tokens_valid_after_timestamp
+    email = record.email
+    return FirebaseAccount(
+        uid=str(record.uid),
+        email=email.lower() if isinstance(email, str) else None,
+        email_verified=bool(record.email_verified),
+        disabled=bool(record.disabled),
+        admin_claim=(record.custom_claims or {}).get(ADMIN_CLAIM) is True,
+        tokens_valid_after=(
+            datetime.fromtimestamp(valid_after_ms / 1000, UTC) if valid_after_ms else None
+        ),
+    )
 
 
 def identity_from_claims(claims: dict[str, Any]) -> FirebaseIdentity:
@@ -110,6 +140,11 @@ class FirebaseAuth:
             # development and test, where it would accept unsigned tokens.
             os.environ[EMULATOR_ENV_VAR] = settings.firebase_auth_emulator_host
         self.app = _app_for(settings)
+        self._accounts: TTLCache[str, FirebaseAccount | None] | None = (
+            TTLCache(maxsize=10_000, ttl=settings.firebase_account_cache_s)
+            if settings.firebase_account_cache_s > 0
+            else None
+        )
         self._cache: TLRUCache[str, FirebaseIdentity] | None = (
             TLRUCache(
                 maxsize=settings.firebase_token_cache_size, ttu=_until_expiry, timer=time.time
@@ -174,6 +209,21 @@ class FirebaseAuth:
         except auth.UserNotFoundError:
             return None
 
+    async def account(self, uid: str) -> FirebaseAccount | None:
+        """The account's current state (None when deleted), at most FIREBASE_ACCOUNT_CACHE_S old."""
+        if self._accounts is not None and uid in self._accounts:
+            return self._accounts[uid]
+        record = await self.get_user(uid)
+        found = None if record is None else account_from_record(record)
+        if self._accounts is not None:
+            self._accounts[uid] = found
+        return found
+
+    def forget_account(self, uid: str) -> None:
+        """Drop a cached account (after this process changed it)."""
+        if self._accounts is not None:
+            self._accounts.pop(uid, None)
+
     async def get_user_by_email(self, email: str) -> auth.UserRecord | None:
         """The Firebase account with this email, or None."""
         try:
@@ -183,6 +233,7 @@ class FirebaseAuth:
 
     async def set_admin_claim(self, uid: str, *, admin: bool) -> bool:
         """Set or clear the `admin` custom claim, keeping other claims; False if no account."""
+        self.forget_account(uid)
         record = await self.get_user(uid)
         if record is None:
             return False
@@ -196,6 +247,7 @@ class FirebaseAuth:
 
     async def set_disabled(self, uid: str, *, disabled: bool) -> bool:
         """Disable (and sign out everywhere) or enable the account; False if no account."""
+        self.forget_account(uid)
         try:
             await self._call(auth.update_user, uid, disabled=disabled)
             if disabled:

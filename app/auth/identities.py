@@ -9,6 +9,7 @@ occasion (the welcome email, accepting invites) belongs to other domains: it run
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -16,7 +17,7 @@ from celery import Celery
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
 
-from app.auth.firebase import FirebaseIdentity
+from app.auth.firebase import FirebaseAccount, FirebaseIdentity
 from app.auth.models import User
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
 from app.core import db
@@ -165,6 +166,37 @@ async def sync_identity(
     )
     verified_now = bool(changes.get("email_verified")) and identity.email is not None
     return user.model_copy(update=changes), verified_now
+
+
+async def sync_account(
+    engine: AIOEngine, *, settings: Settings, user: User, account: FirebaseAccount
+) -> tuple[User, bool]:
+    """Copy the admin claim and email verification from Firebase's account, when they changed.
+
+    Refreshes call this, so an admin claim removed in Firebase (or a domain removed from
+    ADMIN_EMAIL_DOMAINS) stops admin rights at the next refresh. True when this is the
+    change that verified the email.
+    """
+    roles = roles_for(
+        settings,
+        admin_claim=account.admin_claim,
+        email=user.email,
+        email_verified=account.email_verified,
+    )
+    changes: dict[str, Any] = {
+        "admin": account.admin_claim,
+        "email_verified": account.email_verified,
+        "roles": sorted(roles),
+    }
+    changes = {k: v for k, v in changes.items() if getattr(user, k) != v}
+    if not changes:
+        return user, False
+    # Older ID tokens (still carrying the old claim) no longer decide the role.
+    changes["claims_iat"] = max(user.claims_iat, int(time.time()) + 1)
+    await db.collection(engine, User).update_one(
+        {"uid": user.uid}, {"$set": changes, "$currentDate": {"updated_at": True}}
+    )
+    return user.model_copy(update=changes), changes.get("email_verified") is True
 
 
 async def touch(engine: AIOEngine, *, settings: Settings, user: User) -> None:

@@ -27,6 +27,9 @@ from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
+
+from app.auth.exceptions import KeyRevocationPending
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +41,16 @@ class DeviceKeyCache:
     """`key hash -> device id`, used only while the revocation feed is live (see the module)."""
 
     def __init__(
-        self, *, ttl_s: float, publisher: Redis | None = None, max_entries: int = MAX_ENTRIES
+        self,
+        *,
+        ttl_s: float,
+        publisher: Redis | None = None,
+        max_entries: int = MAX_ENTRIES,
+        publish_attempts: int = 3,
     ) -> None:
         self.ttl_s = ttl_s
         self.publisher = publisher
+        self.publish_attempts = publish_attempts
         self._entries: TTLCache[str, str] | None = (
             TTLCache(maxsize=max_entries, ttl=ttl_s) if ttl_s > 0 else None
         )
@@ -96,15 +105,29 @@ class DeviceKeyCache:
         if self.publisher is None:
             return
         try:
-            async with self.publisher.pipeline(transaction=False) as pipe:
-                for device_id in ids:
-                    pipe.publish(CHANNEL, device_id)
-                await pipe.execute()
-        except Exception as exc:  # the other processes' TTL still bounds the key's life
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.publish_attempts),
+                wait=wait_exponential(multiplier=0.05, max=0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._publish(ids)
+        except Exception as exc:
             logger.error(
                 "device key revocation not broadcast",
                 extra={"devices": len(ids), "error": type(exc).__name__},
             )
+            raise KeyRevocationPending(
+                "The change is stored, but other API processes could not be told: they may "
+                f"accept the old key for up to {self.ttl_s:g} s. Retry to be sure it is revoked."
+            ) from None
+
+    async def _publish(self, ids: list[str]) -> None:
+        assert self.publisher is not None
+        async with self.publisher.pipeline(transaction=False) as pipe:
+            for device_id in ids:
+                pipe.publish(CHANNEL, device_id)
+            await pipe.execute()
 
     async def follow(
         self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0

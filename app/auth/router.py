@@ -8,9 +8,10 @@ from app.auth import quotas
 from app.auth import service as auth_service
 from app.auth.dependencies import UserPrincipal
 from app.auth.schemas import MeRead, RefreshRequest, SessionCreate, SessionTokens
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
 # RFC 6749 §5.1: responses carrying tokens must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -37,7 +38,12 @@ async def refresh(body: RefreshRequest, response: Response, services: ServicesDe
     """Rotate: the refresh token works once; presenting it again revokes its whole session."""
     response.headers.update(NO_STORE)
     return await auth_service.refresh(
-        services.engine, settings=services.settings, refresh_token_in=body.refresh_token
+        services.engine,
+        services.celery,
+        services.firebase,
+        settings=services.settings,
+        refresh_token_in=body.refresh_token,
+        on_sign_in=services.on_sign_in,
     )
 
 

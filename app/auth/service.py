@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from celery import Celery
 from odmantic import AIOEngine
 
 from app.auth import device_keys, identities, sessions, tokens
 from app.auth.exceptions import AccountDisabled, InvalidCredentials, RefreshTokenReused
-from app.auth.firebase import FirebaseAuth, FirebaseIdentity
+from app.auth.firebase import FirebaseAccount, FirebaseAuth, FirebaseIdentity
 from app.auth.identities import SignInHook
 from app.auth.key_cache import DeviceKeyCache
 from app.auth.models import User
@@ -141,10 +142,23 @@ async def me(engine: AIOEngine, *, principal: Principal) -> MeRead:
 
 
 async def _issue(
-    engine: AIOEngine, *, settings: Settings, user: User, family_id: str
+    engine: AIOEngine,
+    *,
+    settings: Settings,
+    user: User,
+    family_id: str,
+    session_started_at: datetime,
 ) -> SessionTokens:
-    access = tokens.issue(settings, typ=tokens.ACCESS, uid=user.uid, family_id=family_id)
-    refresh = tokens.issue(settings, typ=tokens.REFRESH, uid=user.uid, family_id=family_id)
+    access, refresh = (
+        tokens.issue(
+            settings,
+            typ=typ,
+            uid=user.uid,
+            family_id=family_id,
+            session_started_at=session_started_at,
+        )
+        for typ in (tokens.ACCESS, tokens.REFRESH)
+    )
     await sessions.record(
         engine,
         jti=refresh.jti,
@@ -182,18 +196,73 @@ async def create_session(
     user = await identities.record_sight(
         engine, celery, settings=settings, user=user, identity=identity, on_sign_in=on_sign_in
     )
-    return await _issue(engine, settings=settings, user=user, family_id=tokens.new_family_id())
+    return await _issue(
+        engine,
+        settings=settings,
+        user=user,
+        family_id=tokens.new_family_id(),
+        session_started_at=utcnow(),
+    )
 
 
-async def refresh(engine: AIOEngine, *, settings: Settings, refresh_token_in: str) -> SessionTokens:
-    """Rotate a refresh token: it works once; a reused one revokes its whole family."""
+def session_ended_by(account: FirebaseAccount | None, *, started_at: datetime) -> str | None:
+    """Why Firebase ends a session that started at `started_at`, or None if it may go on."""
+    if account is None:
+        return "The account no longer exists in Firebase; sign in again"
+    if account.disabled:
+        return "The account is disabled in Firebase"
+    # Firebase records revocation in whole seconds: a session started in that very second
+    # is not seen as revoked (as Firebase's own ID-token check does).
+    valid_after = account.tokens_valid_after
+    if valid_after is not None and int(valid_after.timestamp()) > int(started_at.timestamp()):
+        return "The account was signed out everywhere; sign in again"
+    return None
+
+
+async def refresh(
+    engine: AIOEngine,
+    celery: Celery,
+    firebase: FirebaseAuth,
+    *,
+    settings: Settings,
+    refresh_token_in: str,
+    on_sign_in: SignInHook,
+) -> SessionTokens:
+    """Rotate a refresh token: it works once; a reused one revokes its whole family.
+
+    The session ends (its whole family revoked) when it is older than SESSION_MAX_AGE_S, or
+    when Firebase says the account is deleted, disabled or signed out everywhere since the
+    session began; roles follow the account's current admin claim.
+    """
     claims = tokens.decode(settings, refresh_token_in, typ=tokens.REFRESH)
+    max_age = timedelta(seconds=settings.session_max_age_s)
+    reason: str | None = None
+    if utcnow() >= claims.session_started_at + max_age:
+        reason = "The session has reached its maximum age (SESSION_MAX_AGE_S); sign in again"
     user = await identities.get_user(engine, uid=claims.uid)
-    if user is None:
-        raise InvalidCredentials("The account no longer exists")
-    ensure_enabled(user)
+    if reason is None and user is None:
+        reason = "The account no longer exists"
+    if reason is None:
+        ensure_enabled(user)  # disabled in Sensorhub: 403 (its sessions are already revoked)
+    account = None if reason is not None else await firebase.account(claims.uid)
+    if reason is None:
+        reason = session_ended_by(account, started_at=claims.session_started_at)
+    if reason is not None or user is None or account is None:
+        await sessions.revoke_family(engine, family_id=claims.family_id)
+        raise InvalidCredentials(reason)
+    user, verified_now = await identities.sync_account(
+        engine, settings=settings, user=user, account=account
+    )
+    if verified_now:
+        await on_sign_in(engine, celery, user=user, first_seen=False, verified_now=True)
     await sessions.spend(engine, jti=claims.jti, family_id=claims.family_id, uid=claims.uid)
-    return await _issue(engine, settings=settings, user=user, family_id=claims.family_id)
+    return await _issue(
+        engine,
+        settings=settings,
+        user=user,
+        family_id=claims.family_id,
+        session_started_at=claims.session_started_at,
+    )
 
 
 async def logout(engine: AIOEngine, *, settings: Settings, refresh_token_in: str) -> None:

@@ -37,6 +37,8 @@ class TokenClaims:
     family_id: str
     issued_at: datetime
     expires_at: datetime
+    # When the person signed in: the session's absolute lifetime counts from here.
+    session_started_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +55,22 @@ def new_family_id() -> str:
     return uuid.uuid4().hex
 
 
-def issue(settings: Settings, *, typ: TokenType, uid: str, family_id: str) -> IssuedToken:
-    """Sign an access or refresh token for `uid` in session family `family_id`."""
+def issue(
+    settings: Settings,
+    *,
+    typ: TokenType,
+    uid: str,
+    family_id: str,
+    session_started_at: datetime,
+) -> IssuedToken:
+    """Sign an access or refresh token for `uid` in session family `family_id`.
+
+    No token outlives the session's absolute end (`SESSION_MAX_AGE_S` after sign-in).
+    """
     now = utcnow().replace(microsecond=0)
     ttl = settings.access_token_ttl_s if typ == ACCESS else settings.refresh_token_ttl_s
-    expires_at = now + timedelta(seconds=ttl)
+    session_end = session_started_at + timedelta(seconds=settings.session_max_age_s)
+    expires_at = min(now + timedelta(seconds=ttl), session_end.replace(microsecond=0))
     jti = uuid.uuid4().hex
     claims = {
         "iss": settings.jwt_issuer,
@@ -69,6 +82,7 @@ def issue(settings: Settings, *, typ: TokenType, uid: str, family_id: str) -> Is
         "jti": jti,
         "typ": typ,
         "fid": family_id,
+        "sat": int(session_started_at.timestamp()),
     }
     token = jwt.encode(claims, settings.jwt_signing_key, algorithm=settings.jwt_algorithm)
     return IssuedToken(token=token, jti=jti, expires_at=expires_at)
@@ -107,8 +121,15 @@ def decode(settings: Settings, token: str, *, typ: TokenType) -> TokenClaims:
         raise InvalidCredentials("The token is not valid") from None
     if claims.get("typ") != typ:
         raise InvalidCredentials(f"The {typ} token is required here")
-    sub, jti, fid = claims.get("sub"), claims.get("jti"), claims.get("fid")
-    if not (isinstance(sub, str) and sub and isinstance(jti, str) and isinstance(fid, str)):
+    sub, jti, fid, sat = claims.get("sub"), claims.get("jti"), claims.get("fid"), claims.get("sat")
+    if not (
+        isinstance(sub, str)
+        and sub
+        and isinstance(jti, str)
+        and isinstance(fid, str)
+        and isinstance(sat, int)
+        and 0 < sat < 2**33
+    ):
         raise InvalidCredentials("The token is not valid")
     return TokenClaims(
         typ=typ,
@@ -117,4 +138,5 @@ def decode(settings: Settings, token: str, *, typ: TokenType) -> TokenClaims:
         family_id=fid,
         issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        session_started_at=datetime.fromtimestamp(sat, UTC),
     )

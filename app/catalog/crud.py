@@ -136,5 +136,9 @@ def equal_to(**fields: str | None) -> list[dict[str, Any]]:
 
 
 def prefix_regex(text: str, *, fold: bool = True) -> dict[str, Any]:
-    """An anchored, escaped prefix match (index-friendly; case-folded for `*_key` fields)."""
-    return {"$regex": "^" + re.escape(text.casefold() if fold else text)}
+    """An anchored, escaped prefix match (index-friendly; case-folded for `*_key` fields).
+
+    MongoDB refuses a NUL byte inside a pattern, so one is written as the escape `\\x00`.
+    """
+    escaped = re.escape(text.casefold() if fold else text).replace("\x00", "\\x00")
+    return {"$regex": "^" + escaped}

@@ -68,6 +68,20 @@ class SerialTaken(Conflict):
     title = "A device with this serial already exists"
 
 
+class IngestLimitTooHigh(Unprocessable):
+    """A product asks for more readings per minute than the operator allows devices."""
+
+    type = "ingest-limit-too-high"
+    title = "Ingest limit above the operator's maximum"
+
+
+class FolderTooDeep(Unprocessable):
+    """The folder tree would be deeper than the operator allows."""
+
+    type = "folder-too-deep"
+    title = "Folder tree too deep"
+
+
 class MetadataTooLarge(Unprocessable):
     """The metadata object is over the configured size."""
 

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
+from app.auth import quotas
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import resource_dep
 from app.catalog.devices.router import router as devices_router
@@ -25,9 +26,11 @@ from app.catalog.permissions.schemas import ShareIn, ShareRead
 from app.catalog.products.router import router as products_router
 from app.core.pagination import Page
 from app.core.responses import NO_CONTENT
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
+from app.ratelimit import policies
 
-sharing_router = APIRouter(tags=["permissions"])
+sharing_router = APIRouter(prefix=API_PREFIX, tags=["permissions"])
 
 UserRef = Annotated[str, Path(min_length=1, max_length=320, description="uid or email")]
 
@@ -51,13 +54,20 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
         f"{base}/{{user_id}}", response_model=ShareRead, name=f"set_{collection}_permission"
     )
     async def set_permission(
+        request: Request,
         resource: OwnedResource,
         user_id: UserRef,
         body: ShareIn,
         services: ServicesDep,
         principal: CurrentPrincipal,
     ) -> ShareRead:
-        """Give a user (uid) or an email a role; unknown emails get an invite (owners only)."""
+        """Give a user (uid) or an email a role; unknown emails get an invite (owners only).
+
+        Invitations are limited per inviting user (RATE_LIMIT_INVITES_*)."""
+
+        async def spend_invite() -> None:
+            await quotas.spend(request, principal, policies.INVITES)
+
         share = await sharing.set_share(
             services.engine,
             services.celery,
@@ -67,6 +77,7 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
             user_ref=user_id,
             role=body.role,
             cap=services.settings.shares_per_resource_max,
+            spend_invite=spend_invite,
         )
         return _share_read(share)
 

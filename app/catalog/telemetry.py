@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The one metric-name rule: a letter, then up to 63 letters, digits, `_`, `.` or `-`.
 METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+# Python checks use `fullmatch`: `$` would also accept a name ending in a newline.
 METRIC_NAME = re.compile(METRIC_NAME_PATTERN)
 MetricName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN)]
 

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     # --- service ---------------------------------------------------------------------------
-    environment: Environment = "development"
+    # Production unless told otherwise: `make run` and the tests set development/test.
+    environment: Environment = "production"
     app_name: str = "Sensorhub"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -43,6 +44,9 @@ class Settings(BaseSettings):
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_db: str = Field(default="sensorhub", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
+    # Longest any one database operation may take (the driver's timeoutMS: reads also carry
+    # it to the server as maxTimeMS); past it the request answers 503.
+    mongodb_operation_timeout_ms: int = Field(default=10_000, ge=10)
     readings_retention_days: int = Field(default=365, ge=1)
 
     # --- Redis -----------------------------------------------------------------------------
@@ -72,6 +76,8 @@ class Settings(BaseSettings):
     email_lease_s: int = Field(default=600, ge=30)
     email_requeue_interval_s: float = Field(default=60.0, gt=0)
     cleanup_interval_s: float = Field(default=3600.0, gt=0)
+    # How often the beat mends stale folder paths (catalog.repair_tree).
+    catalog_repair_interval_s: float = Field(default=900.0, gt=0)
     outbox_archive_after_days: int = Field(default=30, ge=1)
 
     # --- observability: Sentry and Prometheus (app/core/observability.py, /metrics) --------
@@ -103,6 +109,11 @@ class Settings(BaseSettings):
     # Seconds a device key's lookup is kept in memory (0 = look up every request). Rotation
     # and deletion revoke it everywhere at once over Redis; this bounds hand-made DB changes.
     device_key_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    # Absolute lifetime of an API session (from sign-in); refresh rotation cannot extend it.
+    session_max_age_s: int = Field(default=30 * 86_400, ge=300)
+    # Seconds a refresh may reuse a Firebase account lookup (disabled, deleted, signed out
+    # everywhere, admin claim) instead of asking Firebase again.
+    firebase_account_cache_s: float = Field(default=30.0, ge=0, le=600)
 
     # A stand-in signing key for development and tests when JWT_SECRET is unset: random per
     # process, so tokens do not survive a restart and nobody can know it.
@@ -114,6 +125,8 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=1000, ge=1)
     shares_per_resource_max: int = Field(default=200, ge=1)
+    # Deepest folder tree (a top-level folder has depth 1).
+    folder_max_depth: int = Field(default=16, ge=1, le=100)
 
     @field_validator("mongodb_url")
     @classmethod
@@ -210,6 +223,14 @@ class Settings(BaseSettings):
     ingest_flushes_in_flight: int = Field(default=4, ge=1, le=64)
     readings_history_max_limit: int = Field(default=1000, ge=1, le=10_000)
     readings_aggregate_max_buckets: int = Field(default=1000, ge=1, le=100_000)
+    # Most buckets x metrics in one aggregate answer (memory of the answer).
+    readings_aggregate_max_cells: int = Field(default=50_000, ge=1, le=10_000_000)
+    # Distinct metric names one device may ever send; new names past it are refused.
+    readings_max_metrics_per_device: int = Field(default=256, ge=1, le=10_000)
+    # Longest time span one history page, aggregate or export may cover.
+    readings_history_max_span_days: int = Field(default=366, ge=1)
+    readings_aggregate_max_span_days: int = Field(default=3660, ge=1)
+    readings_export_max_span_days: int = Field(default=366, ge=1)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     idempotency_wait_s: float = Field(default=10.0, gt=0)
     presence_throttle_s: float = Field(default=30.0, ge=0)
@@ -226,6 +247,14 @@ class Settings(BaseSettings):
     rate_limit_device_window_s: float = Field(default=60, gt=0)
     rate_limit_product_create_limit: int = Field(default=1, ge=1)
     rate_limit_product_create_window_s: float = Field(default=7200, gt=0)
+    # Failed authentications (bad keys, bad tokens) per client address.
+    rate_limit_auth_failures_limit: int = Field(default=30, ge=1)
+    rate_limit_auth_failures_window_s: float = Field(default=60, gt=0)
+    # Share invitations to email addresses, per inviting user.
+    rate_limit_invites_limit: int = Field(default=20, ge=1)
+    rate_limit_invites_window_s: float = Field(default=3600, gt=0)
+    # The highest `ingest_limit_per_minute` a product may set for its devices.
+    rate_limit_device_max: int = Field(default=6000, ge=1)
     rate_limit_key_prefix: str = Field(default="rl", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
     rate_limit_timeout_s: float = Field(default=0.25, gt=0, le=5)
     rate_limit_breaker_failures: int = Field(default=3, ge=1)

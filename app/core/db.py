@@ -47,6 +47,9 @@ def create_client(settings: Settings) -> MongoClient:
         tz_aware=True,
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
         connectTimeoutMS=settings.mongodb_timeout_ms,
+        # Every operation is bounded; reads also send it to the server as maxTimeMS, so a
+        # query that runs too long is stopped there, not only abandoned here.
+        timeoutMS=settings.mongodb_operation_timeout_ms,
         appname="sensorhub",
     )
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("app.errors")
@@ -227,6 +228,27 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     )
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """MongoDB did not answer in time (or at all): the request stopped, nothing hangs."""
+
+    type = "database-unavailable"
+    title = "Database unavailable"
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A database timeout or outage is 503 with `Retry-After`; other driver errors are 500."""
+    assert isinstance(exc, PyMongoError)
+    if not (exc.timeout or isinstance(exc, ConnectionFailure)):
+        return await unhandled_error_handler(request, exc)
+    logger.warning(
+        "database unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
+    )
+    error = DatabaseUnavailable(
+        "The database did not answer in time; retry shortly", headers={"Retry-After": "5"}
+    )
+    return _from_app_error(request, error)
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Log the failure with its traceback and tell the client nothing internal."""
     logger.exception("unhandled error", extra={"path": request.url.path})
@@ -244,4 +266,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(PyMongoError, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)

@@ -15,6 +15,10 @@ from app.core.logging import request_id_var
 
 access_logger = logging.getLogger("app.access")
 
+# Requests that match no route share one label (logs and metrics), so random paths cannot
+# add series or carry data into the logs.
+UNMATCHED_ROUTE = "<unmatched>"
+
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -31,7 +35,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -52,8 +56,9 @@ class RequestContextMiddleware:
                 "request",
                 extra={
                     "method": scope["method"],
-                    # The path only: query strings may carry tokens.
-                    "path": scope["path"],
+                    # The route template, not the raw path: paths carry ids and invitees'
+                    # email addresses, and query strings may carry tokens.
+                    "route": getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE,
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },

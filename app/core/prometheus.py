@@ -13,10 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Forbidden, NotFound
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.core.middleware import UNMATCHED_ROUTE
 from app.core.services import ServicesDep
 
-# Requests that match no route share one label, so random paths cannot add series.
-UNMATCHED_ROUTE = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from odmantic import AIOEngine
     from redis.asyncio import Redis
 
+    from app.auth.failures import AuthFailureGate
     from app.auth.firebase import FirebaseAuth
     from app.auth.identities import SignInHook
     from app.auth.key_cache import DeviceKeyCache
@@ -43,6 +44,7 @@ class Services:
     celery: Celery
     firebase: FirebaseAuth
     device_keys: DeviceKeyCache
+    auth_failures: AuthFailureGate
     limiter: RateLimiter
     device_contexts: DeviceContextCache
     batcher: IngestBatcher

@@ -15,6 +15,8 @@ USER = "user"
 ADMIN = "admin"
 DEVICE = "device"
 PRODUCT_CREATE = "product_create"
+AUTH_FAILURES = "auth_failures"
+INVITES = "invites"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,17 @@ def policies_from(settings: Settings) -> dict[str, Policy]:
             PRODUCT_CREATE,
             settings.rate_limit_product_create_limit,
             _ms(settings.rate_limit_product_create_window_s),
+            admin_exempt=True,
+        ),
+        AUTH_FAILURES: Policy(
+            AUTH_FAILURES,
+            settings.rate_limit_auth_failures_limit,
+            _ms(settings.rate_limit_auth_failures_window_s),
+        ),
+        INVITES: Policy(
+            INVITES,
+            settings.rate_limit_invites_limit,
+            _ms(settings.rate_limit_invites_window_s),
             admin_exempt=True,
         ),
     }

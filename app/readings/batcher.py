@@ -298,13 +298,16 @@ class IngestBatcher:
             for device_id in newest
             if device_id not in self._latest_known
         ]
+        # Writes are unordered (one device's failure never drops another's), so documents of
+        # devices seen for the first time are made before they are offered values.
+        await repository.write_latest(self.engine, ensure)
         # Usually every value is newer than the device's newest: one operation per device.
         fast = [repository.latest_offer_all(d, metrics) for d, metrics in newest.items()]
-        matched = await repository.write_latest(self.engine, [*ensure, *fast])
+        matched = await repository.write_latest(self.engine, fast)
         if len(self._latest_known) > _MEMO_LIMIT:
             self._latest_known.clear()
         self._latest_known.update(newest)
-        if matched - len(ensure) >= len(fast):
+        if matched >= len(fast):
             return
         # Some device got a late value: offer each metric on its own (the fast operations
         # that did apply make these no-ops, as none of them is newer any more).

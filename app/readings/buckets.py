@@ -58,7 +58,7 @@ class Plan:
 
 def parse_interval(value: str) -> Interval:
     """`15m`, `1h`, `1d`, `1w`, `1mo` ...; 422 otherwise."""
-    match = _INTERVAL.match(value)
+    match = _INTERVAL.fullmatch(value)
     if match is None:
         raise QueryInvalid(
             "interval must be a count and a unit: s, m, h, d, w or mo (e.g. 5m, 1h, 1d, 1mo)"
@@ -87,6 +87,16 @@ def plan(
     interval: Interval, *, start: datetime, end: datetime, tz: ZoneInfo, max_buckets: int
 ) -> Plan:
     """The buckets covering [start, end); 422 when there would be more than `max_buckets`."""
+    try:
+        return _plan(interval, start=start, end=end, tz=tz, max_buckets=max_buckets)
+    except (OverflowError, ValueError):
+        # Calendar arithmetic past year 9999 (a far zone offset or a huge interval).
+        raise QueryInvalid("the buckets would end outside years 1 to 9999") from None
+
+
+def _plan(
+    interval: Interval, *, start: datetime, end: datetime, tz: ZoneInfo, max_buckets: int
+) -> Plan:
     first_day = start.astimezone(tz).date()
     fixed = interval.fixed_seconds
     too_many = QueryInvalid(

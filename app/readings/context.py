@@ -18,6 +18,7 @@ from app.catalog.models import Device, Product
 from app.catalog.telemetry import TelemetrySchema
 from app.core import db
 from app.core.models import parse_object_id
+from app.readings import repository
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class DeviceContext:
     product_id: str
     telemetry: TelemetrySchema
     presence: Doc | None
+    # Stored keys of the metric names the device has sent (bounded per device).
+    known_metrics: frozenset[str] = frozenset()
 
 
 async def load(engine: AIOEngine, device_id: str) -> DeviceContext | None:
@@ -64,6 +67,7 @@ async def load(engine: AIOEngine, device_id: str) -> DeviceContext | None:
         product_id=product_id,
         telemetry=telemetry,
         presence=device.get("presence"),
+        known_metrics=await repository.known_metrics(engine, device_id),
     )
 
 
@@ -97,6 +101,12 @@ class DeviceContextCache:
         entry = self._entries.get(device_id)
         if entry is not None:
             self._entries[device_id] = (entry[0], replace(entry[1], presence=presence))
+
+    def note_metrics(self, device_id: str, known: frozenset[str]) -> None:
+        """Remember the device's metric registry just read or written."""
+        entry = self._entries.get(device_id)
+        if entry is not None:
+            self._entries[device_id] = (entry[0], replace(entry[1], known_metrics=known))
 
     def forget(self, device_id: str) -> None:
         """Drop a device's context (after a heartbeat changed its presence)."""

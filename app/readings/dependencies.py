@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import DeviceForView
@@ -16,12 +17,16 @@ from app.readings.exceptions import DeviceKeyRequired
 
 
 async def get_own_device(
-    device_id: str, principal: CurrentPrincipal, services: ServicesDep
+    connection: HTTPConnection, device_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> DeviceContext:
     """The device whose key made the request; any other device id is 404."""
     if not principal.is_device:
         raise DeviceKeyRequired("Only a device, with its own key, may post readings")
     if principal.device_id != device_id:
+        # A real key aimed at another device counts against its own device (the ingest
+        # route is skipped by the router-wide limit, which counts every other route).
+        if ratelimit.is_self_limited(connection):
+            await ratelimit.check_device(connection, principal.device_id or principal.uid)
         raise DeviceNotFound()
     context = await services.device_contexts.get(services.engine, device_id)
     if context is None:
@@ -32,11 +37,18 @@ async def get_own_device(
 OwnDevice = Annotated[DeviceContext, Depends(get_own_device)]
 
 
-async def get_ingest_device(request: Request, device: OwnDevice) -> DeviceContext:
-    """The posting device, counted once under its product's ingest limit (or the device's)."""
-    await ratelimit.check_device(
-        request, device.device_id, limit_per_minute=device.telemetry.ingest_limit_per_minute
-    )
+async def get_ingest_device(
+    request: Request, device: OwnDevice, services: ServicesDep
+) -> DeviceContext:
+    """The posting device, counted once under its product's ingest limit (or the device's).
+
+    A product's limit is capped by RATE_LIMIT_DEVICE_MAX here too, for products stored
+    before the cap was lowered.
+    """
+    limit = device.telemetry.ingest_limit_per_minute
+    if limit is not None:
+        limit = min(limit, services.settings.rate_limit_device_max)
+    await ratelimit.check_device(request, device.device_id, limit_per_minute=limit)
     return device
 
 

@@ -57,6 +57,10 @@ async def stream_csv(
         yield buffer.getvalue()
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
@@ -64,4 +68,7 @@ def _csv_value(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return repr(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        # Device strings are data: a leading apostrophe keeps `=HYPERLINK(...)` a string.
+        return "'" + value
     return value

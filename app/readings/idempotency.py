@@ -41,7 +41,7 @@ class Claim:
 
 def check_key(key: str) -> str:
     """The key when it is 1-255 printable ASCII characters; 422 otherwise."""
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
     return key
 

@@ -16,7 +16,7 @@ from app.catalog import presence
 from app.core.config import Settings
 from app.core.metrics import READINGS_INGESTED
 from app.core.models import utcnow
-from app.readings import idempotency, validation
+from app.readings import idempotency, metric_names, validation
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContext, DeviceContextCache
 from app.readings.exceptions import IngestUnavailable, ReadingsInvalid
@@ -41,6 +41,7 @@ async def receive(
     body_in: bytes,
     idempotency_key: str | None,
     settings: Settings,
+    cache: DeviceContextCache | None = None,
 ) -> IngestAnswer:
     """Check, store (group commit) and answer a device's readings; idempotent with a key."""
     key = None if idempotency_key is None else idempotency.check_key(idempotency_key)
@@ -57,6 +58,14 @@ async def receive(
         batch = validation.check_batch(
             validation.parse_json(body_in), rules=rules, max_batch=settings.readings_max_batch
         )
+        batch = await metric_names.admit(
+            engine,
+            context=context,
+            batch=batch,
+            cap=settings.readings_max_metrics_per_device,
+            cache=cache,
+        )
+        batch.require_some()
     except ReadingsInvalid:
         READINGS_INGESTED.labels("rejected").inc()
         raise
@@ -78,7 +87,7 @@ async def receive(
         RejectedReading(index=r.index, reason=r.reason, detail=r.detail)  # type: ignore[arg-type]
         for r in batch.rejected
     ]
-    result = IngestResult(accepted=len(batch.docs), rejected=len(rejected), errors=rejected)
+    result = _result(len(batch.docs), rejected)
     try:
         outcome = await batcher.submit(
             batch.docs,
@@ -102,15 +111,24 @@ async def receive(
             for i in outcome.failed
         ]
         errors = sorted([*rejected, *stored_failed], key=lambda r: r.index)
-        result = IngestResult(
-            accepted=len(batch.docs) - len(stored_failed), rejected=len(errors), errors=errors
-        )
+        result = _result(len(batch.docs) - len(stored_failed), errors)
     if claim is not None and not outcome.key_recorded:
         await idempotency.complete(engine, claim.key_id, result.model_dump(mode="json"))
     READINGS_INGESTED.labels("accepted").inc(result.accepted)
     if result.rejected:
         READINGS_INGESTED.labels("rejected").inc(result.rejected)
     return IngestAnswer(result=result)
+
+
+def _result(accepted: int, errors: list[RejectedReading]) -> IngestResult:
+    """The 202 answer: counts, and the first `MAX_ERRORS_REPORTED` refused readings.
+
+    Bounded because keyed answers are stored for replay (a 1,000-reading batch must not keep
+    a thousand errors per key).
+    """
+    return IngestResult(
+        accepted=accepted, rejected=len(errors), errors=errors[: validation.MAX_ERRORS_REPORTED]
+    )
 
 
 async def heartbeat(

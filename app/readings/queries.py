@@ -47,13 +47,27 @@ async def latest(
 
 
 def resolve_range(
-    start: datetime | None, end: datetime | None, *, default: timedelta = DEFAULT_RANGE
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    max_span: timedelta,
+    setting: str,
+    default: timedelta = DEFAULT_RANGE,
 ) -> tuple[datetime, datetime]:
-    """[start, end) in UTC; the last 24 hours by default; 422 when empty."""
-    end_at = validation.to_utc_ms(end) if end is not None else utcnow()
-    start_at = validation.to_utc_ms(start) if start is not None else end_at - default
+    """[start, end) in UTC; the last 24 hours by default; 422 when empty or over `max_span`
+    (named by its `setting`)."""
+    try:
+        end_at = validation.to_utc_ms(end) if end is not None else utcnow()
+        start_at = validation.to_utc_ms(start) if start is not None else end_at - default
+    except (OverflowError, ValueError):
+        raise QueryInvalid("start and end must be dates between years 1 and 9999") from None
     if start_at >= end_at:
         raise QueryInvalid("start must be before end")
+    if end_at - start_at > max_span:
+        raise QueryInvalid(
+            f"the range may span at most {max_span.days} days ({setting}); ask for a shorter range",
+            extra={"limit": setting},
+        )
     return start_at, end_at
 
 
@@ -72,7 +86,7 @@ def _decode_cursor(cursor: str, *, descending: bool) -> tuple[datetime, ObjectId
         ts = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
         oid = parse_object_id(str(data["i"]))
         same_order = bool(data["d"]) == descending
-    except (ValueError, KeyError, TypeError, OverflowError):
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
         oid, same_order = None, False
     if oid is None or not same_order:
         raise QueryInvalid("invalid cursor (it belongs to another query or order)")
@@ -98,9 +112,12 @@ async def history(
     limit: int,
     cursor: str | None,
     descending: bool,
+    max_span: timedelta,
 ) -> ReadingsPage:
     """One page of raw readings in a range, newest first by default, with a stable cursor."""
-    start_at, end_at = resolve_range(start, end)
+    start_at, end_at = resolve_range(
+        start, end, max_span=max_span, setting="READINGS_HISTORY_MAX_SPAN_DAYS"
+    )
     after = None if cursor is None else _decode_cursor(cursor, descending=descending)
     keys = [field_key(m) for m in metrics] if metrics else None
     docs = await repository.find_history(
@@ -151,6 +168,8 @@ async def aggregate(
     tz: str,
     fill: bool,
     max_buckets: int,
+    max_cells: int,
+    max_span: timedelta,
 ) -> AggregateRead:
     """Downsampled numeric readings per bucket, computed by the database and folded here."""
     parsed = buckets.parse_interval(interval)
@@ -158,9 +177,18 @@ async def aggregate(
     unknown = [f for f in functions if f not in AGG_FUNCTIONS]
     if unknown or not functions:
         raise QueryInvalid(f"agg must be a list of {', '.join(AGG_FUNCTIONS)}")
-    start_at, end_at = resolve_range(start, end)
+    start_at, end_at = resolve_range(
+        start, end, max_span=max_span, setting="READINGS_AGGREGATE_MAX_SPAN_DAYS"
+    )
     layout = buckets.plan(parsed, start=start_at, end=end_at, tz=zone, max_buckets=max_buckets)
     names = list(metrics) if metrics else await known_metrics(engine, context, numeric=True)
+    if layout.bucket_count * max(1, len(names)) > max_cells:
+        raise QueryInvalid(
+            f"{layout.bucket_count} buckets x {len(names)} metrics is more than the "
+            f"{max_cells} values one answer may hold (READINGS_AGGREGATE_MAX_CELLS); "
+            "use a longer interval, a shorter range or fewer metrics",
+            extra={"limit": "READINGS_AGGREGATE_MAX_CELLS"},
+        )
     by_key = {field_key(n): n for n in names}
     rows = (
         await repository.aggregate_groups(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,11 +14,13 @@ from typing import Any
 from bson import ObjectId
 from odmantic import AIOEngine
 from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.core.collections import DEVICE_LATEST, IDEMPOTENCY_KEYS, READINGS
 from app.core.db import database
 from app.core.models import bucket_index_expr, epoch_ms
+
+logger = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 
@@ -124,11 +127,55 @@ async def aggregate_groups(
 # --- device_latest -----------------------------------------------------------------------------
 
 
+def _latest_skeleton(product_id: str) -> Doc:
+    return {"product_id": product_id, "m": {}, "known": {}, "known_count": 0}
+
+
 def latest_ensure(device_id: str, product_id: str) -> UpdateOne:
     """Create the device's latest document when missing (no-op otherwise)."""
     return UpdateOne(
-        {"_id": device_id}, {"$setOnInsert": {"product_id": product_id, "m": {}}}, upsert=True
+        {"_id": device_id}, {"$setOnInsert": _latest_skeleton(product_id)}, upsert=True
     )
+
+
+async def known_metrics(engine: AIOEngine, device_id: str) -> frozenset[str]:
+    """The stored keys of every metric the device has registered (see `register_metrics`)."""
+    doc = await database(engine)[DEVICE_LATEST].find_one({"_id": device_id}, {"known": 1})
+    return frozenset((doc or {}).get("known") or {})
+
+
+async def register_metrics(
+    engine: AIOEngine, device_id: str, product_id: str, keys: Sequence[str], *, cap: int
+) -> frozenset[str]:
+    """Add metric keys to the device's registry, up to `cap` in all; the registry after.
+
+    `known` maps each registered key to true and `known_count` counts them; an update applies
+    only if the count is still the one read, so concurrent requests (in any process) can
+    never register more than `cap` names between them.
+    """
+    coll = database(engine)[DEVICE_LATEST]
+    await coll.update_one(
+        {"_id": device_id}, {"$setOnInsert": _latest_skeleton(product_id)}, upsert=True
+    )
+    known: set[str] = set()
+    for _ in range(8):
+        doc = await coll.find_one({"_id": device_id}, {"known": 1, "known_count": 1}) or {}
+        known = set(doc.get("known") or {})
+        adding = [k for k in keys if k not in known][: max(0, cap - len(known))]
+        if not adding:
+            break
+        stored = doc.get("known_count")
+        # `$in: [None]`: a bare null match next to other conditions is not portable.
+        same_count = {"known_count": stored if stored is not None else {"$in": [None]}}
+        changes: Doc = {f"known.{k}": True for k in adding}
+        changes["known_count"] = len(known) + len(adding)
+        result = await coll.update_one(
+            {"$and": [{"_id": device_id}, same_count]}, {"$set": changes}
+        )
+        if result.modified_count:
+            known.update(adding)
+            break
+    return frozenset(known)
 
 
 def _entry(value: Doc) -> Doc:
@@ -173,10 +220,26 @@ def latest_newest(device_id: str, ts: datetime) -> UpdateOne:
 
 
 async def write_latest(engine: AIOEngine, ops: Sequence[UpdateOne]) -> int:
-    """Apply latest-value updates in order; returns how many operations matched or upserted."""
+    """Apply latest-value updates, unordered; returns how many matched or upserted.
+
+    Unordered, so one device's failing update (e.g. a document over the size limit) never
+    drops the others'; failures are logged in a bounded form (count and codes only).
+    """
     if not ops:
         return 0
-    result = await database(engine)[DEVICE_LATEST].bulk_write(list(ops), ordered=True)
+    try:
+        result = await database(engine)[DEVICE_LATEST].bulk_write(list(ops), ordered=False)
+    except BulkWriteError as exc:
+        details = exc.details or {}
+        errors = details.get("writeErrors", [])
+        logger.error(
+            "latest values not updated for some devices",
+            extra={
+                "failed": len(errors),
+                "codes": sorted({int(e.get("code", 0)) for e in errors})[:5],
+            },
+        )
+        return int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
     return int(result.matched_count) + int(result.upserted_count)
 
 

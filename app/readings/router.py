@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -9,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
 from app.catalog.telemetry import METRIC_NAME
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.ratelimit.dependencies import limits_itself
 from app.readings import export, ingest, queries
@@ -25,7 +27,7 @@ from app.readings.schemas import (
     ReadingsPage,
 )
 
-router = APIRouter(prefix="/devices/{device_id}", tags=["readings"])
+router = APIRouter(prefix=f"{API_PREFIX}/devices/{{device_id}}", tags=["readings"])
 
 _INGEST_BODY: dict[str, Any] = {
     "requestBody": {
@@ -50,7 +52,7 @@ def _names(value: str | None, *, what: str = "metrics") -> list[str] | None:
     if not value:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
-    if len(names) > 50 or not all(METRIC_NAME.match(n) for n in names):
+    if len(names) > 50 or not all(METRIC_NAME.fullmatch(n) for n in names):
         raise QueryInvalid(f"{what} must be a comma-separated list of up to 50 metric names")
     return names
 
@@ -78,6 +80,7 @@ async def post_readings(
         body_in=await request.body(),
         idempotency_key=idempotency_key,
         settings=services.settings,
+        cache=services.device_contexts,
     )
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -124,6 +127,7 @@ async def list_readings(
         limit=limit,
         cursor=cursor,
         descending=order == "desc",
+        max_span=timedelta(days=services.settings.readings_history_max_span_days),
     )
 
 
@@ -162,6 +166,8 @@ async def aggregate_readings(
         tz=tz,
         fill=fill == "null",
         max_buckets=services.settings.readings_aggregate_max_buckets,
+        max_cells=services.settings.readings_aggregate_max_cells,
+        max_span=timedelta(days=services.settings.readings_aggregate_max_span_days),
     )
 
 
@@ -181,7 +187,12 @@ async def export_readings(
     format: Literal["csv"] = "csv",  # noqa: A002 - the public query parameter's name
 ) -> StreamingResponse:
     """Stream the readings of [start, end) (default: the last 24 hours) in time order."""
-    start_at, end_at = queries.resolve_range(start, end)
+    start_at, end_at = queries.resolve_range(
+        start,
+        end,
+        max_span=timedelta(days=services.settings.readings_export_max_span_days),
+        setting="READINGS_EXPORT_MAX_SPAN_DAYS",
+    )
     columns = await export.columns(services.engine, context=device, metrics=_names(metrics))
     filename = f"readings-{device.device_id}-{start_at:%Y%m%dT%H%M%SZ}.{format}"
     return StreamingResponse(

@@ -14,6 +14,8 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MetricValue = bool | FiniteFloat | Annotated[str, StringConstraints(max_length=256)]
 ReportedStatus = Literal["ok", "error"]
 DetailValue = bool | FiniteFloat | Annotated[str, StringConstraints(max_length=256)] | None
+# Stored as field names: MongoDB refuses `$` first, `.` and NUL in them.
+DetailKey = Annotated[str, StringConstraints(pattern=r"^[^$.\x00][^.\x00]{0,63}$")]
 
 
 class ReadingIn(BaseModel):
@@ -41,7 +43,7 @@ class RejectedReading(BaseModel):
     """A reading of the request that was not stored."""
 
     index: int
-    reason: Literal["unknown-metric", "too-old", "storage-error"]
+    reason: Literal["unknown-metric", "too-old", "too-many-metrics", "storage-error"]
     detail: str
 
 
@@ -117,7 +119,7 @@ class HeartbeatIn(BaseModel):
     status: ReportedStatus | None = Field(
         default=None, description="ok or error; omit to keep the last reported status"
     )
-    detail: dict[Annotated[str, StringConstraints(max_length=64)], DetailValue] | None = Field(
+    detail: dict[DetailKey, DetailValue] | None = Field(
         default=None, max_length=32, description="omit to keep the last reported detail"
     )
 

@@ -48,6 +48,26 @@ class CheckedBatch:
     docs: list[dict[str, Any]] = field(default_factory=list)
     indexes: list[int] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    # Where the readings were in the body: ["body"] for one, ["body", "readings"] for a batch.
+    base: list[Any] = field(default_factory=lambda: ["body"])
+    batched: bool = False
+
+    def require_some(self) -> None:
+        """Refuse the request (422) when every reading was refused one by one."""
+        if self.docs:
+            return
+        raise ReadingsInvalid(
+            "no reading could be stored",
+            errors=[
+                {
+                    "loc": [*self.base, r.index] if self.batched else list(self.base),
+                    "index": r.index,
+                    "msg": r.detail,
+                    "type": r.reason,
+                }
+                for r in self.rejected[:MAX_ERRORS_REPORTED]
+            ],
+        )
 
     @property
     def total(self) -> int:
@@ -148,7 +168,7 @@ def _check_value(
     name: str, value: Any, spec: MetricSpec | None, loc: list[Any]
 ) -> tuple[Any, bool]:
     """A metric's stored value and whether it is out of its range; `_Invalid` when bad."""
-    if spec is None and not METRIC_NAME.match(name):
+    if spec is None and not METRIC_NAME.fullmatch(name):
         raise _Invalid([*loc, "metrics", name], "invalid metric name", "name_invalid")
     kind = spec.type if spec is not None else None
     suspect = False
@@ -239,7 +259,7 @@ def check_batch(payload: Any, *, rules: Rules, max_batch: int) -> CheckedBatch:
     """Turn a parsed body into reading documents; raise ReadingsInvalid for a bad request."""
     readings, base, batched = _readings_of(payload, max_batch=max_batch)
     errors = _Errors()
-    batch = CheckedBatch()
+    batch = CheckedBatch(base=base, batched=batched)
     for index, reading in enumerate(readings):
         loc = [*base, index] if batched else list(base)
         try:
@@ -256,19 +276,7 @@ def check_batch(payload: Any, *, rules: Rules, max_batch: int) -> CheckedBatch:
         raise ReadingsInvalid(
             f"{errors.count} invalid reading(s); nothing was stored", errors=errors.items
         )
-    if not batch.docs:
-        raise ReadingsInvalid(
-            "no reading could be stored",
-            errors=[
-                {
-                    "loc": [*base, r.index] if batched else list(base),
-                    "index": r.index,
-                    "msg": r.detail,
-                    "type": r.reason,
-                }
-                for r in batch.rejected[:MAX_ERRORS_REPORTED]
-            ],
-        )
+    batch.require_some()
     return batch
 
 

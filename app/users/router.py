@@ -9,12 +9,13 @@ from fastapi import APIRouter, Query
 from app.auth.dependencies import AdminPrincipal
 from app.auth.models import User
 from app.core.pagination import Page, PageParamsDep
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.users import service as users_service
 from app.users.dependencies import UserForAdmin
 from app.users.schemas import UserRead, UserUpdate
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
 @router.get("", response_model=Page[UserRead])

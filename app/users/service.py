@@ -15,6 +15,7 @@ from app.auth.models import User
 from app.core import db
 from app.core.config import Settings
 from app.core.pagination import PageParams, and_filters, next_cursor
+from app.users.exceptions import EmailNotVerified
 from app.users.schemas import UserUpdate
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,18 @@ async def update(
 async def grant_admin_by_email(
     engine: AIOEngine, firebase: FirebaseAuth, *, settings: Settings, email: str
 ) -> str | None:
-    """Make the Firebase account with this email an admin; its uid, or None if none exists."""
+    """Make the Firebase account with this email an admin; its uid, or None if none exists.
+
+    An address its owner has not verified proves nothing about who holds the account, so it
+    never makes an admin (`EmailNotVerified`).
+    """
     record = await firebase.get_user_by_email(email)
     if record is None:
         return None
+    if not record.email_verified:
+        raise EmailNotVerified(
+            f"{email} is not verified in Firebase: an unverified address never makes an admin"
+        )
     uid = str(record.uid)
     user = await identities.get_user(engine, uid=uid)
     if user is None:

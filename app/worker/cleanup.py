@@ -8,11 +8,12 @@ readings on servers that support them; these jobs are the fallback for servers t
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 
+from app.catalog import repair
 from app.core import collections
 from app.core.models import utcnow
 from app.emails.models import EmailOutbox, OutboxStatus
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 LOCK_TTL_MS = 15 * 60 * 1000
 
 SKIPPED: dict[str, Any] = {"skipped": "another run holds the lock"}
+
+# Folders changed this long before the previous repair run are checked again.
+REPAIR_MARGIN_S = 120
 
 
 def delete_before(
@@ -135,3 +139,25 @@ def archive_outbox(ctx: WorkerContext) -> dict[str, Any]:
     if result.modified_count:
         logger.info("cleanup", extra={"job": "cleanup.outbox", "archived": result.modified_count})
     return {"archived": result.modified_count}
+
+
+REPAIR_LAST_RUN_KEY = "sensorhub:catalog-repair:last-run"
+
+
+def repair_folder_tree(ctx: WorkerContext) -> dict[str, Any]:
+    """Run `app.catalog.repair.repair_tree` under its lock, checking items of folders changed
+    since the previous run (with a margin for clocks and long moves)."""
+    job = "catalog.repair_tree"
+    with redis_lock(ctx.redis, job, ttl_ms=LOCK_TTL_MS) as acquired:
+        if not acquired:
+            logger.info("repair skipped: locked", extra={"job": job})
+            return SKIPPED
+        started = utcnow()
+        last = ctx.redis.get(REPAIR_LAST_RUN_KEY)
+        since = None
+        if last is not None:
+            text = last.decode() if isinstance(last, bytes) else str(last)
+            since = datetime.fromisoformat(text) - timedelta(seconds=REPAIR_MARGIN_S)
+        counts = repair.repair_tree(ctx.db, since=since)
+        ctx.redis.set(REPAIR_LAST_RUN_KEY, started.isoformat())
+    return dict(counts)

@@ -27,6 +27,7 @@ CLEANUP_IDEMPOTENCY_KEYS = "cleanup.idempotency_keys"
 CLEANUP_READINGS = "cleanup.readings"
 CLEANUP_OUTBOX = "cleanup.outbox"
 CLEANUP_DELETED_DEVICES = "cleanup.deleted_devices"
+REPAIR_TREE = "catalog.repair_tree"
 TASK_NAMES = (
     SEND_EMAIL,
     REQUEUE_EMAILS,
@@ -35,6 +36,7 @@ TASK_NAMES = (
     CLEANUP_READINGS,
     CLEANUP_OUTBOX,
     CLEANUP_DELETED_DEVICES,
+    REPAIR_TREE,
 )
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -98,6 +100,11 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
         """Archive old sent and failed outbox entries."""
         return cleanup.archive_outbox(ctx)
 
+    @app.task(name=REPAIR_TREE, **options)
+    def repair_tree() -> dict[str, Any]:
+        """Mend stale folder paths and cycles (moves without transactions, crashes, races)."""
+        return cleanup.repair_folder_tree(ctx)
+
 
 def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
     """What beat runs and how often; a run that waited past its interval is dropped."""
@@ -120,4 +127,10 @@ def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
     )
     for name in cleanups:
         schedule[name] = {"task": name, "schedule": every, "options": {"expires": every}}
+    repair = settings.catalog_repair_interval_s
+    schedule[REPAIR_TREE] = {
+        "task": REPAIR_TREE,
+        "schedule": repair,
+        "options": {"expires": repair},
+    }
     return schedule

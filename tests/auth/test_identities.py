@@ -63,7 +63,7 @@ class TestOnFirstSignIn:
     async def test_creates_once_and_queues_one_welcome_email(
         self, app: FastAPI, settings: Settings, mongo_db: MongoDatabase
     ) -> None:
-        who = identity()
+        who = identity(email_verified=True)
         results = await asyncio.gather(*(first_sight(app, settings, who) for _ in range(3)))
         assert sorted(created for _, created in results) == [False, False, True]
         assert await mongo_db.users.count_documents({"uid": who.uid}) == 1
@@ -90,10 +90,24 @@ class TestOnFirstSignIn:
     async def test_first_request_through_the_api_welcomes(
         self, client: httpx.AsyncClient, make_user: MakeUser, mongo_db: MongoDatabase
     ) -> None:
-        user = await make_user()
+        user = await make_user(email_verified=True)
         for _ in range(2):
             assert (await client.get(ME, headers=user.headers)).status_code == 200
         assert await mongo_db.email_outbox.count_documents({"to": user.email}) == 1
+
+    async def test_unverified_address_gets_no_welcome_until_verified(
+        self, app: FastAPI, settings: Settings, mongo_db: MongoDatabase
+    ) -> None:
+        who = identity(email_verified=False)
+        await first_sight(app, settings, who)
+        assert await mongo_db.email_outbox.count_documents({"to": who.email}) == 0
+        verified = identity(
+            uid=who.uid, email=who.email, email_verified=True, issued_at=who.issued_at + 5
+        )
+        for _ in range(2):
+            await first_sight(app, settings, verified)
+        outbox = await mongo_db.email_outbox.find({"to": who.email}).to_list(None)
+        assert [m["template"] for m in outbox] == ["welcome"]
 
 
 class TestSyncIdentity:

@@ -12,6 +12,9 @@ from tests.fixtures.servers import ROOT
 
 
 def build(**values: object) -> Settings:
+    """Settings from `values` only; in development unless they say otherwise (the production
+    default has checks of its own, tested where they matter)."""
+    values.setdefault("environment", "development")
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 

@@ -77,7 +77,7 @@ def run_cli(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=cwd,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env},
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "ENVIRONMENT": "test", **env},
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 from app.api import api_router
 from app.auth.quotas import RateLimit
 from app.core.config import Settings
+from app.core.routing import API_PREFIX
 from app.main import create_app
 from app.ratelimit.backends import Backend, RedisBackend, UpstashBackend
 from app.ratelimit.fallback import CircuitBreaker
@@ -101,7 +102,7 @@ DEFAULT_LIMITS: dict[str, object] = {
 
 def probe_router() -> APIRouter:
     """Test routes mounted with exactly the dependencies of the real `api_router`."""
-    outer = APIRouter(prefix=api_router.prefix, dependencies=list(api_router.dependencies))
+    outer = APIRouter(prefix=API_PREFIX, dependencies=list(api_router.dependencies))
     inner = APIRouter(prefix="/_probe")
 
     @inner.get("", response_model=dict[str, str])

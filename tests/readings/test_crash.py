@@ -18,8 +18,8 @@ import httpx
 
 from app.core.config import Settings
 from app.core.db import MongoDatabase
+from tests.fixtures.readings import MakeDevice
 from tests.fixtures.servers import ROOT, ManagedProcess, free_port
-from tests.readings.conftest import MakeDevice
 
 READINGS = 400
 CONCURRENCY = 16

@@ -26,7 +26,7 @@ from app.readings.exceptions import (
     ReadingsInvalid,
 )
 from app.readings.schemas import HeartbeatIn
-from tests.readings.conftest import MakeDevice, TestDevice, running_batcher
+from tests.fixtures.readings import MakeDevice, TestDevice, running_batcher
 
 
 def body(*readings: dict[str, Any]) -> bytes:

@@ -14,7 +14,7 @@ from odmantic import AIOEngine
 from app.core.db import MongoDatabase
 from app.readings import export, queries
 from app.readings.exceptions import QueryInvalid
-from tests.readings.conftest import MakeDevice, TestDevice
+from tests.fixtures.readings import MakeDevice, TestDevice
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -45,6 +45,7 @@ class TestHistory:
                 limit=2,
                 cursor=cursor,
                 descending=True,
+                max_span=timedelta(days=366),
             )
             seen.extend(float(r.metrics["temperature"]) for r in page.items)
             cursor = page.next_cursor
@@ -79,6 +80,7 @@ class TestHistory:
             limit=10,
             cursor=None,
             descending=False,
+            max_span=timedelta(days=366),
         )
         assert [(r.ts, r.metrics) for r in page.items] == [
             (T0, {"temperature": 1.0}),
@@ -108,6 +110,7 @@ class TestHistory:
             limit=10,
             cursor=None,
             descending=True,
+            max_span=timedelta(days=366),
         )
         assert [r.metrics["temperature"] for r in page.items] == [2.0]
 
@@ -127,6 +130,7 @@ class TestHistory:
             limit=1,
             cursor=None,
             descending=True,
+            max_span=timedelta(days=366),
         )
         assert page.next_cursor
         with pytest.raises(QueryInvalid):
@@ -139,6 +143,7 @@ class TestHistory:
                 limit=1,
                 cursor=page.next_cursor,
                 descending=False,
+                max_span=timedelta(days=366),
             )
         with pytest.raises(QueryInvalid):
             await queries.history(
@@ -150,6 +155,7 @@ class TestHistory:
                 limit=1,
                 cursor="garbage",
                 descending=True,
+                max_span=timedelta(days=366),
             )
 
 
@@ -165,7 +171,8 @@ async def agg(engine: AIOEngine, device: TestDevice, **kwargs: Any) -> Any:
         "max_buckets": 1000,
     }
     params.update(kwargs)
-    return await queries.aggregate(engine, context=device.context, **params)
+    limits = {"max_cells": 1_000_000, "max_span": timedelta(days=3660)}
+    return await queries.aggregate(engine, context=device.context, **{**limits, **params})
 
 
 class TestAggregates:

@@ -16,7 +16,7 @@ from bson import ObjectId
 
 from app.core.config import Settings
 from app.core.db import MongoDatabase
-from tests.readings.conftest import MakeDevice, TestDevice
+from tests.fixtures.readings import MakeDevice, TestDevice
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -44,7 +44,7 @@ class TestMakeAdmin:
     async def test_signed_in_user_becomes_admin_at_once(
         self, client: httpx.AsyncClient, make_user: MakeUser, settings: Settings
     ) -> None:
-        user = await make_user()
+        user = await make_user(email_verified=True)
         assert (await client.get("/api/v1/auth/me", headers=user.headers)).status_code == 200
         assert (await client.get("/api/v1/users", headers=user.headers)).status_code == 403
         code, out, err = await run_script(settings, "--email", user.email.upper())
@@ -55,7 +55,7 @@ class TestMakeAdmin:
     async def test_not_yet_signed_in_user_gets_the_claim(
         self, client: httpx.AsyncClient, make_user: MakeUser, settings: Settings, emulator_rest: Any
     ) -> None:
-        user = await make_user()
+        user = await make_user(email_verified=True)
         code, _, err = await run_script(settings, "--email", user.email)
         assert code == 0, err
         fresh = await emulator_rest.sign_in(email=user.email, password=user.password)

@@ -24,9 +24,10 @@ from app.core.config import Settings
 from app.core.models import utcnow
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 
 
 def device_read(device: Device, settings: Settings) -> DeviceRead:

@@ -14,9 +14,10 @@ from app.catalog.models import Folder
 from app.core.models import IdStr
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
-router = APIRouter(prefix="/folders", tags=["folders"])
+router = APIRouter(prefix=f"{API_PREFIX}/folders", tags=["folders"])
 
 
 def folder_read(folder: Folder) -> FolderRead:
@@ -29,7 +30,12 @@ async def create_folder(
     body: FolderCreate, services: ServicesDep, principal: UserPrincipal
 ) -> FolderRead:
     """Create a folder at the top level or inside one you can edit; you become its owner."""
-    folder = await folders_service.create(services.engine, principal=principal, folder_in=body)
+    folder = await folders_service.create(
+        services.engine,
+        principal=principal,
+        folder_in=body,
+        max_depth=services.settings.folder_max_depth,
+    )
     return folder_read(folder)
 
 
@@ -59,7 +65,11 @@ async def update_folder(
 ) -> FolderRead:
     """Rename (editor) or move (owner, and editor on the new parent); no cycles."""
     updated = await folders_service.update(
-        services.engine, principal=principal, folder=folder, folder_in=body
+        services.engine,
+        principal=principal,
+        folder=folder,
+        folder_in=body,
+        max_depth=services.settings.folder_max_depth,
     )
     return folder_read(updated)
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from bson import ObjectId
 from odmantic import AIOEngine
-from pymongo import UpdateMany, UpdateOne
 
 from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
 from app.catalog import crud
-from app.catalog.exceptions import FolderCycle, FolderNameTaken, FolderNotEmpty, ProductInUse
+from app.catalog.exceptions import FolderNameTaken, FolderNotEmpty, ProductInUse
+from app.catalog.folders import moves
 from app.catalog.folders.schemas import FolderCreate, FolderUpdate
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions import service as permissions_service
@@ -25,14 +25,18 @@ def _scope(parent: Folder | None, uid: str) -> str:
     return str(parent.id) if parent else f"user:{uid}"
 
 
-async def create(engine: AIOEngine, *, principal: Principal, folder_in: FolderCreate) -> Folder:
-    """Create a folder (editor on the parent needed); the creator becomes its owner."""
+async def create(
+    engine: AIOEngine, *, principal: Principal, folder_in: FolderCreate, max_depth: int
+) -> Folder:
+    """Create a folder (editor on the parent needed, no deeper than `max_depth`); the creator
+    becomes its owner."""
     uid = permissions_service.creator_uid(principal)
     parent = None
     if folder_in.parent_id is not None:
         parent = await crud.get_for(
             engine, Folder, principal=principal, resource_id=folder_in.parent_id, role=Role.EDITOR
         )
+    moves.check_depth(ancestors=parent.path if parent else [], height=0, max_depth=max_depth)
     folder = Folder(
         **crud.name_fields(folder_in.name),
         parent_id=folder_in.parent_id,
@@ -76,62 +80,38 @@ async def list_(
 
 
 async def update(
-    engine: AIOEngine, *, principal: Principal, folder: Folder, folder_in: FolderUpdate
+    engine: AIOEngine,
+    *,
+    principal: Principal,
+    folder: Folder,
+    folder_in: FolderUpdate,
+    max_depth: int,
 ) -> Folder:
-    """Rename (editor) and/or move (owner here, editor on the destination; no cycles)."""
+    """Rename (editor) and/or move (owner here, editor on the destination; no cycles, no
+    deeper than `max_depth`)."""
     changes: dict[str, Any] = {}
     if folder_in.name is not None and folder_in.name != folder.name:
         changes.update(crud.name_fields(folder_in.name))
     moving = "parent_id" in folder_in.model_fields_set and folder_in.parent_id != folder.parent_id
-    if moving:
-        # Moving changes who inherits access, so it takes the owner role, like sharing.
-        await permissions_service.require(
-            engine, principal=principal, resource=folder, role=Role.OWNER
+    if not moving:
+        if not changes:
+            return folder
+        return await crud.apply_changes(engine, folder, changes, taken=FolderNameTaken)
+    # Moving changes who inherits access, so it takes the owner role, like sharing.
+    await permissions_service.require(engine, principal=principal, resource=folder, role=Role.OWNER)
+    if folder_in.parent_id is not None:
+        await crud.get_for(
+            engine, Folder, principal=principal, resource_id=folder_in.parent_id, role=Role.EDITOR
         )
-        parent = None
-        if folder_in.parent_id is not None:
-            parent = await crud.get_for(
-                engine,
-                Folder,
-                principal=principal,
-                resource_id=folder_in.parent_id,
-                role=Role.EDITOR,
-            )
-            if parent.id == folder.id or str(folder.id) in parent.ancestors:
-                raise FolderCycle()
-        changes.update(
-            parent_id=folder_in.parent_id,
-            ancestors=parent.path if parent else [],
-            scope=_scope(parent, folder.created_by),
-        )
-    if not changes:
-        return folder
-    updated = await crud.apply_changes(engine, folder, changes, taken=FolderNameTaken)
-    if moving:
-        await _rewrite_paths(engine, folder_id=str(folder.id), new_ancestors=changes["ancestors"])
-    return updated
-
-
-async def _rewrite_paths(engine: AIOEngine, *, folder_id: str, new_ancestors: list[str]) -> None:
-    """After a move: new `ancestors` below the folder, new `folder_path` of what they hold."""
-    new_path = [*new_ancestors, folder_id]
-    paths: dict[str, list[str]] = {folder_id: new_path}
-    folder_ops: list[UpdateOne] = []
-    async for doc in db.collection(engine, Folder).find(
-        {"ancestors": {"$in": [folder_id]}}, {"ancestors": 1}
-    ):
-        old: list[str] = doc["ancestors"]
-        ancestors = new_path + old[old.index(folder_id) + 1 :]
-        paths[str(doc["_id"])] = [*ancestors, str(doc["_id"])]
-        folder_ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"ancestors": ancestors}}))
-    if folder_ops:
-        await db.collection(engine, Folder).bulk_write(folder_ops, ordered=False)
-    # Items in one folder share one path: one update per folder, not per item.
-    held_ops = [
-        UpdateMany({"folder_id": fid}, {"$set": {"folder_path": p}}) for fid, p in paths.items()
-    ]
-    for model in (Product, Device):
-        await db.collection(engine, model).bulk_write(held_ops, ordered=False)
+    await moves.move(
+        engine,
+        folder=folder,
+        parent_id=folder_in.parent_id,
+        changes=changes,
+        scope_of=lambda parent: _scope(parent, folder.created_by),
+        max_depth=max_depth,
+    )
+    return await crud.get(engine, Folder, str(folder.id))
 
 
 async def delete(

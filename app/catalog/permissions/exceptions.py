@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.errors import Conflict, Forbidden
+from app.core.errors import Conflict, Forbidden, Unprocessable
 
 
 class NotAllowed(Forbidden):
@@ -31,3 +31,10 @@ class UserRequired(Forbidden):
 
     type = "user-required"
     title = "Device keys cannot create resources"
+
+
+class InvalidEmail(Unprocessable):
+    """A share to an email needs exactly one valid address."""
+
+    type = "invalid-email"
+    title = "Not a valid email address"

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from celery import Celery
+from email_validator import EmailNotValidError, validate_email
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
 
 from app.auth import identities
 from app.auth.exceptions import UserNotFound
 from app.auth.principal import Principal
-from app.catalog.permissions.exceptions import LastOwner, TooManyShares
+from app.catalog.permissions.exceptions import InvalidEmail, LastOwner, TooManyShares
 from app.catalog.permissions.models import Grant, Invite, ResourceType, Role
 from app.catalog.permissions.service import Securable
 from app.core import db
@@ -55,8 +57,18 @@ def is_email(user_ref: str) -> bool:
 
 
 def normalise_email(email: str) -> str:
-    """Emails compare case-insensitively."""
-    return email.strip().lower()
+    """Exactly one syntactically valid address, lower-cased (422 otherwise).
+
+    Checked with email-validator, so a path such as `a@x.com,b@y.com` (several recipients
+    for one invitation) or one with spaces, quotes or control characters is refused.
+    """
+    address = email.strip()
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"not one valid email address: {exc}") from None
+    # Compared with Firebase's (lower-cased) address as typed, not an IDNA-normalised form.
+    return address.lower()
 
 
 async def grant_owner(engine: AIOEngine, *, resource: Securable, principal: Principal) -> None:
@@ -104,8 +116,13 @@ async def set_share(
     user_ref: str,
     role: Role,
     cap: int,
+    spend_invite: Callable[[], Awaitable[None]],
 ) -> Share:
-    """Grant `role` to a user id or email; an email without an account gets an invite."""
+    """Grant `role` to a user id or email; an email without an account gets an invite.
+
+    `spend_invite` counts a new invitation against the inviter's quota (429 when spent); it
+    runs only when an invitation email would be sent.
+    """
     rtype = resource.kind.resource_type
     key = {"resource_type": rtype.value, "resource_id": str(resource.id)}
     if is_email(user_ref):
@@ -121,6 +138,7 @@ async def set_share(
                 role=role,
                 resource_name=resource_name,
                 cap=cap,
+                spend_invite=spend_invite,
             )
     else:
         uid = user_ref
@@ -184,6 +202,7 @@ async def _set_invite(
     role: Role,
     resource_name: str,
     cap: int,
+    spend_invite: Callable[[], Awaitable[None]],
 ) -> Share:
     """Store or update a pending invite; email the invitee the first time only."""
     coll = db.collection(engine, Invite)
@@ -193,6 +212,7 @@ async def _set_invite(
         existing.role = role
         return _invite_share(existing)
     await _check_room(engine, key, cap=cap)
+    await spend_invite()
     invite = Invite(**_target(key), email=email, role=role, invited_by=principal.uid)
     if not await _insert_share(engine, invite, recipient={"email": email}):
         return _invite_share(invite)  # a concurrent PUT stored it (and queued the email)
@@ -259,7 +279,7 @@ async def accept_invites(engine: AIOEngine, *, uid: str, email: str | None) -> i
     """
     if not email:
         return 0
-    invites = await db.find_many(engine, Invite, {"email": normalise_email(email)})
+    invites = await db.find_many(engine, Invite, {"email": email.strip().lower()})
     accepted = 0
     for invite in invites:
         grant = Grant(

@@ -23,9 +23,10 @@ from app.catalog.products.schemas import (
 )
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
+from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix=f"{API_PREFIX}/products", tags=["products"])
 
 
 def product_read(product: Product) -> ProductRead:
@@ -42,7 +43,12 @@ async def create_product(
 ) -> ProductRead:
     """Create a product (in a folder you can edit); non-admins have a creation quota."""
     await quota.spend(principal)
-    product = await products_service.create(services.engine, principal=principal, product_in=body)
+    product = await products_service.create(
+        services.engine,
+        principal=principal,
+        product_in=body,
+        max_ingest_limit=services.settings.rate_limit_device_max,
+    )
     return product_read(product)
 
 
@@ -75,7 +81,11 @@ async def update_product(
 ) -> ProductRead:
     """Change a product (editor); moving it to another folder needs owner."""
     updated = await products_service.update(
-        services.engine, principal=principal, product=product, product_in=body
+        services.engine,
+        principal=principal,
+        product=product,
+        product_in=body,
+        max_ingest_limit=services.settings.rate_limit_device_max,
     )
     return product_read(updated)
 

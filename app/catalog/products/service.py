@@ -8,19 +8,32 @@ from odmantic import AIOEngine
 
 from app.auth.principal import Principal
 from app.catalog import crud
-from app.catalog.exceptions import ProductInUse, SkuTaken
+from app.catalog.exceptions import IngestLimitTooHigh, ProductInUse, SkuTaken
 from app.catalog.models import Device, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
 from app.catalog.permissions.models import ResourceType
 from app.catalog.products.schemas import ProductCreate, ProductFilters, ProductUpdate
+from app.catalog.telemetry import TelemetrySchema
 from app.core import db
 from app.core.pagination import PageParams
 
 
-async def create(engine: AIOEngine, *, principal: Principal, product_in: ProductCreate) -> Product:
+def check_ingest_limit(telemetry: TelemetrySchema, *, max_per_minute: int) -> None:
+    """A product may lower its devices' ingest limit, or raise it up to the operator's cap."""
+    limit = telemetry.ingest_limit_per_minute
+    if limit is not None and limit > max_per_minute:
+        raise IngestLimitTooHigh(
+            f"ingest_limit_per_minute may be at most {max_per_minute} (RATE_LIMIT_DEVICE_MAX)"
+        )
+
+
+async def create(
+    engine: AIOEngine, *, principal: Principal, product_in: ProductCreate, max_ingest_limit: int
+) -> Product:
     """Create a product (editor on its folder needed); the creator becomes its owner."""
     uid = permissions_service.creator_uid(principal)
+    check_ingest_limit(product_in.telemetry, max_per_minute=max_ingest_limit)
     product = Product(
         **crud.name_fields(product_in.name),
         sku=product_in.sku,
@@ -51,7 +64,12 @@ async def list_(
 
 
 async def update(
-    engine: AIOEngine, *, principal: Principal, product: Product, product_in: ProductUpdate
+    engine: AIOEngine,
+    *,
+    principal: Principal,
+    product: Product,
+    product_in: ProductUpdate,
+    max_ingest_limit: int,
 ) -> Product:
     """Change fields (editor); moving to another folder needs owner here and editor there."""
     changes: dict[str, Any] = {}
@@ -65,6 +83,7 @@ async def update(
     if product_in.tags is not None:
         changes["tags"] = product_in.tags
     if product_in.telemetry is not None:
+        check_ingest_limit(product_in.telemetry, max_per_minute=max_ingest_limit)
         changes["telemetry"] = product_in.telemetry.model_dump(mode="json")
     if "folder_id" in fields and product_in.folder_id != product.folder_id:
         changes.update(

@@ -39,7 +39,9 @@ async def create(
 ) -> Folder:
     """Create a folder through the service (its rules are what these tests check)."""
     folder_in = FolderCreate(name=name or unique("f"), parent_id=str(parent.id) if parent else None)
-    return await folders_service.create(engine, principal=principal, folder_in=folder_in)
+    return await folders_service.create(
+        engine, principal=principal, folder_in=folder_in, max_depth=16
+    )
 
 
 class TestCreate:
@@ -82,7 +84,11 @@ class TestMove:
         product = await new_product(engine, owner=alice, folder=child)
         device, _ = await new_device(engine, owner=alice, product=product, folder=child)
         await folders_service.update(
-            engine, principal=alice, folder=moving, folder_in=FolderUpdate(parent_id=str(b.id))
+            engine,
+            principal=alice,
+            folder=moving,
+            folder_in=FolderUpdate(parent_id=str(b.id)),
+            max_depth=16,
         )
         child_now = await crud.get(engine, Folder, str(child.id))
         assert child_now.ancestors == [str(b.id), str(moving.id)]
@@ -103,6 +109,7 @@ class TestMove:
                     principal=alice,
                     folder=top,
                     folder_in=FolderUpdate(parent_id=str(target.id)),
+                    max_depth=16,
                 )
         assert (await crud.get(engine, Folder, str(top.id))).parent_id is None
 
@@ -112,7 +119,11 @@ class TestMove:
         await grant(engine, principal=bob, resource=top, role="editor")
         with pytest.raises(NotAllowed):
             await folders_service.update(
-                engine, principal=bob, folder=top, folder_in=FolderUpdate(parent_id=str(dest.id))
+                engine,
+                principal=bob,
+                folder=top,
+                folder_in=FolderUpdate(parent_id=str(dest.id)),
+                max_depth=16,
             )
 
     async def test_rename_to_a_sibling_name_is_refused(self, engine: AIOEngine) -> None:
@@ -122,7 +133,11 @@ class TestMove:
         two = await new_folder(engine, owner=alice, parent=top, name="two")
         with pytest.raises(FolderNameTaken):
             await folders_service.update(
-                engine, principal=alice, folder=two, folder_in=FolderUpdate(name="ONE")
+                engine,
+                principal=alice,
+                folder=two,
+                folder_in=FolderUpdate(name="ONE"),
+                max_depth=16,
             )
         assert (await crud.get(engine, Folder, str(two.id))).name == "two"
 

@@ -21,7 +21,9 @@ PAGE = PageParams(limit=100)
 async def create(engine: AIOEngine, principal: Principal, *, sku: str) -> Product:
     """Create a product through the service (its rules are what these tests check)."""
     product_in = ProductCreate(name=unique("p"), sku=sku)
-    return await products_service.create(engine, principal=principal, product_in=product_in)
+    return await products_service.create(
+        engine, principal=principal, product_in=product_in, max_ingest_limit=6000
+    )
 
 
 class TestSku:
@@ -43,6 +45,7 @@ class TestSku:
                 principal=alice,
                 product=second,
                 product_in=ProductUpdate(sku=first.sku, name="renamed"),
+                max_ingest_limit=6000,
             )
         stored = await crud.get(engine, Product, str(second.id))
         assert (stored.sku, stored.name) == (second.sku, second.name)
