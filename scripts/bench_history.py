@@ -1,12 +1,17 @@
 """History and export cost the same deep in a long range as at its start.
 
 Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and the API on 127.0.0.1;
-fills one device's history with up to 1,000,000 readings (one a second, `insert_many`
-batches, stopping early if `--max-fill-s` runs out, and saying so), then in alternating rounds
+fills one device's history with `--total` readings (one a minute, `insert_many` batches,
+stopping early if `--max-fill-s` runs out, and saying so), then in alternating rounds
 times `GET .../readings` for the first page of the whole range and for a page deep in it (a
 cursor near its oldest end), and `GET .../readings/export` of the newest and of the oldest
 day. Prints the medians and the ratios last (targets: deep page <= 1.5x the first page; the
 oldest day's export <= 1.5x the newest's).
+
+The embedded server reads a device's whole history for every query (it has no time-series
+buckets), so each page costs about 1.5 s per 20,000 readings there whatever its depth; the
+default `--total` is sized for it. Against a real MongoDB (`MONGODB_URL=...`) use
+`--total 1000000`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,36 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from _stack import MASTER_TOKEN, local_stack
-from bench_latest import fill
+from _stack import MASTER_TOKEN, Device, Stack, local_stack
+from bson import ObjectId
+
+CHUNK = 10_000
+STEP = timedelta(minutes=1)
+
+
+def fill(stack: Stack, device: Device, product_id: str, *, total: int, deadline: float) -> int:
+    """Insert `total` readings one a minute, ending an hour ago; the count stored."""
+    meta = {"device_id": device.id, "product_id": product_id}
+    done = 0
+    with stack.mongo() as client:
+        coll = client[stack.db_name]["readings"]
+        while done < total and time.monotonic() < deadline:
+            n = min(CHUNK, total - done)
+            docs = [
+                {
+                    "_id": ObjectId(),
+                    "ts": ORIGIN + (done + i) * STEP,
+                    "meta": meta,
+                    "m": {"temperature": 20.0 + (i % 100) / 10},
+                }
+                for i in range(n)
+            ]
+            coll.insert_many(docs, ordered=False)
+            done += n
+    return done
+
+
+ORIGIN = datetime.now(UTC).replace(microsecond=0) - timedelta(days=800)  # 1M minutes fit
 
 
 def cursor_at(ts: datetime) -> str:
@@ -43,7 +76,7 @@ def timed(client: httpx.Client, path: str, params: dict[str, str]) -> float:
 def main() -> None:
     """Fill, then time first and deep pages and exports in alternating rounds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--total", type=int, default=1_000_000)
+    parser.add_argument("--total", type=int, default=20_000)
     parser.add_argument("--max-fill-s", type=float, default=240.0)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--limit", type=int, default=100)
@@ -53,18 +86,18 @@ def main() -> None:
         with stack.mongo() as client:
             product_id = client[stack.db_name]["devices"].find_one()["product_id"]
         url = stack.start_api(
-            READINGS_HISTORY_MAX_SPAN_DAYS="366", READINGS_EXPORT_MAX_SPAN_DAYS="366"
+            READINGS_HISTORY_MAX_SPAN_DAYS="3660",
+            READINGS_EXPORT_MAX_SPAN_DAYS="3660",
+            READINGS_RETENTION_DAYS="3660",
         )
         started = time.monotonic()
         stored = fill(
-            stack, device, product_id, start=0, stop=args.total, deadline=started + args.max_fill_s
+            stack, device, product_id, total=args.total, deadline=started + args.max_fill_s
         )
         print(f"filled {stored:,} readings in {time.monotonic() - started:.0f} s")
-        # `fill` stores reading i at origin + i seconds, ending an hour ago.
-        origin = datetime.now(UTC) - timedelta(hours=1) - timedelta(seconds=1_000_000)
-        start, end = origin, origin + timedelta(seconds=stored)
+        start, end = ORIGIN, ORIGIN + stored * STEP
         whole = {"start": start.isoformat(), "end": end.isoformat(), "limit": str(args.limit)}
-        deep = {**whole, "cursor": cursor_at(origin + timedelta(seconds=2 * args.limit))}
+        deep = {**whole, "cursor": cursor_at(ORIGIN + 2 * args.limit * STEP)}
         oldest_day = {"start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()}
         newest_day = {"start": (end - timedelta(days=1)).isoformat(), "end": end.isoformat()}
         history = f"/api/v1/devices/{device.id}/readings"
@@ -72,7 +105,9 @@ def main() -> None:
         samples: dict[str, list[float]] = {"first": [], "deep": [], "newest": [], "oldest": []}
         headers = {"Authorization": f"Bearer {MASTER_TOKEN}"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            deep_page = client.get(history, params=deep).json()["items"]
+            answer = client.get(history, params=deep)
+            assert answer.status_code == 200, answer.text
+            deep_page = answer.json()["items"]
             assert deep_page, "the deep cursor found nothing"
             for _ in range(2):  # warm-up
                 timed(client, history, whole)

@@ -43,7 +43,7 @@ async def stream_csv(
     end: datetime,
     columns: Sequence[str],
     rows_per_chunk: int = 500,
-    page_size: int = 1000,
+    batch_size: int = 1000,
 ) -> AsyncIterator[str]:
     """CSV text chunks (header first): one row per reading, one column per metric.
 
@@ -58,7 +58,7 @@ async def stream_csv(
     last_ts: datetime | None = None
     try:
         async for doc in repository.iter_readings(
-            engine, device_id, start=start, end=end, page_size=page_size
+            engine, device_id, start=start, end=end, batch_size=batch_size
         ):
             values = doc.get("m") or {}
             last_ts = doc["ts"]

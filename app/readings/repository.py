@@ -69,7 +69,8 @@ async def find_history(
     descending: bool,
     limit: int,
 ) -> list[Doc]:
-    """Up to `limit` readings in (ts, _id) order, after the cursor position.
+    """Up to `limit` readings in (ts, _id) order, after the cursor position (ask for one more
+    than a page shows: the last row may stand for its time group).
 
     The server sorts on `ts` alone, which the time-series buckets serve in order (a sort on
     `_id` too would unpack and sort every bucket in range). Rows sharing the last time of the
@@ -88,14 +89,21 @@ async def find_history(
     direction = DESCENDING if descending else ASCENDING
     cursor = coll.find({"$and": clauses}, projection).sort("ts", direction).limit(limit)
     docs = [doc async for doc in cursor]
-    if len(docs) == limit and limit > 0:
-        # The page may have cut a group of equal times: read that whole group.
+    if len(docs) == limit and limit > 1 and docs[-1]["ts"] == docs[-2]["ts"]:
+        # The page may have cut a group of equal times: read that whole group. (When the last
+        # row's time is its own, the rows before it are whole groups, and the caller, which
+        # asks for one row more than it shows, uses the last only to know there are more.)
         edge = docs[-1]["ts"]
         docs = [d for d in docs if d["ts"] != edge]
         # One time, so the `_id` sort unpacks only the buckets holding it; bounded by `limit`.
         tied = coll.find({"$and": [*clauses, {"ts": edge}]}, projection)
         docs.extend([doc async for doc in tied.sort("_id", direction).limit(limit)])
     return _tie_order(docs, descending=descending)[:limit]
+
+
+# Rows sharing one time that an export orders by id; past this many (a device would have to
+# send them all in one millisecond) the rest of that group follows in the server's order.
+EXPORT_TIE_LIMIT = 10_000
 
 
 async def iter_readings(
@@ -105,33 +113,33 @@ async def iter_readings(
     start: datetime,
     end: datetime,
     window: timedelta = timedelta(days=1),
-    page_size: int = 1000,
+    batch_size: int = 1000,
 ) -> AsyncIterator[Doc]:
-    """Readings of a range in (ts, _id) order: day-wide windows read in bounded pages.
+    """Readings of a range in (ts, _id) order, one day-wide window per query.
 
-    Each page is a `find_history` query (sorted on `ts` only, ties broken here), so neither
-    the server nor this process ever holds more than a page, whatever the range.
+    Each window is one cursor sorted on `ts` only, which the time-series buckets serve in
+    order (no in-memory sort of the range on the server); rows sharing a time are buffered and
+    ordered by `_id` here, up to EXPORT_TIE_LIMIT of them.
     """
+    coll = database(engine)[READINGS]
+    projection: Doc = {"ts": 1, "m": 1, "quality": 1}
     window_start = start
     while window_start < end:
         window_end = min(window_start + window, end)
-        after: tuple[datetime, ObjectId] | None = None
-        while True:
-            page = await find_history(
-                engine,
-                device_id,
-                start=window_start,
-                end=window_end,
-                keys=None,
-                after=after,
-                descending=False,
-                limit=page_size,
-            )
-            for doc in page:
-                yield doc
-            if len(page) < page_size:
-                break
-            after = (page[-1]["ts"], page[-1]["_id"])
+        cursor = (
+            coll.find({"$and": _range(device_id, window_start, window_end)}, projection)
+            .sort("ts", ASCENDING)
+            .batch_size(batch_size)
+        )
+        group: list[Doc] = []
+        async for doc in cursor:
+            if group and (doc["ts"] != group[0]["ts"] or len(group) >= EXPORT_TIE_LIMIT):
+                for row in _tie_order(group, descending=False):
+                    yield row
+                group = []
+            group.append(doc)
+        for row in _tie_order(group, descending=False):
+            yield row
         window_start = window_end
 
 
