@@ -18,7 +18,7 @@ from app.catalog.presence import DeviceStatus
 from app.catalog.schemas import Name, PatchBody
 from app.core.models import IdStr
 
-Serial = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[\x21-\x7e]{1,100}$")]
+Serial = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,100}$")]
 METADATA_MAX_DEPTH = 8
 
 
