@@ -33,6 +33,7 @@ from app.core.errors import (
     PROBLEM_BASE,
     PROBLEM_JSON,
     AppError,
+    BadRequest,
     PayloadTooLarge,
     Unprocessable,
 )
@@ -75,6 +76,9 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "A device's own key (`dk_...`); also accepted as `Authorization: Bearer`.",
     },
 }
+
+# Schemas that request schemas refer to by hand (`WithJsonSchema`), added to every document.
+SCHEMAS: dict[str, dict[str, Any]] = {}
 
 # The domains, in the order /docs shows them; routers tag their routes with these names.
 TAGS: list[dict[str, Any]] = [
@@ -237,9 +241,8 @@ def route_errors(route: APIRoute) -> list[type[AppError]]:
     errors: dict[type[AppError], None] = {}
     for declared in _marks(route, ERRORS_ATTR):
         errors.update(dict.fromkeys(declared))
-    has_body = bool(getattr(route.endpoint, BODY_ATTR, None)) or any(
-        d.body_params for d in _dependants(route.dependant)
-    )
+    parsed_body = any(d.body_params for d in _dependants(route.dependant))
+    has_body = parsed_body or bool(getattr(route.endpoint, BODY_ATTR, None))
     takes_input = has_body or any(
         d.path_params or d.query_params or d.header_params or d.cookie_params
         for d in _dependants(route.dependant)
@@ -248,6 +251,9 @@ def route_errors(route: APIRoute) -> list[type[AppError]]:
         errors[Unprocessable] = None
     if has_body:
         errors[PayloadTooLarge] = None
+    if parsed_body:
+        # FastAPI's answer to a body it cannot even decode (not UTF-8).
+        errors[BadRequest] = None
     return list(errors)
 
 
@@ -370,6 +376,7 @@ def complete(
     """Add problems, security, raw bodies, summaries, bounds and links to FastAPI's document."""
     _add_models(document, [Problem])
     components = document["components"]
+    components["schemas"].update(SCHEMAS)
     components["securitySchemes"] = dict(SECURITY_SCHEMES)
     for name in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(name, None)
