@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,30 @@ def fuzz_document() -> dict[str, Any]:
         **FUZZ_SETTINGS,
     )
     return create_app(settings).openapi()
+
+
+# What the contract test saw, printed at the end of the run (the closing note's figures).
+FIGURES: dict[str, Counter[str]] = {
+    "cases": Counter(),
+    "statuses": Counter(),
+    "failed cases": Counter(),
+}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the contract test's figures: operations, cases, statuses, failures."""
+    if not FIGURES["cases"]:
+        return
+    cases = FIGURES["cases"]
+    terminalreporter.write_line(
+        f"contract fuzzing: {len(cases)} operations, {sum(cases.values())} cases "
+        f"(seed {FUZZ_SEED}, up to {FUZZ_EXAMPLES} examples per operation and mode), "
+        f"{sum(FIGURES['failed cases'].values())} failed cases"
+    )
+    statuses = ", ".join(f"{s}: {n}" for s, n in sorted(FIGURES["statuses"].items()))
+    terminalreporter.write_line(f"  statuses: {statuses}")
+    for label, count in sorted(FIGURES["failed cases"].items()):
+        terminalreporter.write_line(f"  failed: {label}: {count}")
 
 
 @dataclass

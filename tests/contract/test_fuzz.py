@@ -15,12 +15,9 @@ time too far from the server's clock (`CONTEXT_DEPENDENT`).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
-import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -32,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.contract.conftest import FUZZ_EXAMPLES, FUZZ_SEED, FuzzWorld, fuzz_document
+from tests.contract.conftest import FIGURES, FUZZ_EXAMPLES, FUZZ_SEED, FuzzWorld, fuzz_document
 
 CHECKS = [
     not_a_server_error,
@@ -53,24 +50,6 @@ CONTEXT_DEPENDENT = frozenset(
 )
 # Pydantic error types of rules between fields or items (min <= max, unique metric names).
 CROSS_FIELD = frozenset({"metric_range_order", "metric_range_type", "metric_names_unique"})
-FIGURES: dict[str, Counter[str]] = {"cases": Counter(), "statuses": Counter()}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _report_figures(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if not FIGURES["cases"]:
-        return
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [
-        f"contract fuzzing: {len(FIGURES['cases'])} operations, "
-        f"{sum(FIGURES['cases'].values())} cases (seed {FUZZ_SEED}, "
-        f"{FUZZ_EXAMPLES} examples per operation and mode)",
-        "  statuses: " + ", ".join(f"{s}: {n}" for s, n in sorted(FIGURES["statuses"].items())),
-    ]
-    if reporter is not None:
-        for line in lines:
-            reporter.write_line(line)
 
 
 def _headers(case: Any, world: FuzzWorld) -> dict[str, str]:
@@ -140,4 +119,8 @@ def test_api_keeps_its_contract(case: Any, fuzz_world: FuzzWorld) -> None:
     checks = CHECKS
     if response.status_code == 422 and _beyond_schema(response.json()):
         checks = [c for c in CHECKS if c is not positive_data_acceptance]
-    case.validate_response(response, checks=checks)
+    try:
+        case.validate_response(response, checks=checks)
+    except Exception:
+        FIGURES["failed cases"][case.operation.label] += 1
+        raise
