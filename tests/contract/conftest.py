@@ -39,6 +39,8 @@ from tests.fixtures.servers import free_port, port_open, wait_until
 API = "/api/v1"
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "14"))
+# Stateful scenarios (each up to 6 linked calls).
+FUZZ_SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", str(max(5, FUZZ_EXAMPLES))))
 _UNLIMITED = 1_000_000_000
 # The fuzzer is never throttled, and counts under its own limiter keys.
 FUZZ_SETTINGS: dict[str, Any] = {

@@ -29,7 +29,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.contract.conftest import FIGURES, FUZZ_EXAMPLES, FUZZ_SEED, FuzzWorld, fuzz_document
+from tests.contract.conftest import (
+    FIGURES,
+    FUZZ_EXAMPLES,
+    FUZZ_SCENARIOS,
+    FUZZ_SEED,
+    FuzzWorld,
+    fuzz_document,
+)
 
 CHECKS = [
     not_a_server_error,
@@ -114,6 +121,11 @@ def test_api_keeps_its_contract(case: Any, fuzz_world: FuzzWorld) -> None:
     """Every generated request gets a documented answer, accepted or refused as the schema says."""
     _aim(case, fuzz_world)
     response = case.call(base_url=fuzz_world.base_url, headers=_headers(case, fuzz_world))
+    _validate(case, response)
+
+
+def _validate(case: Any, response: Any) -> None:
+    """Run the checks on one answer and count it."""
     FIGURES["cases"][case.operation.label] += 1
     FIGURES["statuses"][str(response.status_code)] += 1
     checks = CHECKS
@@ -124,3 +136,26 @@ def test_api_keeps_its_contract(case: Any, fuzz_world: FuzzWorld) -> None:
     except Exception:
         FIGURES["failed cases"][case.operation.label] += 1
         raise
+
+
+def test_create_get_patch_delete_chains(fuzz_world: FuzzWorld) -> None:
+    """Stateful: the fuzzer follows the document's links (create -> get/patch/delete)."""
+    machine: Any = schema.as_state_machine()
+
+    class Chains(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": fuzz_world.base_url, "headers": _headers(case, fuzz_world)}
+
+        def validate_response(self, response: Any, case: Any, *_: Any, **__: Any) -> None:
+            _validate(case, response)
+
+    Chains.run(
+        settings=hypothesis.settings(
+            max_examples=FUZZ_SCENARIOS,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )
