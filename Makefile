@@ -56,7 +56,8 @@ test: install  ## run the test suite against real servers started on free ports
 
 .PHONY: fuzz client-check
 fuzz: install  ## the API contract test (tests/contract) with many more examples per operation
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_SCENARIOS=$${FUZZ_SCENARIOS:-25} \
+		$(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
 
 client-check: $(STAMP) node_modules/.installed  ## generate the TypeScript client from the OpenAPI document and type-check a usage file
 	PYTHONPATH=. $(BIN)/python scripts/openapi.py clients/typescript-check/openapi.json

@@ -6,8 +6,12 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
-# One line, without leading or trailing spaces: what the schema says is exactly what is kept.
-TRIMMED_LINE = r"^[^\s](.*[^\s])?$"
+# One line without control characters, and without leading or trailing spaces: what the
+# schema says is exactly what is kept. The classes are spelled out (not `\s`, `.`), so that
+# Python, Rust (pydantic-core) and ECMA regex engines (clients, the fuzzer) agree.
+_SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+TRIMMED_LINE = rf"^[^{_SPACE_OR_CONTROL}]([^{_CONTROL}]*[^{_SPACE_OR_CONTROL}])?$"
 Name = Annotated[str, StringConstraints(pattern=TRIMMED_LINE, min_length=1, max_length=100)]
 
 

@@ -40,7 +40,7 @@ API = "/api/v1"
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "14"))
 # Stateful scenarios (each up to 6 linked calls).
-FUZZ_SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", str(max(5, FUZZ_EXAMPLES))))
+FUZZ_SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "8"))
 _UNLIMITED = 1_000_000_000
 # The fuzzer is never throttled, and counts under its own limiter keys.
 FUZZ_SETTINGS: dict[str, Any] = {
@@ -87,6 +87,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(FIGURES["statuses"].items()))
     terminalreporter.write_line(f"  statuses: {statuses}")
+    if os.environ.get("FUZZ_VERBOSE"):
+        for label, count in sorted(cases.items()):
+            terminalreporter.write_line(f"  {label}: {count} cases")
     for label, count in sorted(FIGURES["failed cases"].items()):
         terminalreporter.write_line(f"  failed: {label}: {count}")
 
