@@ -294,6 +294,21 @@ def _problem_response(status: int, errors: Iterable[type[AppError]]) -> dict[str
     return response
 
 
+RATE_LIMITED = 429
+
+
+def _success_rate_limit_headers(responses: dict[str, Any]) -> None:
+    """Rate-limited routes send the quota headers on success too (not for exempt callers)."""
+    optional = {
+        name: {k: v for k, v in header.items() if k != "required"}
+        for name, header in _RATE_LIMIT_HEADERS.items()
+        if name != "Retry-After"
+    }
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response.setdefault("headers", {}).update(optional)
+
+
 def _add_models(document: dict[str, Any], models: Iterable[type[BaseModel]]) -> None:
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -403,6 +418,8 @@ def complete(
                 problem = _problem_response(status, errors)
                 problem["description"] = documented.get("description") or problem["description"]
                 responses[str(status)] = problem
+            if RATE_LIMITED in by_status:
+                _success_rate_limit_headers(responses)
             security = route_security(route)
             if security is None:
                 operation.pop("security", None)

@@ -125,6 +125,9 @@ class TestProblems:
         op = document["paths"][f"{API_PREFIX}/devices"]["get"]
         headers = op["responses"]["429"]["headers"]
         assert {"Retry-After", "RateLimit", "RateLimit-Policy", "X-RateLimit-Reset"} <= set(headers)
+        success = op["responses"]["200"]["headers"]
+        assert "RateLimit" in success
+        assert not success["RateLimit"].get("required")  # the master token is exempt
 
     async def test_examples_name_the_domain_problem_types(self, document: dict[str, Any]) -> None:
         op = document["paths"][f"{API_PREFIX}/devices"]["post"]
