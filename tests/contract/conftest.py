@@ -72,6 +72,7 @@ FIGURES: dict[str, Counter[str]] = {
     "cases": Counter(),
     "statuses": Counter(),
     "failed cases": Counter(),
+    "failures by check": Counter(),
 }
 
 
@@ -92,6 +93,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"  {label}: {count} cases")
     for label, count in sorted(FIGURES["failed cases"].items()):
         terminalreporter.write_line(f"  failed: {label}: {count}")
+    for check, count in sorted(FIGURES["failures by check"].items()):
+        terminalreporter.write_line(f"  failures of {check}: {count}")
 
 
 @dataclass

@@ -145,8 +145,10 @@ def _validate(case: Any, response: Any) -> None:
         checks = [c for c in CHECKS if c is not positive_data_acceptance]
     try:
         case.validate_response(response, checks=checks)
-    except Exception:
+    except BaseException as exc:  # schemathesis raises a (Base)ExceptionGroup of failures
         FIGURES["failed cases"][case.operation.label] += 1
+        for failure in getattr(exc, "exceptions", [exc]):
+            FIGURES["failures by check"][type(failure).__name__] += 1
         raise
 
 
