@@ -54,6 +54,15 @@ run: install  ## start MongoDB (embedded), Redis, Firebase emulator, SMTP sink, 
 test: install  ## run the test suite against real servers started on free ports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: fuzz client-check
+fuzz: install  ## the API contract test (tests/contract) with many more examples per operation
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_SCENARIOS=$${FUZZ_SCENARIOS:-25} \
+		$(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
+
+client-check: $(STAMP) node_modules/.installed  ## generate the TypeScript client from the OpenAPI document and type-check a usage file
+	PYTHONPATH=. $(BIN)/python scripts/openapi.py clients/typescript-check/openapi.json
+	npm run --silent client-check
+
 test-all: install  ## the suite plus the slow tests (-m slow: large data sets)
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 

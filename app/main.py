@@ -15,7 +15,7 @@ from app.api import api_router
 from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
-from app.core import db, redis
+from app.core import db, openapi, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
@@ -121,6 +121,8 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
         description=DESCRIPTION,
         lifespan=lifespan,
         settings=settings,
+        generate_unique_id_function=openapi.operation_id,
+        openapi_tags=openapi.TAGS,
     )
     install_error_handlers(app)
     app.add_middleware(RateLimitHeadersMiddleware)

@@ -15,14 +15,19 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from app.auth import service as auth_service
 from app.auth.exceptions import (
+    AccountDisabled,
     AdminRequired,
     CredentialsRequired,
+    IdentityProviderUnavailable,
     InvalidCredentials,
     UserRequired,
 )
 from app.auth.principal import Principal
+from app.core import openapi
+from app.core.openapi import ANONYMOUS, BEARER, DEVICE_KEY, MASTER
 from app.core.services import Services, ServicesDep
 from app.ratelimit import dependencies as ratelimit
+from app.ratelimit.exceptions import RateLimitExceeded
 
 DEVICE_KEY_HEADER = "X-Device-Key"
 
@@ -34,6 +39,8 @@ bearer_scheme = HTTPBearer(
 device_key_scheme = APIKeyHeader(name=DEVICE_KEY_HEADER, auto_error=False)
 
 
+@openapi.accepts(ANONYMOUS, BEARER, MASTER, DEVICE_KEY)
+@openapi.raises(InvalidCredentials, AccountDisabled, RateLimitExceeded, IdentityProviderUnavailable)
 async def get_authentication(
     request: Request,
     services: ServicesDep,
@@ -92,12 +99,14 @@ def _any_caller(principal: Principal) -> None:
     """Every authenticated kind is welcome."""
 
 
+@openapi.raises(UserRequired)
 def _people_only(principal: Principal) -> None:
     """Refuse devices."""
     if principal.is_device:
         raise UserRequired("Devices may not use this endpoint")
 
 
+@openapi.raises(AdminRequired)
 def _admins_only(principal: Principal) -> None:
     """Refuse everyone but admins and the master token."""
     if not principal.is_admin:
@@ -105,7 +114,7 @@ def _admins_only(principal: Principal) -> None:
 
 
 def _principal_dependency(
-    check: Callable[[Principal], None], doc: str
+    check: Callable[[Principal], None], doc: str, *, schemes: tuple[str, ...]
 ) -> Callable[..., Awaitable[Principal]]:
     """A dependency that requires credentials, applies `check`, and only then records the
     caller as seen (so a refused request writes nothing)."""
@@ -124,16 +133,24 @@ def _principal_dependency(
         return authentication.principal
 
     dependency.__doc__ = doc
-    return dependency
+    refused = getattr(check, openapi.ERRORS_ATTR, ())
+    openapi.raises(CredentialsRequired, *refused)(dependency)
+    return openapi.accepts(*schemes)(dependency)
 
 
 get_current_principal = _principal_dependency(
-    _any_caller, "Any authenticated caller (user, admin, master or device)."
+    _any_caller,
+    "Any authenticated caller (user, admin, master or device).",
+    schemes=(BEARER, MASTER, DEVICE_KEY),
 )
 get_user_principal = _principal_dependency(
-    _people_only, "A signed-in person (or the master token); devices are refused."
+    _people_only,
+    "A signed-in person (or the master token); devices are refused.",
+    schemes=(BEARER, MASTER),
 )
-get_admin_principal = _principal_dependency(_admins_only, "An admin or the master token.")
+get_admin_principal = _principal_dependency(
+    _admins_only, "An admin or the master token.", schemes=(BEARER, MASTER)
+)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]

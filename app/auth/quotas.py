@@ -12,9 +12,11 @@ from starlette.requests import HTTPConnection
 from app.auth.dependencies import OptionalPrincipal
 from app.auth.principal import Principal, PrincipalKind
 from app.core.config import Settings
+from app.core.openapi import raises
 from app.core.services import services_of
 from app.ratelimit import dependencies as ratelimit
 from app.ratelimit import policies
+from app.ratelimit.exceptions import RateLimitExceeded
 from app.ratelimit.schemas import QuotaRead
 
 
@@ -38,6 +40,7 @@ def identity_key(principal: Principal | None, client_ip: str) -> str:
     return f"{principal.kind.value}:{principal.uid}"
 
 
+@raises(RateLimitExceeded)
 async def enforce_rate_limit(request: HTTPConnection, principal: OptionalPrincipal) -> None:
     """The router-wide limit: anonymous by client IP, users, admins, devices; master exempt."""
     name = policy_for(principal)
@@ -60,6 +63,7 @@ async def spend(connection: HTTPConnection, principal: Principal | None, policy_
     await ratelimit.check(connection, policy, key)
 
 
+@raises(RateLimitExceeded)
 class RateLimit:
     """A per-route policy on top of the router-wide one: `Depends(RateLimit("product_create"))`."""
 

@@ -7,7 +7,14 @@ from fastapi import APIRouter, Request, Response, status
 from app.auth import quotas
 from app.auth import service as auth_service
 from app.auth.dependencies import UserPrincipal
+from app.auth.exceptions import (
+    AccountDisabled,
+    IdentityProviderUnavailable,
+    InvalidCredentials,
+    RefreshTokenReused,
+)
 from app.auth.schemas import MeRead, RefreshRequest, SessionCreate, SessionTokens
+from app.core.openapi import raises
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
@@ -18,6 +25,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @router.post("/session", response_model=SessionTokens)
+@raises(InvalidCredentials, AccountDisabled, IdentityProviderUnavailable)
 async def create_session(
     body: SessionCreate, response: Response, services: ServicesDep
 ) -> SessionTokens:
@@ -34,8 +42,12 @@ async def create_session(
 
 
 @router.post("/refresh", response_model=SessionTokens)
+@raises(InvalidCredentials, RefreshTokenReused, AccountDisabled, IdentityProviderUnavailable)
 async def refresh(body: RefreshRequest, response: Response, services: ServicesDep) -> SessionTokens:
-    """Rotate: the refresh token works once; presenting it again revokes its whole session."""
+    """Rotate the session tokens; a refresh token works once.
+
+    Presenting a spent refresh token again revokes its whole session.
+    """
     response.headers.update(NO_STORE)
     return await auth_service.refresh(
         services.engine,
@@ -48,6 +60,7 @@ async def refresh(body: RefreshRequest, response: Response, services: ServicesDe
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
+@raises(InvalidCredentials)
 async def logout(body: RefreshRequest, services: ServicesDep) -> None:
     """End the session of this refresh token (its access tokens stop working too)."""
     await auth_service.logout(

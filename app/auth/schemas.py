@@ -11,7 +11,7 @@ from app.auth.principal import PrincipalKind
 from app.ratelimit.schemas import QuotaRead
 
 # Real tokens are 1-2 KB; the bound keeps a caller from making us parse megabytes.
-TokenStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8192)]
+TokenStr = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,8192}$")]
 
 
 class SessionCreate(BaseModel):

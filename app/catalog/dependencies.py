@@ -18,9 +18,13 @@ from app.auth.dependencies import CurrentPrincipal
 from app.auth.principal import Principal
 from app.catalog import crud
 from app.catalog.models import Device, Folder, Product
+from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
+from app.core.models import IdPath
+from app.core.openapi import raises
 from app.core.services import Services, ServicesDep
 from app.ratelimit import policies
+from app.ratelimit.exceptions import RateLimitExceeded
 
 R = TypeVar("R", Folder, Product, Device)
 
@@ -37,7 +41,7 @@ def resource_dep(model: type[R], role: Role, *, path: str) -> Callable[..., Awai
     # FastAPI reads a dependency's parameters from its signature: name the path parameter.
     load.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
-            inspect.Parameter(path, inspect.Parameter.KEYWORD_ONLY, annotation=str),
+            inspect.Parameter(path, inspect.Parameter.KEYWORD_ONLY, annotation=IdPath),
             inspect.Parameter("services", inspect.Parameter.KEYWORD_ONLY, annotation=ServicesDep),
             inspect.Parameter(
                 "principal", inspect.Parameter.KEYWORD_ONLY, annotation=CurrentPrincipal
@@ -48,7 +52,7 @@ def resource_dep(model: type[R], role: Role, *, path: str) -> Callable[..., Awai
     load.__doc__ = (
         f"The {model.kind.resource_type.value} `{{{path}}}`, for a caller with {role.value}."
     )
-    return load
+    return raises(model.kind.not_found, NotAllowed)(load)
 
 
 FolderForView = Annotated[Folder, Depends(resource_dep(Folder, Role.VIEWER, path="folder_id"))]
@@ -76,6 +80,7 @@ class _CreationQuota:
         await quotas.spend(self.request, principal, policies.PRODUCT_CREATE)
 
 
+@raises(RateLimitExceeded)
 async def _creation_quota(request: Request) -> _CreationQuota:
     return _CreationQuota(request)
 

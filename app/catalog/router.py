@@ -16,19 +16,23 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from app.auth import quotas
 from app.auth.dependencies import CurrentPrincipal
+from app.auth.exceptions import UserNotFound
 from app.catalog.dependencies import resource_dep
 from app.catalog.devices.router import router as devices_router
 from app.catalog.folders.router import router as folders_router
 from app.catalog.models import Device, Folder, Product, Resource
 from app.catalog.permissions import sharing
+from app.catalog.permissions.exceptions import InvalidEmail, LastOwner, TooManyShares
 from app.catalog.permissions.models import Role
 from app.catalog.permissions.schemas import ShareIn, ShareRead
 from app.catalog.products.router import router as products_router
+from app.core.openapi import raises
 from app.core.pagination import Page
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.ratelimit import policies
+from app.ratelimit.exceptions import RateLimitExceeded
 
 sharing_router = APIRouter(prefix=API_PREFIX, tags=["permissions"])
 
@@ -53,6 +57,7 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
     @sharing_router.put(
         f"{base}/{{user_id}}", response_model=ShareRead, name=f"set_{collection}_permission"
     )
+    @raises(UserNotFound, InvalidEmail, TooManyShares, LastOwner, RateLimitExceeded)
     async def set_permission(
         request: Request,
         resource: OwnedResource,
@@ -84,6 +89,7 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
     @sharing_router.delete(
         f"{base}/{{user_id}}", **NO_CONTENT, name=f"remove_{collection}_permission"
     )
+    @raises(UserNotFound, LastOwner)
     async def remove_permission(
         resource: OwnedResource, user_id: UserRef, services: ServicesDep
     ) -> None:

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 # The one metric-name rule: a letter, then up to 63 letters, digits, `_`, `.` or `-`.
 METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -40,10 +41,14 @@ class MetricSpec(BaseModel):
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> MetricSpec:
+        # Rules between fields, which JSON Schema cannot state: named error types, so that
+        # clients (and the contract test) can tell them from shape errors.
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not be greater than max")
+            raise PydanticCustomError("metric_range_order", "min must not be greater than max")
         if self.type is not MetricType.NUMBER and (self.min is not None or self.max is not None):
-            raise ValueError("min and max apply to number metrics only")
+            raise PydanticCustomError(
+                "metric_range_type", "min and max apply to number metrics only"
+            )
         return self
 
 
@@ -54,11 +59,16 @@ class TelemetrySchema(BaseModel):
 
     metrics: list[MetricSpec] = Field(default_factory=list, max_length=200)
     allow_unknown: bool = True
-    ingest_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    ingest_limit_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        json_schema_extra={"x-settings": {"maximum": "rate_limit_device_max"}},
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> TelemetrySchema:
         names = [m.name for m in self.metrics]
         if len(names) != len(set(names)):
-            raise ValueError("metric names must be unique")
+            raise PydanticCustomError("metric_names_unique", "metric names must be unique")
         return self

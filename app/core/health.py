@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app import __version__
 from app.core import db, redis
 from app.core.errors import ServiceUnavailable, problem_response
+from app.core.openapi import raises
 from app.core.services import ServicesDep
 
 logger = logging.getLogger(__name__)
@@ -20,7 +22,21 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", summary="Liveness: the process is up")
+class HealthRead(BaseModel):
+    """The process is up, running this version."""
+
+    status: Literal["ok"]
+    version: str
+
+
+class ReadyRead(BaseModel):
+    """MongoDB and Redis answered."""
+
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+@router.get("/health", summary="Liveness: the process is up", response_model=HealthRead)
 async def health() -> dict[str, str]:
     """Answer while the process can serve requests at all, with the running version."""
     return {"status": "ok", "version": __version__}
@@ -40,8 +56,13 @@ async def _check(name: str, probe: Awaitable[Any], timeout: float) -> tuple[str,
 @router.get(
     "/ready",
     summary="Readiness: MongoDB and Redis answer",
-    responses={503: {"description": "A dependency did not answer in time"}},
+    responses={
+        200: {"model": ReadyRead},
+        503: {"description": "A dependency did not answer in time"},
+    },
+    response_class=JSONResponse,
 )
+@raises(ServiceUnavailable)
 async def ready(request: Request, services: ServicesDep) -> JSONResponse:
     """Ping MongoDB and Redis concurrently, each within the readiness timeout."""
     timeout = services.settings.ready_timeout_s

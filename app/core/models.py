@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from bson import ObjectId
+from fastapi import Path
 from odmantic import Field, Model
 from odmantic.config import ODMConfigDict
 from pydantic import BeforeValidator, StringConstraints
 from pymongo import ASCENDING, IndexModel
 
-_HEX24 = r"^[0-9a-f]{24}$"
+HEX24 = r"^[0-9a-f]{24}$"
 
 
 def _to_hex(value: Any) -> Any:
@@ -27,8 +28,15 @@ def _to_hex(value: Any) -> Any:
     return value
 
 
-IdStr = Annotated[str, BeforeValidator(_to_hex), StringConstraints(pattern=_HEX24)]
+# The constraint first, so that the JSON schema carries the pattern; the validator still runs
+# before it (it wraps what is to its left).
+IdStr = Annotated[str, StringConstraints(pattern=HEX24), BeforeValidator(_to_hex)]
 """An ObjectId as 24 lowercase hex characters, accepting an `ObjectId` too."""
+
+IdPath = Annotated[
+    str, Path(pattern=HEX24, description="an id: 24 lowercase hex characters (an ObjectId)")
+]
+"""A path parameter naming a stored document: anything else is refused (422)."""
 
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from app.core.config import Settings
 from app.core.errors import Unprocessable
-from app.core.models import parse_object_id
+from app.core.models import HEX24, parse_object_id
+from app.core.openapi import raises
 from app.core.services import ServicesDep
 
 ItemT = TypeVar("ItemT")
@@ -74,11 +75,19 @@ def page_params(settings: Settings, *, limit: int | None, cursor: str | None) ->
     return params
 
 
+@raises(InvalidCursor, LimitTooLarge)
 async def _page_params_dep(
     services: ServicesDep,
-    limit: Annotated[int | None, Query(ge=1, description="items per page")] = None,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="items per page",
+            json_schema_extra={"x-settings": {"maximum": "page_size_max"}},
+        ),
+    ] = None,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+        str | None, Query(pattern=HEX24, description="`next_cursor` of the previous page")
     ] = None,
 ) -> PageParams:
     return page_params(services.settings, limit=limit, cursor=cursor)

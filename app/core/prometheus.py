@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.errors import Forbidden, NotFound
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.core.middleware import UNMATCHED_ROUTE
+from app.core.openapi import raises
 from app.core.services import ServicesDep
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -90,8 +91,9 @@ def authorize_scrape(request: Request, token: SecretStr | None) -> None:
     summary="Prometheus metrics",
     response_class=Response,
     response_model=None,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 403: {}, 404: {}},
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
+@raises(MetricsDisabled, MetricsTokenRequired)
 async def metrics(request: Request, services: ServicesDep) -> Response:
     """Refresh the figures kept outside this process, then render the registry."""
     authorize_scrape(request, services.settings.metrics_token)

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI
 from starlette.requests import HTTPConnection
 
+from app.core import openapi
+from app.core.errors import DatabaseUnavailable
+
 if TYPE_CHECKING:
     from celery import Celery
     from odmantic import AIOEngine
@@ -62,6 +65,12 @@ class SensorhubApp(FastAPI):
         self.settings = settings
         self.services: Services | None = None
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document completed by `app.core.openapi` (problems, security...), once."""
+        if self.openapi_schema is None:
+            self.openapi_schema = openapi.complete(super().openapi(), self.routes, self.settings)
+        return self.openapi_schema
+
 
 def services_of(app: FastAPI) -> Services:
     """The running app's services (raises outside the lifespan)."""
@@ -71,6 +80,8 @@ def services_of(app: FastAPI) -> Services:
     return services
 
 
+# Any request that reaches the services may find MongoDB down: 503 with `Retry-After`.
+@openapi.raises(DatabaseUnavailable)
 async def get_services(connection: HTTPConnection) -> Services:
     """The services of the app serving this request or socket."""
     services: Services | None = connection.app.services

@@ -10,14 +10,22 @@ from starlette.requests import HTTPConnection
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import DeviceForView
 from app.catalog.exceptions import DeviceNotFound
+from app.core.models import IdPath
+from app.core.openapi import DEVICE_KEY, accepts, raises
 from app.core.services import ServicesDep
 from app.ratelimit import dependencies as ratelimit
+from app.ratelimit.exceptions import RateLimitExceeded
 from app.readings.context import DeviceContext
 from app.readings.exceptions import DeviceKeyRequired
 
 
+@accepts(DEVICE_KEY)
+@raises(DeviceKeyRequired, DeviceNotFound, RateLimitExceeded)
 async def get_own_device(
-    connection: HTTPConnection, device_id: str, principal: CurrentPrincipal, services: ServicesDep
+    connection: HTTPConnection,
+    device_id: IdPath,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> DeviceContext:
     """The device whose key made the request; any other device id is 404."""
     if not principal.is_device:
@@ -37,6 +45,7 @@ async def get_own_device(
 OwnDevice = Annotated[DeviceContext, Depends(get_own_device)]
 
 
+@raises(RateLimitExceeded)
 async def get_ingest_device(
     request: Request, device: OwnDevice, services: ServicesDep
 ) -> DeviceContext:
@@ -52,6 +61,7 @@ async def get_ingest_device(
     return device
 
 
+@raises(DeviceNotFound)
 async def get_readable_device(device: DeviceForView, services: ServicesDep) -> DeviceContext:
     """A device the caller may view (the catalog's permission check; 404 when invisible)."""
     context = await services.device_contexts.get(services.engine, str(device.id))

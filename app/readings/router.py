@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from app.catalog.telemetry import METRIC_NAME
+from app.catalog.exceptions import DeviceNotFound
+from app.catalog.telemetry import METRIC_NAME, METRIC_NAME_PATTERN
+from app.core.openapi import raises, raw_body
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.ratelimit.dependencies import limits_itself
 from app.readings import export, ingest, queries
 from app.readings.dependencies import IngestDevice, OwnDevice, ReadableDevice
-from app.readings.exceptions import QueryInvalid
+from app.readings.exceptions import (
+    IdempotencyInProgress,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    IngestUnavailable,
+    MalformedReadings,
+    QueryInvalid,
+    ReadingsInvalid,
+)
 from app.readings.schemas import (
     AggregateRead,
     HeartbeatIn,
@@ -29,23 +40,33 @@ from app.readings.schemas import (
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices/{{device_id}}", tags=["readings"])
 
-_INGEST_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        ReadingIn.model_json_schema(ref_template="#/components/schemas/{model}"),
-                        ReadingsBatchIn.model_json_schema(
-                            ref_template="#/components/schemas/{model}"
-                        ),
-                    ]
-                }
-            }
+_INGEST_EXAMPLES = {
+    "one": {
+        "summary": "One reading",
+        "value": {"ts": "2026-03-01T12:00:00Z", "metrics": {"temperature": 22.5, "door": False}},
+    },
+    "batch": {
+        "summary": "A batch",
+        "value": {
+            "readings": [
+                {"ts": "2026-03-01T12:00:00Z", "metrics": {"temperature": 22.5}},
+                {"ts": "2026-03-01T12:01:00Z", "metrics": {"temperature": 22.7, "rssi": -61}},
+            ]
         },
-    }
+    },
 }
+TIME_ZONES = sorted(zoneinfo.available_timezones())
+_METRIC = METRIC_NAME_PATTERN.strip("^$")
+_AGG = "(avg|min|max|sum|count|first|last)"
+# Comma-separated metric names (up to 50), as `_names` reads them.
+MetricsQuery = Annotated[
+    str | None,
+    Query(
+        pattern=f"^{_METRIC}(,{_METRIC}){{0,49}}$",
+        description="comma-separated metric names (at most 50); all metrics when omitted",
+    ),
+]
+Instant = Annotated[AwareDatetime | None, Query(description="RFC 3339 with a time zone")]
 
 
 def _names(value: str | None, *, what: str = "metrics") -> list[str] | None:
@@ -61,8 +82,16 @@ def _names(value: str | None, *, what: str = "metrics") -> list[str] | None:
     "/readings",
     status_code=202,
     response_model=IngestResult,
-    openapi_extra=_INGEST_BODY,
     summary="Post one reading or a batch (device key)",
+)
+@raw_body(ReadingIn, ReadingsBatchIn, examples=_INGEST_EXAMPLES)
+@raises(
+    ReadingsInvalid,
+    MalformedReadings,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    IdempotencyInProgress,
+    IngestUnavailable,
 )
 @limits_itself
 async def post_readings(
@@ -70,7 +99,14 @@ async def post_readings(
     response: Response,
     device: IngestDevice,
     services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=r"^[\x21-\x7e]{1,255}$",
+            description="a retry with the same key and body is answered without storing again",
+        ),
+    ] = None,
 ) -> IngestResult:
     """Store readings (answered once written); a retry with the same Idempotency-Key is a no-op."""
     answer = await ingest.receive(
@@ -90,6 +126,7 @@ async def post_readings(
 @router.post(
     "/heartbeat", response_model=PresenceRead, summary="Say the device is alive (device key)"
 )
+@raises(IngestUnavailable, DeviceNotFound)
 async def post_heartbeat(
     device: OwnDevice, services: ServicesDep, heartbeat_in: HeartbeatIn | None = None
 ) -> PresenceRead:
@@ -104,14 +141,24 @@ async def post_heartbeat(
 
 
 @router.get("/readings", response_model=ReadingsPage, summary="Raw readings in a time range")
+@raises(QueryInvalid)
 async def list_readings(
     device: ReadableDevice,
     services: ServicesDep,
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
-    metrics: str | None = None,
-    limit: Annotated[int, Query(ge=1)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    start: Instant = None,
+    end: Instant = None,
+    metrics: MetricsQuery = None,
+    limit: Annotated[
+        int,
+        Query(ge=1, json_schema_extra={"x-settings": {"maximum": "readings_history_max_limit"}}),
+    ] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z0-9_-]{1,200}$",
+            description="`next_cursor` of the previous page of the same query",
+        ),
+    ] = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> ReadingsPage:
     """Readings of [start, end) (default: the last 24 hours), newest first unless order=asc."""
@@ -133,7 +180,7 @@ async def list_readings(
 
 @router.get("/readings/latest", response_model=LatestRead, summary="Latest value of each metric")
 async def latest_readings(
-    device: ReadableDevice, services: ServicesDep, metrics: str | None = None
+    device: ReadableDevice, services: ServicesDep, metrics: MetricsQuery = None
 ) -> LatestRead:
     """The newest value and time of every metric (one small document, whatever the history)."""
     return await queries.latest(
@@ -142,15 +189,27 @@ async def latest_readings(
 
 
 @router.get("/readings/aggregate", response_model=AggregateRead, summary="Downsampled readings")
+@raises(QueryInvalid)
 async def aggregate_readings(
     device: ReadableDevice,
     services: ServicesDep,
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
-    interval: Annotated[str, Query(max_length=10)] = "1h",
-    agg: Annotated[str, Query(max_length=100)] = "avg",
-    metrics: str | None = None,
-    tz: Annotated[str, Query(max_length=64)] = "UTC",
+    start: Instant = None,
+    end: Instant = None,
+    interval: Annotated[
+        str, Query(pattern=r"^[1-9][0-9]{0,5}(s|m|h|d|w|mo)$", description="e.g. 5m, 1h, 1d, 1mo")
+    ] = "1h",
+    agg: Annotated[
+        str, Query(pattern=f"^{_AGG}(,{_AGG}){{0,6}}$", description="comma-separated functions")
+    ] = "avg",
+    metrics: MetricsQuery = None,
+    tz: Annotated[
+        str,
+        Query(
+            max_length=64,
+            json_schema_extra={"enum": TIME_ZONES},
+            description="IANA time zone of calendar buckets (days and longer)",
+        ),
+    ] = "UTC",
     fill: Literal["none", "null"] = "none",
 ) -> AggregateRead:
     """Per bucket of `interval` (1m, 15m, 1h, 1d, 1w, 1mo ...; days and longer start at local
@@ -178,12 +237,13 @@ async def aggregate_readings(
     responses={200: {"content": {"text/csv": {}}, "description": "CSV, one column per metric"}},
     summary="Export readings as CSV",
 )
+@raises(QueryInvalid)
 async def export_readings(
     device: ReadableDevice,
     services: ServicesDep,
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
-    metrics: str | None = None,
+    start: Instant = None,
+    end: Instant = None,
+    metrics: MetricsQuery = None,
     format: Literal["csv"] = "csv",  # noqa: A002 - the public query parameter's name
 ) -> StreamingResponse:
     """Stream the readings of [start, end) (default: the last 24 hours) in time order."""

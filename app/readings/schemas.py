@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.catalog.presence import DeviceStatus
+from app.catalog.telemetry import MetricName
 from app.core.models import IdStr
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -26,8 +27,11 @@ class ReadingIn(BaseModel):
     ts: AwareDatetime | None = Field(
         default=None, description="RFC 3339 time with zone, e.g. 2026-03-01T12:00:00Z"
     )
-    metrics: dict[str, MetricValue] = Field(
-        min_length=1, max_length=200, examples=[{"temperature": 22.5, "door_open": False}]
+    metrics: dict[MetricName, MetricValue] = Field(
+        min_length=1,
+        max_length=200,
+        examples=[{"temperature": 22.5, "door_open": False}],
+        json_schema_extra={"additionalProperties": False},
     )
 
 
@@ -36,7 +40,9 @@ class ReadingsBatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    readings: list[ReadingIn] = Field(min_length=1)
+    readings: list[ReadingIn] = Field(
+        min_length=1, json_schema_extra={"x-settings": {"maxItems": "readings_max_batch"}}
+    )
 
 
 class RejectedReading(BaseModel):

@@ -7,12 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.auth.dependencies import AdminPrincipal
+from app.auth.exceptions import IdentityProviderUnavailable
 from app.auth.models import User
+from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.users import service as users_service
 from app.users.dependencies import UserForAdmin
+from app.users.exceptions import EmailNotVerified
 from app.users.schemas import UserRead, UserUpdate
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
@@ -37,6 +40,7 @@ async def get_user(user: UserForAdmin) -> User:
 
 
 @router.patch("/{uid}", response_model=UserRead)
+@raises(EmailNotVerified, IdentityProviderUnavailable)
 async def update_user(body: UserUpdate, user: UserForAdmin, services: ServicesDep) -> User:
     """Disable/enable a user or grant/revoke admin (also in Firebase); disabling ends sessions."""
     return await users_service.update(

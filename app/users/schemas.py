@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, StrictBool, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 
 class UserRead(BaseModel):
@@ -25,14 +26,18 @@ class UserRead(BaseModel):
 class UserUpdate(BaseModel):
     """What an admin may change about a user."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    disabled: StrictBool | None = None
-    admin: StrictBool | None = None
+    # Left out means "unchanged"; null is not a value (the schema says so, and so does this).
+    disabled: StrictBool | SkipJsonSchema[None] = None
+    admin: StrictBool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> UserUpdate:
-        """An empty update is a client mistake, not a no-op."""
+        """An empty update is a client mistake, not a no-op; null is no value."""
         if self.disabled is None and self.admin is None:
             raise ValueError("give at least one of `disabled`, `admin`")
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
         return self

@@ -74,11 +74,11 @@ class TestDeviceSide:
         self, client: httpx.AsyncClient, make_device: MakeDevice, mongo_db: MongoDatabase
     ) -> None:
         mine, other = await make_device(), await make_device()
-        for target in (other.id, str(ObjectId()), "not-an-id"):
+        for target, code in ((other.id, 404), (str(ObjectId()), 404), ("not-an-id", 422)):
             resp = await client.post(
                 path(target), json={"metrics": {"temperature": 1}}, headers=mine.headers
             )
-            assert resp.status_code == 404
+            assert resp.status_code == code
             assert resp.headers["content-type"] == "application/problem+json"
         resp = await client.post(path(other, "heartbeat"), json={}, headers=mine.headers)
         assert resp.status_code == 404

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.auth.exceptions import KeyRevocationPending
 from app.catalog import presence
 from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView
 from app.catalog.devices import service as devices_service
@@ -19,9 +20,17 @@ from app.catalog.devices.schemas import (
     DeviceStatusRead,
     DeviceUpdate,
 )
+from app.catalog.exceptions import (
+    FolderNotFound,
+    MetadataTooLarge,
+    ProductNotFound,
+    SerialTaken,
+)
 from app.catalog.models import Device
+from app.catalog.permissions.exceptions import NotAllowed
 from app.core.config import Settings
 from app.core.models import utcnow
+from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
@@ -41,6 +50,7 @@ def device_read(device: Device, settings: Settings) -> DeviceRead:
 
 
 @router.post("", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED)
+@raises(ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge)
 async def create_device(
     body: DeviceCreate, services: ServicesDep, principal: UserPrincipal
 ) -> DeviceCreated:
@@ -81,6 +91,7 @@ async def get_device(device: DeviceForView, services: ServicesDep) -> DeviceRead
 
 
 @router.patch("/{device_id}", response_model=DeviceRead)
+@raises(ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge)
 async def update_device(
     device: DeviceForEdit,
     body: DeviceUpdate,
@@ -99,12 +110,14 @@ async def update_device(
 
 
 @router.delete("/{device_id}", **NO_CONTENT)
+@raises(KeyRevocationPending)
 async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
     await devices_service.delete(services.engine, device=device, key_cache=services.device_keys)
 
 
 @router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)
+@raises(KeyRevocationPending)
 async def rotate_device_key(device: DeviceForEdit, services: ServicesDep) -> DeviceKeyRead:
     """Issue a new key (shown this once); the previous key stops working at once."""
     key = await devices_service.rotate_key(

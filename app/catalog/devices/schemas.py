@@ -11,15 +11,46 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
 from app.catalog.presence import DeviceStatus
 from app.catalog.schemas import Name, PatchBody
+from app.core import openapi
 from app.core.models import IdStr
 
-Serial = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[\x21-\x7e]{1,100}$")]
+Serial = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,100}$")]
 METADATA_MAX_DEPTH = 8
+# A metadata key, as MongoDB stores field names: not empty, no `$` first, no `.` or NUL.
+METADATA_KEY_PATTERN = r"^[^$.\u0000][^.\u0000]*$"
+_VALUE_REF = {"$ref": "#/components/schemas/MetadataValue"}
+openapi.SCHEMAS["MetadataValue"] = {
+    "description": f"Any JSON value; objects nest at most {METADATA_MAX_DEPTH} levels deep.",
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "number"},
+        {"type": "string"},
+        {"type": "array", "items": _VALUE_REF},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN},
+            "additionalProperties": _VALUE_REF,
+        },
+    ],
+}
+Metadata = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": METADATA_KEY_PATTERN},
+            "additionalProperties": _VALUE_REF,
+            "description": "free-form JSON; keys may not be empty, start with `$` or hold `.`",
+        }
+    ),
+]
 
 
 class LocationIn(BaseModel):
@@ -66,7 +97,7 @@ class DeviceCreate(_MetadataChecked):
     product_id: IdStr
     folder_id: IdStr | None = None
     location: LocationIn | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class DeviceUpdate(PatchBody, _MetadataChecked):
@@ -79,7 +110,7 @@ class DeviceUpdate(PatchBody, _MetadataChecked):
     product_id: IdStr | None = None
     folder_id: IdStr | None = None
     location: LocationIn | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class DeviceFilters(BaseModel):

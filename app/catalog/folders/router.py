@@ -7,11 +7,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.auth.exceptions import KeyRevocationPending
 from app.catalog.dependencies import FolderForEdit, FolderForOwner, FolderForView
+from app.catalog.exceptions import (
+    FolderCycle,
+    FolderNameTaken,
+    FolderNotEmpty,
+    FolderNotFound,
+    FolderTooDeep,
+    ProductInUse,
+)
 from app.catalog.folders import service as folders_service
 from app.catalog.folders.schemas import FolderCreate, FolderRead, FolderUpdate
 from app.catalog.models import Folder
+from app.catalog.permissions.exceptions import NotAllowed
 from app.core.models import IdStr
+from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
@@ -26,6 +37,7 @@ def folder_read(folder: Folder) -> FolderRead:
 
 
 @router.post("", response_model=FolderRead, status_code=status.HTTP_201_CREATED)
+@raises(FolderNotFound, NotAllowed, FolderNameTaken, FolderTooDeep)
 async def create_folder(
     body: FolderCreate, services: ServicesDep, principal: UserPrincipal
 ) -> FolderRead:
@@ -40,6 +52,7 @@ async def create_folder(
 
 
 @router.get("", response_model=Page[FolderRead])
+@raises(FolderNotFound)
 async def list_folders(
     services: ServicesDep,
     principal: CurrentPrincipal,
@@ -60,6 +73,7 @@ async def get_folder(folder: FolderForView) -> FolderRead:
 
 
 @router.patch("/{folder_id}", response_model=FolderRead)
+@raises(FolderNotFound, NotAllowed, FolderNameTaken, FolderCycle, FolderTooDeep)
 async def update_folder(
     folder: FolderForEdit, body: FolderUpdate, services: ServicesDep, principal: CurrentPrincipal
 ) -> FolderRead:
@@ -75,6 +89,7 @@ async def update_folder(
 
 
 @router.delete("/{folder_id}", **NO_CONTENT)
+@raises(FolderNotEmpty, ProductInUse, KeyRevocationPending)
 async def delete_folder(
     folder: FolderForOwner,
     services: ServicesDep,

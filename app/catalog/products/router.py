@@ -13,7 +13,9 @@ from app.catalog.dependencies import (
     ProductForOwner,
     ProductForView,
 )
+from app.catalog.exceptions import FolderNotFound, IngestLimitTooHigh, ProductInUse, SkuTaken
 from app.catalog.models import Product
+from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.products import service as products_service
 from app.catalog.products.schemas import (
     ProductCreate,
@@ -21,6 +23,7 @@ from app.catalog.products.schemas import (
     ProductRead,
     ProductUpdate,
 )
+from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
@@ -35,6 +38,7 @@ def product_read(product: Product) -> ProductRead:
 
 
 @router.post("", response_model=ProductRead, status_code=status.HTTP_201_CREATED)
+@raises(FolderNotFound, NotAllowed, SkuTaken, IngestLimitTooHigh)
 async def create_product(
     body: ProductCreate,
     services: ServicesDep,
@@ -73,6 +77,7 @@ async def get_product(product: ProductForView) -> ProductRead:
 
 
 @router.patch("/{product_id}", response_model=ProductRead)
+@raises(FolderNotFound, NotAllowed, SkuTaken, IngestLimitTooHigh)
 async def update_product(
     product: ProductForEdit,
     body: ProductUpdate,
@@ -91,6 +96,7 @@ async def update_product(
 
 
 @router.delete("/{product_id}", **NO_CONTENT)
+@raises(ProductInUse)
 async def delete_product(product: ProductForOwner, services: ServicesDep) -> None:
     """Delete a product no device uses (409 otherwise)."""
     await products_service.delete(services.engine, product=product)

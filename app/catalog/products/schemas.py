@@ -7,14 +7,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.catalog.schemas import Name, PatchBody
+from app.catalog.schemas import TRIMMED_LINE, Name, PatchBody
 from app.catalog.telemetry import TelemetrySchema
 from app.core.models import IdStr
 
-Sku = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
-]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")]
+Tag = Annotated[str, StringConstraints(pattern=TRIMMED_LINE, min_length=1, max_length=32)]
 Description = Annotated[str, StringConstraints(max_length=2000)]
 
 

@@ -172,16 +172,19 @@ class TestBadInput:
             assert resp.status_code == code, (body, resp.text)
         assert (await client.get(url, headers=alice.headers)).json() == before
 
-    @pytest.mark.parametrize("device_id", ["x", "0" * 24, "z" * 24])
-    async def test_bad_ids_are_404(
-        self, device_id: str, client: httpx.AsyncClient, make_user: MakeUser
+    @pytest.mark.parametrize(
+        ("device_id", "code"), [("x", 422), ("0" * 24, 404), ("z" * 24, 422), ("A" * 24, 422)]
+    )
+    async def test_unknown_ids_are_404_malformed_422(
+        self, device_id: str, code: int, client: httpx.AsyncClient, make_user: MakeUser
     ) -> None:
+        # The document says an id is 24 lowercase hex characters: anything else is refused.
         alice = await signed_in(make_user, client)
         for method, path in (("GET", ""), ("GET", "/status"), ("POST", "/keys"), ("DELETE", "")):
             resp = await client.request(
                 method, f"{API}/devices/{device_id}{path}", headers=alice.headers
             )
-            assert resp.status_code == 404, resp.text
+            assert resp.status_code == code, resp.text
 
 
 @pytest.mark.slow

@@ -131,10 +131,17 @@ class TestBadInput:
         assert await mongo_db.folders.count_documents({"created_by": alice.uid}) == 0
 
     @pytest.mark.parametrize(
-        "folder_id", ["nope", "0" * 23, "g" * 24, "0" * 24, "6553f1c2a1b2c3d4e5f60718"]
+        ("folder_id", "code"),
+        [
+            ("nope", 422),
+            ("0" * 23, 422),
+            ("g" * 24, 422),
+            ("0" * 24, 404),
+            ("6553f1c2a1b2c3d4e5f60718", 404),
+        ],
     )
-    async def test_malformed_or_unknown_ids_are_404(
-        self, folder_id: str, client: httpx.AsyncClient, make_user: MakeUser
+    async def test_unknown_ids_are_404_malformed_422(
+        self, folder_id: str, code: int, client: httpx.AsyncClient, make_user: MakeUser
     ) -> None:
         alice = await signed_in(make_user, client)
         for method, path, body in (
@@ -146,7 +153,7 @@ class TestBadInput:
             resp = await client.request(
                 method, f"{API}/folders/{folder_id}{path}", json=body, headers=alice.headers
             )
-            assert resp.status_code == 404, resp.text
+            assert resp.status_code == code, resp.text
 
     async def test_parent_filter_must_be_an_id(
         self, client: httpx.AsyncClient, make_user: MakeUser
