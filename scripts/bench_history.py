@@ -57,9 +57,11 @@ ORIGIN = datetime.now(UTC).replace(microsecond=0) - timedelta(days=800)  # 1M mi
 
 
 def cursor_at(ts: datetime) -> str:
-    """A history cursor (newest first) positioned just after the reading at `ts`."""
+    """A history cursor (newest first) just after the reading at `ts`, as the API makes it
+    after a page whose last time no other reading shares."""
     raw = json.dumps(
-        {"t": int(ts.timestamp() * 1000), "i": "f" * 24, "d": True}, separators=(",", ":")
+        {"t": int(ts.timestamp() * 1000), "i": "f" * 24, "d": True, "w": 1},
+        separators=(",", ":"),
     )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 

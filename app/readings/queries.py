@@ -71,26 +71,33 @@ def resolve_range(
     return start_at, end_at
 
 
-def _encode_cursor(doc: dict[str, Any], *, descending: bool) -> str:
+def _encode_cursor(doc: dict[str, Any], *, descending: bool, group_done: bool) -> str:
     ts: datetime = doc["ts"]
-    raw = json.dumps(
-        {"t": int(ts.timestamp() * 1000), "i": str(doc["_id"]), "d": descending},
-        separators=(",", ":"),
-    )
+    fields: dict[str, Any] = {
+        "t": int(ts.timestamp() * 1000),
+        "i": str(doc["_id"]),
+        "d": descending,
+    }
+    if group_done:
+        # No other reading shares this time: the next page starts strictly after it (a plain
+        # time range). Cursors without "w" (older ones) still work, checking ties by `_id`.
+        fields["w"] = 1
+    raw = json.dumps(fields, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, *, descending: bool) -> tuple[datetime, ObjectId]:
+def _decode_cursor(cursor: str, *, descending: bool) -> tuple[datetime, ObjectId, bool]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         ts = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
         oid = parse_object_id(str(data["i"]))
         same_order = bool(data["d"]) == descending
-    except (ValueError, KeyError, TypeError, OverflowError, OSError):
+        group_done = bool(data.get("w"))
+    except (ValueError, KeyError, TypeError, OverflowError, OSError, AttributeError):
         oid, same_order = None, False
     if oid is None or not same_order:
         raise QueryInvalid("invalid cursor (it belongs to another query or order)")
-    return ts, oid
+    return ts, oid, group_done
 
 
 def _reading_read(doc: dict[str, Any]) -> ReadingRead:
@@ -131,9 +138,12 @@ async def history(
         limit=limit + 1,
     )
     page = docs[:limit]
-    next_cursor = (
-        _encode_cursor(page[-1], descending=descending) if len(docs) > limit and page else None
-    )
+    next_cursor = None
+    if len(docs) > limit and page:
+        # Rows come in time order, so a next row at another time means the page holds every
+        # row at its last time.
+        group_done = docs[limit]["ts"] != page[-1]["ts"]
+        next_cursor = _encode_cursor(page[-1], descending=descending, group_done=group_done)
     if keys:
         wanted = set(keys)
         for doc in page:

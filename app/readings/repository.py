@@ -65,7 +65,7 @@ async def find_history(
     start: datetime,
     end: datetime,
     keys: Sequence[str] | None,
-    after: tuple[datetime, ObjectId] | None,
+    after: tuple[datetime, ObjectId, bool] | None,
     descending: bool,
     limit: int,
 ) -> list[Doc]:
@@ -80,9 +80,12 @@ async def find_history(
     if keys:
         clauses.append({"$or": [{f"m.{k}": {"$exists": True}} for k in keys]})
     if after is not None:
-        ts, oid = after
+        ts, oid, group_done = after
         op = "$lt" if descending else "$gt"
-        clauses.append({"$or": [{"ts": {op: ts}}, {"$and": [{"ts": ts}, {"_id": {op: oid}}]}]})
+        if group_done:  # no reading left at `ts`: a plain time range
+            clauses.append({"ts": {op: ts}})
+        else:
+            clauses.append({"$or": [{"ts": {op: ts}}, {"$and": [{"ts": ts}, {"_id": {op: oid}}]}]})
     # Whole `m`: the embedded server drops nested projections such as `m.temperature`.
     projection: Doc = {"ts": 1, "m": 1, "quality": 1, "suspect": 1}
     coll = database(engine)[READINGS]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,6 +58,33 @@ class TestHistory:
                 break
         assert sorted(seen) == [float(i) for i in range(9)]
         assert len(seen) == 9
+
+    async def test_cursors_without_the_whole_group_mark_still_work(
+        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
+    ) -> None:
+        device = await make_device()
+        await store(
+            mongo_db,
+            device,
+            [(T0 + timedelta(minutes=i), {"temperature": float(i)}) for i in range(5)],
+        )
+        kwargs: dict[str, Any] = {
+            "device_id": device.id,
+            "start": T0,
+            "end": T0 + timedelta(hours=1),
+            "metrics": None,
+            "limit": 2,
+            "descending": True,
+            "max_span": timedelta(days=366),
+        }
+        first = await queries.history(engine, cursor=None, **kwargs)
+        assert first.next_cursor is not None
+        raw = json.loads(base64.urlsafe_b64decode(first.next_cursor + "=="))
+        assert raw.pop("w") == 1  # every time here is its own
+        older = base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+        for cursor in (first.next_cursor, older):
+            page = await queries.history(engine, cursor=cursor, **kwargs)
+            assert [r.metrics["temperature"] for r in page.items] == [2.0, 1.0]
 
     async def test_range_metrics_and_order(
         self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
