@@ -1,0 +1,126 @@
+"""The commands a product declares: name, a JSON Schema for the params, default TTL, result.
+
+Stored on the product (catalog) and used when a command is sent (app.commands). The params
+schema is checked here, when the product is saved: it must be a valid JSON Schema (draft
+2020-12, checked with `jsonschema`), small, and self-contained (no remote `$ref`), so that
+validating params later can neither fail on the schema nor fetch anything.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from app.catalog.telemetry import METRIC_NAME_PATTERN
+
+# Bounds of a declaration (like the telemetry schema's): they bound the product document and
+# the cost of validating params against a schema on every send.
+MAX_COMMANDS = 50
+MAX_SCHEMA_BYTES = 16_384
+MAX_SCHEMA_DEPTH = 32
+MAX_TTL_S = 30 * 86_400
+DEFAULT_TTL_S = 3600
+
+CommandName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN)]
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping once past `limit`."""
+    if limit < 0:
+        return 1
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def _remote_refs(value: Any) -> list[str]:
+    """`$ref`/`$dynamicRef` values that point outside the schema itself."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("$ref", "$dynamicRef") and not (
+                isinstance(item, str) and item.startswith("#")
+            ):
+                found.append(str(item))
+            found.extend(_remote_refs(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_remote_refs(item))
+    return found
+
+
+def check_params_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema when it is a valid, bounded, self-contained JSON Schema; ValueError if not."""
+    try:
+        size = len(json.dumps(schema, allow_nan=False, separators=(",", ":")))
+    except ValueError:
+        raise ValueError("params must be a JSON Schema (finite JSON)") from None
+    if size > MAX_SCHEMA_BYTES:
+        raise ValueError(f"params schema is {size} bytes; at most {MAX_SCHEMA_BYTES} allowed")
+    if _depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"params schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
+    remote = _remote_refs(schema)
+    if remote:
+        raise ValueError(f"params schema may only use local references (#...), not {remote[0]!r}")
+    if schema.get("type", "object") != "object":
+        raise ValueError('params schema must describe an object ("type": "object")')
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise ValueError(f"params is not a valid JSON Schema at {where}: {exc.message}") from None
+    return schema
+
+
+class CommandSpec(BaseModel):
+    """One command a device of the product understands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CommandName
+    description: str | None = Field(default=None, max_length=500)
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"},
+        description="JSON Schema (draft 2020-12) of the command's params, an object",
+    )
+    ttl_s: int = Field(
+        default=DEFAULT_TTL_S,
+        ge=1,
+        le=MAX_TTL_S,
+        description="default seconds a command waits for delivery before it expires",
+    )
+    result_expected: bool = Field(
+        default=False, description="whether the device answers with a `result` object"
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_params_schema(value)
+
+
+def unique_names(specs: list[CommandSpec]) -> list[CommandSpec]:
+    """The specs when their names are unique; ValueError otherwise."""
+    names = [s.name for s in specs]
+    if len(names) != len(set(names)):
+        raise ValueError("command names must be unique")
+    return specs
+
+
+CommandSpecs = Annotated[
+    list[CommandSpec], Field(max_length=MAX_COMMANDS), AfterValidator(unique_names)
+]
+
+
+def find(specs: list[dict[str, Any]], name: str) -> CommandSpec | None:
+    """The stored spec called `name`, or None."""
+    for raw in specs:
+        if raw.get("name") == name:
+            return CommandSpec.model_validate(raw)
+    return None
