@@ -41,13 +41,26 @@ TRANSITIONS = SharedCounter(
 
 def event(command: Command) -> dict[str, Any]:
     """The event announcing `command`'s current state."""
+    return make_event(
+        device_id=command.device_id,
+        command_id=str(command.id),
+        name=command.name,
+        state=command.state,
+        attempts=command.attempts,
+    )
+
+
+def make_event(
+    *, device_id: str, command_id: str, name: str, state: CommandState, attempts: int
+) -> dict[str, Any]:
+    """The event saying command `command_id` of `device_id` is now in `state`."""
     return {
         "type": EVENT_TYPE,
-        "device_id": command.device_id,
-        "command_id": str(command.id),
-        "name": command.name,
-        "state": command.state.value,
-        "attempts": command.attempts,
+        "device_id": device_id,
+        "command_id": command_id,
+        "name": name,
+        "state": state.value,
+        "attempts": attempts,
         "at": utcnow().isoformat(),
     }
 

@@ -146,7 +146,9 @@ async def finish_delivery(
             "$and": [
                 {"_id": command_id},
                 {"device_id": device_id},
-                {"state": CommandState.DELIVERED.value},
+                # Queued too: an overdue delivery the sweep put back, not yet redelivered, may
+                # still be answered (the device did act on it).
+                {"state": {"$in": list(PENDING_STATES)}},
                 {"delivery_id": delivery_id},
             ]
         },
