@@ -56,16 +56,27 @@ _UNSEEN = "No such device or command, or you may not see it"
     response_model=CommandRead,
     status_code=status.HTTP_201_CREATED,
     summary="Send a command to a device (editor)",
-    responses=_problems(
-        **_AUTH,
-        **{
-            "403": "You may view the device but not send it commands",
-            "404": _UNSEEN,
-            "409": "Too many commands already wait for the device",
-            "422": "Unknown command, params invalid against its schema, ttl_s too long, "
-            "or an Idempotency-Key reused for another command",
+    responses={
+        201: {
+            "description": "Queued (or, for a retried Idempotency-Key, queued before)",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when this answers a retry of an earlier send",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
         },
-    ),
+        **_problems(
+            **_AUTH,
+            **{
+                "403": "You may view the device but not send it commands",
+                "404": _UNSEEN,
+                "409": "Too many commands already wait for the device",
+                "422": "Unknown command, params invalid against its schema, ttl_s too long, "
+                "or an Idempotency-Key reused for another command",
+            },
+        ),
+    },
 )
 async def send_command(
     response: Response,
@@ -156,7 +167,7 @@ async def next_command(
     "/{command_id}",
     response_model=CommandRead,
     summary="One command of a device (viewer)",
-    responses=_problems(**_AUTH, **{"404": _UNSEEN}),
+    responses=_problems(**_AUTH, **{"404": _UNSEEN, "422": "Invalid request"}),
 )
 async def get_command(device: DeviceForView, command_id: str, services: ServicesDep) -> CommandRead:
     """One command of the device."""
@@ -176,6 +187,7 @@ async def get_command(device: DeviceForView, command_id: str, services: Services
             "403": "You may view the device but not cancel its commands",
             "404": _UNSEEN,
             "409": "The command was delivered or has finished",
+            "422": "Invalid request",
         },
     ),
 )
