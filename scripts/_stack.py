@@ -35,6 +35,20 @@ from tests.fixtures.servers import (  # noqa: E402
 )
 
 MASTER_TOKEN = "bench-master-token-" + "x" * 32
+# The commands the seeded product declares (scripts/simulate_devices.py answers them).
+SIM_COMMANDS: list[dict[str, Any]] = [
+    {"name": "reboot", "params": {"type": "object"}, "ttl_s": 600, "result_expected": False},
+    {
+        "name": "set_interval",
+        "params": {
+            "type": "object",
+            "properties": {"seconds": {"type": "integer", "minimum": 1, "maximum": 3600}},
+            "required": ["seconds"],
+        },
+        "ttl_s": 600,
+        "result_expected": True,
+    },
+]
 
 
 @dataclass
@@ -127,6 +141,7 @@ class Stack:
                         "allow_unknown": False,
                         "ingest_limit_per_minute": ingest_limit_per_minute,
                     },
+                    "commands": SIM_COMMANDS,
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -16,9 +16,11 @@ from motor.motor_asyncio import AsyncIOMotorCollection
 from odmantic import AIOEngine
 from pymongo import ReturnDocument
 
+from app.catalog.models import Product
 from app.commands.models import PENDING_STATES, Command, CommandState
 from app.core import collections, db
 from app.core.db import database
+from app.core.models import parse_object_id
 from app.core.pagination import PageParams, and_filters, next_cursor
 
 Collection = AsyncIOMotorCollection[dict[str, Any]]
@@ -65,6 +67,16 @@ async def next_seq(engine: AIOEngine, device_id: str) -> int:
         return_document=ReturnDocument.AFTER,
     )
     return int(doc["seq"])
+
+
+async def product_commands(engine: AIOEngine, product_id: str) -> list[dict[str, Any]]:
+    """The command declarations of a product (only that field is read)."""
+    oid = parse_object_id(product_id)
+    doc = None
+    if oid is not None:
+        doc = await db.collection(engine, Product).find_one({"_id": oid}, {"commands": 1})
+    commands: list[dict[str, Any]] = (doc or {}).get("commands") or []
+    return commands
 
 
 async def insert(engine: AIOEngine, command: Command) -> None:

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.catalog import command_specs
-from app.catalog.models import Device, Product
+from app.catalog.models import Device
 from app.commands import events, params, repository
 from app.commands.exceptions import (
     CommandNotCancellable,
@@ -35,7 +35,6 @@ from app.commands.exceptions import (
 from app.commands.models import Command, CommandState
 from app.commands.schemas import CommandCreate, CommandFilters, CommandResultIn
 from app.commands.waker import CommandWaker
-from app.core import db
 from app.core.config import Settings
 from app.core.models import parse_object_id
 from app.core.pagination import PageParams
@@ -72,8 +71,8 @@ async def send(
     """Queue a command the device's product declares, with params valid against its schema."""
     if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
-    product = await db.find_by_id(engine, Product, device.product_id)
-    spec = command_specs.find(product.commands if product else [], command_in.name)
+    declared = await repository.product_commands(engine, device.product_id)
+    spec = command_specs.find(declared, command_in.name)
     if spec is None:
         raise CommandUnknown(f"The device's product declares no command {command_in.name!r}")
     ttl_s = command_in.ttl_s or spec.ttl_s

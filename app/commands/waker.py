@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from app.commands.events import CHANNEL
 from app.commands.exceptions import PollersFull
 from app.commands.models import CommandState
+from app.core.metrics import COMMAND_POLLS_WAITING
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ class CommandWaker:
         event = asyncio.Event()
         self._waiters.setdefault(device_id, set()).add(event)
         self._count += 1
+        COMMAND_POLLS_WAITING.inc()
         try:
             yield event
         finally:
             self._count -= 1
+            COMMAND_POLLS_WAITING.dec()
             events = self._waiters.get(device_id)
             if events is not None:
                 events.discard(event)
