@@ -3,12 +3,14 @@
 Stored on the product (catalog) and used when a command is sent (app.commands). The params
 schema is checked here, when the product is saved: it must be a valid JSON Schema (draft
 2020-12, checked with `jsonschema`), small, and self-contained (no remote `$ref`), so that
-validating params later can neither fail on the schema nor fetch anything.
+validating params later can neither fail on the schema, nor fetch anything, nor run a
+regular expression (no `pattern`, `patternProperties` or `format: regex`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from jsonschema import Draft202012Validator
@@ -39,20 +41,46 @@ def _depth(value: Any, limit: int) -> int:
     return 0
 
 
-def _remote_refs(value: Any) -> list[str]:
-    """`$ref`/`$dynamicRef` values that point outside the schema itself."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in ("$ref", "$dynamicRef") and not (
-                isinstance(item, str) and item.startswith("#")
-            ):
-                found.append(str(item))
-            found.extend(_remote_refs(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(_remote_refs(item))
-    return found
+# Keywords whose value maps names to subschemas (the names are not keywords), and keywords
+# whose value is data, not a schema.
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+_DATA = frozenset({"enum", "const", "default", "examples"})
+# Regular expressions would run on every send with Python's backtracking `re`: a pattern like
+# `(a+)+$` could hold an API process for minutes (ReDoS), so schemas may not use them.
+_REGEX_KEYWORDS = frozenset({"pattern", "patternProperties"})
+
+
+def _keywords(schema: Any) -> Iterator[tuple[str, Any]]:
+    """Every (keyword, value) of a schema and its subschemas."""
+    if isinstance(schema, list):
+        for item in schema:
+            yield from _keywords(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        yield key, value
+        if key in _DATA:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            for sub in value.values():
+                yield from _keywords(sub)
+        else:
+            yield from _keywords(value)
+
+
+def _unsupported(schema: dict[str, Any]) -> str | None:
+    """Why the schema cannot be used here (a remote reference, a regex), or None."""
+    for key, value in _keywords(schema):
+        if key in ("$ref", "$dynamicRef") and not (
+            isinstance(value, str) and value.startswith("#")
+        ):
+            return f"params schema may only use local references (#...), not {value!r}"
+        if key in _REGEX_KEYWORDS or (key == "format" and value == "regex"):
+            return f"params schema may not use {key!r} (regular expressions are not supported)"
+    return None
 
 
 def check_params_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -65,9 +93,9 @@ def check_params_schema(schema: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"params schema is {size} bytes; at most {MAX_SCHEMA_BYTES} allowed")
     if _depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
         raise ValueError(f"params schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
-    remote = _remote_refs(schema)
-    if remote:
-        raise ValueError(f"params schema may only use local references (#...), not {remote[0]!r}")
+    reason = _unsupported(schema)
+    if reason:
+        raise ValueError(reason)
     if schema.get("type", "object") != "object":
         raise ValueError('params schema must describe an object ("type": "object")')
     try:

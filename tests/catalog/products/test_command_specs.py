@@ -36,6 +36,11 @@ BAD: list[tuple[str, list[dict[str, Any]]]] = [
         "schema too large",
         [{"name": "a", "params": {"type": "object", "description": "x" * MAX_SCHEMA_BYTES}}],
     ),
+    (
+        "regex",
+        [{"name": "a", "params": {"type": "object", "properties": {"s": {"pattern": "(a+)+$"}}}}],
+    ),
+    ("regex keys", [{"name": "a", "params": {"patternProperties": {"^x": {}}}}]),
     ("bad name", [{"name": "1a"}]),
     ("duplicate names", [{"name": "a"}, {"name": "a"}]),
     ("too many", [{"name": f"c{i}"} for i in range(MAX_COMMANDS + 1)]),
@@ -52,6 +57,20 @@ def _deep(levels: int) -> dict[str, Any]:
 
 
 class TestDeclare:
+    async def test_property_names_are_not_keywords(
+        self, app: FastAPI, client: httpx.AsyncClient, make_user: MakeUser
+    ) -> None:
+        alice = await signed_in(make_user, client)
+        product = await new_product(services_of(app).engine, owner=principal_of(alice))
+        schema = {
+            "type": "object",
+            "properties": {"pattern": {"type": "string"}, "$ref": {"type": "integer"}},
+            "$defs": {"format": {"enum": [{"pattern": "x"}]}},
+        }
+        body = {"commands": [{"name": "a", "params": schema}]}
+        resp = await client.patch(f"{API}/products/{product.id}", json=body, headers=alice.headers)
+        assert resp.status_code == 200, resp.text
+
     async def test_create_round_trips(self, client: httpx.AsyncClient, make_user: MakeUser) -> None:
         alice = await signed_in(make_user, client)
         body = {"name": unique("p"), "sku": unique("SKU"), "commands": [VALID, {"name": "b"}]}
