@@ -119,6 +119,35 @@ class TestLongPoll:
             assert (await waiting).status_code == 204
 
 
+class TestNoConnectionHeld:
+    async def test_waiting_polls_leave_the_pool_free(
+        self,
+        settings: Settings,
+        app_with: Any,
+        make_settings: Any,
+        make_commanded: MakeCommanded,
+        master_headers: Any,
+    ) -> None:
+        targets = [await make_commanded() for _ in range(6)]
+        # A pool of two connections: six waiting polls holding one each would starve it.
+        url = settings.mongodb_url + ("&" if "?" in settings.mongodb_url else "/?")
+        async with (
+            app_with(make_settings(mongodb_url=f"{url}maxPoolSize=2")) as app,
+            client_for(app) as client,
+        ):
+            waker = services_of(app).command_waker
+            waiting = [asyncio.create_task(poll(client, t, wait=20)) for t in targets]
+            await _until(lambda: waker.waiting == len(targets))
+            started = time.monotonic()
+            listed = await client.get(targets[0].url, headers=master_headers, timeout=5)
+            assert listed.status_code == 200
+            for target in targets:
+                assert (await send(client, target, master_headers)).status_code == 201
+            answers = await asyncio.gather(*waiting)
+            assert [a.status_code for a in answers] == [200] * len(targets)
+            assert time.monotonic() - started < 10
+
+
 class TestCrossProcess:
     async def test_poll_on_one_process_woken_by_a_send_on_another(
         self,
