@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,10 @@ from app.core.models import IdStr
 DELIVERY_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
+@overload
+def from_ms(value: int) -> datetime: ...
+@overload
+def from_ms(value: None) -> None: ...
 def from_ms(value: int | None) -> datetime | None:
     """An aware UTC datetime of epoch milliseconds (None stays None)."""
     return None if value is None else datetime.fromtimestamp(value / 1000, tz=UTC)
@@ -63,7 +67,7 @@ class CommandRead(BaseModel):
             result_expected=command.result_expected,
             created_by=command.created_by,
             created_at=command.created_at,
-            expires_at=from_ms(command.expires_at_ms) or command.created_at,
+            expires_at=from_ms(command.expires_at_ms),
             delivered_at=from_ms(command.delivered_at_ms),
             finished_at=from_ms(command.finished_at_ms),
             result=command.result,
@@ -94,8 +98,8 @@ class CommandDelivery(BaseModel):
             delivery_id=command.delivery_id,
             attempt=command.attempts,
             result_expected=command.result_expected,
-            expires_at=from_ms(command.expires_at_ms) or command.created_at,
-            ack_by=from_ms(command.ack_deadline_ms) or command.created_at,
+            expires_at=from_ms(command.expires_at_ms),
+            ack_by=from_ms(command.ack_deadline_ms),
         )
 
 

@@ -33,7 +33,7 @@ from app.commands.exceptions import (
     StaleDelivery,
 )
 from app.commands.models import Command, CommandState
-from app.commands.schemas import CommandCreate, CommandFilters, CommandResultIn
+from app.commands.schemas import CommandCreate, CommandFilters, CommandResultIn, from_ms
 from app.commands.waker import CommandWaker
 from app.core.config import Settings
 from app.core.models import parse_object_id
@@ -71,6 +71,14 @@ async def send(
     """Queue a command the device's product declares, with params valid against its schema."""
     if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    device_id = str(device.id)
+    fingerprint = params.fingerprint(command_in.name, command_in.params, command_in.ttl_s)
+    key = f"{principal.uid}:{idempotency_key}" if idempotency_key is not None else None
+    if key is not None:
+        # A retry gets the first answer, even if the product's declarations changed since.
+        earlier = await repository.find_by_key(engine, device_id, key)
+        if earlier is not None:
+            return _replay(earlier, fingerprint)
     declared = await repository.product_commands(engine, device.product_id)
     spec = command_specs.find(declared, command_in.name)
     if spec is None:
@@ -82,13 +90,6 @@ async def send(
         command_in.params, what="params", max_bytes=settings.commands_params_max_bytes
     )
     params.validate(spec.params, command_in.params)
-    device_id = str(device.id)
-    fingerprint = params.fingerprint(command_in.name, command_in.params, command_in.ttl_s)
-    key = f"{principal.uid}:{idempotency_key}" if idempotency_key is not None else None
-    if key is not None:
-        earlier = await repository.find_by_key(engine, device_id, key)
-        if earlier is not None:
-            return _replay(earlier, fingerprint)
     most = settings.commands_max_pending_per_device
     if await repository.count_pending(engine, device_id) >= most:
         raise CommandQueueFull(
@@ -108,6 +109,7 @@ async def send(
         result_expected=spec.result_expected,
         ttl_s=ttl_s,
         created_by=principal.uid,
+        created_at=from_ms(now),
         created_at_ms=now,
         expires_at_ms=now + ttl_s * 1000,
     )

@@ -156,6 +156,22 @@ class TestIdempotentSend:
         assert resp.json()["type"] == "/problems/idempotency-key-reused"
         assert await mongo_db.commands.count_documents({"device_id": target.id}) == 1
 
+    async def test_retry_replays_even_after_the_product_changed(
+        self,
+        client: httpx.AsyncClient,
+        make_commanded: MakeCommanded,
+        master_headers: Any,
+        mongo_db: MongoDatabase,
+    ) -> None:
+        target = await make_commanded()
+        headers = {**master_headers, "Idempotency-Key": "k-3"}
+        first = await send(client, target, headers)
+        await mongo_db.products.update_one({"_id": target.product.id}, {"$set": {"commands": []}})
+        again = await send(client, target, headers)
+        assert again.status_code == 201, again.text
+        assert again.json()["id"] == first.json()["id"]
+        assert (await send(client, target, master_headers)).status_code == 422
+
     async def test_without_key_each_send_queues(
         self, client: httpx.AsyncClient, make_commanded: MakeCommanded, master_headers: Any
     ) -> None:
