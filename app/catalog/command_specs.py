@@ -106,10 +106,8 @@ def check_params_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-class CommandSpec(BaseModel):
-    """One command a device of the product understands."""
-
-    model_config = ConfigDict(extra="forbid")
+class CommandSpecRead(BaseModel):
+    """One command a device of the product understands, as stored (checked when saved)."""
 
     name: CommandName
     description: str | None = Field(default=None, max_length=500)
@@ -126,6 +124,12 @@ class CommandSpec(BaseModel):
     result_expected: bool = Field(
         default=False, description="whether the device answers with a `result` object"
     )
+
+
+class CommandSpec(CommandSpecRead):
+    """One command as a product editor declares it: the params schema is checked."""
+
+    model_config = ConfigDict(extra="forbid")
 
     @field_validator("params")
     @classmethod
@@ -146,9 +150,9 @@ CommandSpecs = Annotated[
 ]
 
 
-def find(specs: list[dict[str, Any]], name: str) -> CommandSpec | None:
+def find(specs: list[dict[str, Any]], name: str) -> CommandSpecRead | None:
     """The stored spec called `name`, or None."""
     for raw in specs:
         if raw.get("name") == name:
-            return CommandSpec.model_validate(raw)
+            return CommandSpecRead.model_validate(raw)
     return None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.catalog.command_specs import CommandSpec, CommandSpecs
+from app.catalog.command_specs import CommandSpecRead, CommandSpecs
 from app.catalog.schemas import Name, PatchBody
 from app.catalog.telemetry import TelemetrySchema
 from app.core.models import IdStr
@@ -67,7 +67,7 @@ class ProductRead(BaseModel):
     tags: list[str]
     folder_id: IdStr | None
     telemetry: TelemetrySchema
-    commands: list[CommandSpec]
+    commands: list[CommandSpecRead]
     owner_uid: str
     created_by: str
     created_at: datetime
