@@ -106,3 +106,26 @@ class TestSweep:
         assert doc is not None
         assert doc["state"] == "expired"
         assert (await poll(client, target)).status_code == 204
+
+
+class TestSweepBound:
+    async def test_one_pass_changes_at_most_the_batch(
+        self,
+        client: httpx.AsyncClient,
+        make_commanded: MakeCommanded,
+        master_headers: Any,
+        mongo_db: MongoDatabase,
+        run_sweep: Sweep,
+    ) -> None:
+        target = await make_commanded()
+        await _queue(client, target, master_headers, 5)
+        await mongo_db.commands.update_many(
+            {"device_id": target.id}, {"$set": {"expires_at_ms": now_ms() - 1}}
+        )
+        passes = 0
+        while await mongo_db.commands.count_documents({"device_id": target.id, "state": "queued"}):
+            counts = await run_sweep(commands_sweep_batch=2)
+            assert counts["expired"] <= 2
+            passes += 1
+            assert passes <= 10
+        assert passes >= 3
