@@ -57,6 +57,10 @@ test: install  ## run the test suite against real servers started on free ports
 test-all: install  ## the suite plus the slow tests (-m slow: large data sets)
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
+.PHONY: corpus
+corpus: install  ## run the suite and add its new MongoDB command shapes to tests/compat/corpus.json
+	SENSORHUB_UPDATE_CORPUS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
 lint: $(STAMP)  ## ruff lint + format check, mypy --strict, import layers (.importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,6 +1,8 @@
 """`python -m app`: check settings and dependencies, then serve with uvicorn.
 
-Failures are one line on stderr and a non-zero exit, never a traceback wall.
+`python -m app migrate` applies pending schema migrations; `python -m app migrate --status`
+lists applied and pending ones. Failures are one line on stderr and a non-zero exit, never a
+traceback wall.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 from app.core import db, redis
 from app.core.config import Settings, get_settings
 from app.core.startup import StartupError, wait_for_dependencies
+from app.migrations import runner as migrations
 
 
 def settings_error_line(exc: ValidationError) -> str:
@@ -25,23 +28,54 @@ def settings_error_line(exc: ValidationError) -> str:
     return "configuration error: " + "; ".join(parts)
 
 
-async def check_dependencies(settings: Settings) -> None:
-    """Wait for MongoDB and Redis like the lifespan does, then close the probes."""
+async def check_dependencies(settings: Settings, *, migrated: bool = True) -> None:
+    """Wait for MongoDB and Redis like the lifespan does (and, with `migrated`, refuse
+    pending migrations), then close the probes."""
     mongo_client = db.create_client(settings)
     redis_client = redis.create_redis(settings)
     try:
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
+        waiting = await migrations.pending(db.create_engine(mongo_client, settings))
+        if migrated and waiting and not settings.migrations_auto_apply:
+            raise StartupError(
+                f"{len(waiting)} schema migration(s) pending: run `python -m app migrate`"
+            )
     finally:
         await redis_client.aclose()
         mongo_client.close()
 
 
+async def migrate(settings: Settings, *, status_only: bool) -> None:
+    """Apply pending migrations (or only list them), printing one line per step."""
+    await check_dependencies(settings, migrated=False)
+    mongo_client = db.create_client(settings)
+    try:
+        engine = db.create_engine(mongo_client, settings)
+        if not status_only:
+            for step_id in await migrations.apply_pending(engine, settings):
+                print(f"applied  {step_id}")  # noqa: T201 - the command's output
+        for step in await migrations.status(engine):
+            when = step.applied_at.isoformat() if step.applied_at else "pending"
+            print(f"{step.id:40} {when}")  # noqa: T201 - the command's output
+    finally:
+        mongo_client.close()
+
+
 def main() -> None:
     """Entry point of `python -m app` and the `sensorhub` script."""
+    args = sys.argv[1:]
+    if args and args[0] not in ("migrate",):
+        sys.exit(f"unknown command {args[0]!r}; usage: python -m app [migrate [--status]]")
     try:
         settings = get_settings()
     except ValidationError as exc:
         sys.exit(settings_error_line(exc))
+    if args:
+        try:
+            asyncio.run(migrate(settings, status_only="--status" in args[1:]))
+        except StartupError as exc:
+            sys.exit(f"migrate failed: {exc}")
+        return
     try:
         asyncio.run(check_dependencies(settings))
     except StartupError as exc:

@@ -28,6 +28,7 @@ from app.core.prometheus import PrometheusMiddleware
 from app.core.prometheus import router as metrics_router
 from app.core.services import SensorhubApp, Services, services_of
 from app.core.startup import wait_for_dependencies
+from app.migrations import runner as migrations
 from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
@@ -76,9 +77,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(_cancel, wake_ups)
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
-        await db.ensure_schema(
-            engine, models=schema.models(), collections=schema.collections_(settings)
-        )
+        await migrations.ensure_current(engine, settings)
+        await db.check_timeseries(db.database(engine), schema.readings_spec(settings))
         device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
         batcher = IngestBatcher.from_settings(engine, settings, cache=device_contexts)
         batcher.start()

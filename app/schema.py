@@ -1,4 +1,4 @@
-"""Every collection and index the service needs, created idempotently at start-up."""
+"""Every collection and index the service needs (created by the migrations in app.migrations)."""
 
 from __future__ import annotations
 
@@ -20,22 +20,24 @@ def models() -> list[type[Model]]:
     return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite, Command]
 
 
+def readings_spec(settings: Settings) -> CollectionSpec:
+    """The readings time-series collection (its expiry follows READINGS_RETENTION_DAYS)."""
+    return CollectionSpec(
+        name=collections.READINGS,
+        options={
+            "timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
+            "expireAfterSeconds": settings.readings_retention_days * 86_400,
+        },
+        indexes=[
+            IndexModel([("meta.device_id", ASCENDING), ("ts", DESCENDING)], name="device_ts"),
+        ],
+    )
+
+
 def collections_(settings: Settings) -> list[CollectionSpec]:
     """Collections with options or indexes beyond what the models declare."""
     return [
-        CollectionSpec(
-            name=collections.READINGS,
-            options={
-                "timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
-                "expireAfterSeconds": settings.readings_retention_days * 86_400,
-            },
-            indexes=[
-                IndexModel(
-                    [("meta.device_id", ASCENDING), ("ts", DESCENDING)],
-                    name="device_ts",
-                ),
-            ],
-        ),
+        readings_spec(settings),
         CollectionSpec(
             name=collections.IDEMPOTENCY_KEYS,
             indexes=[
@@ -44,4 +46,5 @@ def collections_(settings: Settings) -> list[CollectionSpec]:
             ],
         ),
         CollectionSpec(name=collections.DEVICE_LATEST),
+        CollectionSpec(name=collections.COMMAND_SEQUENCES),
     ]

@@ -74,6 +74,7 @@ class Stack:
         values = {
             **os.environ,
             "ENVIRONMENT": "development",
+            "MIGRATIONS_AUTO_APPLY": "true",
             "MONGODB_URL": self.mongodb_url,
             "MONGODB_DB": self.db_name,
             "REDIS_URL": self.redis_url,

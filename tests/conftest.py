@@ -8,6 +8,7 @@ its own database either way.
 """
 
 pytest_plugins = [
+    "tests.fixtures.corpus",
     "tests.fixtures.servers",
     "tests.fixtures.identities",
     "tests.fixtures.app",

@@ -221,6 +221,10 @@ class Settings(BaseSettings):
     ingest_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
     ingest_flush_max_docs: int = Field(default=5000, ge=1)
     ingest_flushes_in_flight: int = Field(default=4, ge=1, le=64)
+    # After a write whose outcome is unknown (connection lost, failover, timeout), how long a
+    # flush keeps querying back the readings' ids and inserting the missing ones before it
+    # answers 503 (the request's Idempotency-Key is kept for the retry).
+    ingest_reconcile_timeout_s: float = Field(default=15.0, ge=0, le=300)
     readings_history_max_limit: int = Field(default=1000, ge=1, le=10_000)
     readings_aggregate_max_buckets: int = Field(default=1000, ge=1, le=100_000)
     # Most buckets x metrics in one aggregate answer (memory of the answer).
@@ -233,6 +237,12 @@ class Settings(BaseSettings):
     readings_export_max_span_days: int = Field(default=366, ge=1)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     idempotency_wait_s: float = Field(default=10.0, gt=0)
+    # How long a keyed request owns its key before a retry may take it over (its owner died,
+    # or the database went away before the key could be handed on). Longer than any request.
+    # Apply pending schema migrations at start-up instead of refusing to start (development
+    # and tests; production runs `python -m app migrate` as a release step).
+    migrations_auto_apply: bool = False
+    idempotency_lease_s: float = Field(default=60.0, gt=0, le=3600)
     presence_throttle_s: float = Field(default=30.0, ge=0)
     readings_context_cache_s: float = Field(default=5.0, ge=0)
     # --- device commands (app/commands) --------------------------------------------------------

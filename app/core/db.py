@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pymongo
 from motor.motor_asyncio import (
     AsyncIOMotorClient,
     AsyncIOMotorCollection,
@@ -65,15 +66,122 @@ def database(engine: AIOEngine) -> MongoDatabase:
     return db
 
 
-async def ping(client: MongoClient) -> None:
-    """Raise unless MongoDB answers a ping."""
-    await client.admin.command("ping")
+async def ping(client: MongoClient, *, timeout_ms: int | None = None) -> None:
+    """Raise unless MongoDB answers a ping (within `timeout_ms`, when given).
+
+    With `timeoutMS` on the client, server selection waits for the whole operation budget,
+    not `serverSelectionTimeoutMS`; a probe passes its own, shorter deadline.
+    """
+    if timeout_ms is None:
+        await client.admin.command("ping")
+        return
+    with pymongo.timeout(timeout_ms / 1000):
+        await client.admin.command("ping")
+
+
+# The most values one `$in` list carries: a command is at most 16 MB, so larger sets are sent
+# in chunks (several commands, or an `$or` of chunks), never as one list built from a set of
+# unbounded size.
+IN_CHUNK = 1000
+
+ItemT = TypeVar("ItemT")
+
+
+def chunks(items: Sequence[ItemT], size: int = IN_CHUNK) -> Iterable[list[ItemT]]:
+    """`items` in consecutive lists of at most `size`."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def in_chunks(field_name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """`{field: {"$in": values}}`, as an `$or` of chunks when `values` is long."""
+    parts = [{field_name: {"$in": part}} for part in chunks(values)]
+    if len(parts) == 1:
+        return parts[0]
+    return {"$or": parts}
+
+
+class SchemaMismatch(RuntimeError):
+    """A collection exists in a form the code cannot work with; start-up stops, naming it."""
+
+
+async def collection_info(db: MongoDatabase, name: str) -> dict[str, Any] | None:
+    """The `listCollections` entry of `name`, or None.
+
+    Filtered here, not by the command's `filter`, which the embedded server ignores.
+    """
+    cursor = await db.list_collections()
+    async for info in cursor:
+        if info.get("name") == name:
+            found: dict[str, Any] = info
+            return found
+    return None
+
+
+async def check_timeseries(db: MongoDatabase, spec: CollectionSpec) -> None:
+    """Start-up check: `spec` is the time-series collection the code expects.
+
+    A different time or meta field or granularity stops start-up with one line (changing
+    them needs a new collection and a migration). A different expiry is set with `collMod`
+    (which needs the `dbAdmin` role; without it, a warning). A plain collection is accepted
+    only on a server that does not make time-series collections at all.
+    """
+    info = await collection_info(db, spec.name)
+    if info is None:
+        return
+    if info.get("type") == "timeseries":
+        problem = timeseries_mismatch(info, spec)
+        if problem is not None:
+            raise SchemaMismatch(problem)
+        expiry = spec.options.get("expireAfterSeconds")
+        if expiry is not None and (info.get("options") or {}).get("expireAfterSeconds") != expiry:
+            try:
+                await db.command("collMod", spec.name, expireAfterSeconds=expiry)
+                logger.info("retention updated", extra={"collection": spec.name})
+            except OperationFailure as exc:
+                logger.warning(
+                    "could not update retention (collMod needs the dbAdmin role)",
+                    extra={"collection": spec.name, "code": exc.code},
+                )
+        return
+    if await _makes_timeseries(db, spec.options["timeseries"]):
+        raise SchemaMismatch(
+            f"collection {spec.name!r} is a plain collection, but this server supports "
+            "time-series collections: move its data to a time-series collection (README, "
+            "'Scaling beyond one server')"
+        )
+
+
+def timeseries_mismatch(info: dict[str, Any], spec: CollectionSpec) -> str | None:
+    """Why a time-series collection's `listCollections` entry cannot serve `spec`, or None."""
+    wanted = spec.options["timeseries"]
+    actual = (info.get("options") or {}).get("timeseries") or {}
+    for field_name in ("timeField", "metaField", "granularity"):
+        if actual.get(field_name) != wanted[field_name]:
+            return (
+                f"collection {spec.name!r} has {field_name}={actual.get(field_name)!r}, "
+                f"the code needs {wanted[field_name]!r}: migrate it to a new collection"
+            )
+    return None
+
+
+async def _makes_timeseries(db: MongoDatabase, options: dict[str, Any]) -> bool:
+    """Whether this server creates time-series collections (a throwaway probe collection)."""
+    probe = "sensorhub_timeseries_probe"
+    try:
+        await db.create_collection(probe, timeseries=options)
+    except (CollectionInvalid, OperationFailure):
+        pass  # exists already (a concurrent probe), or time-series collections are refused
+    try:
+        info = await collection_info(db, probe)
+        return info is not None and info.get("type") == "timeseries"
+    finally:
+        await db.drop_collection(probe)
 
 
 async def ensure_collection(db: MongoDatabase, spec: CollectionSpec) -> None:
     """Create the collection with its options unless it exists; then its indexes."""
-    existing = await db.list_collection_names(filter={"name": spec.name})
-    if not existing:
+    if await collection_info(db, spec.name) is None:
         try:
             await db.create_collection(spec.name, **spec.options)
             logger.info("created collection", extra={"collection": spec.name})
@@ -82,16 +190,6 @@ async def ensure_collection(db: MongoDatabase, spec: CollectionSpec) -> None:
         except OperationFailure as exc:
             if exc.code != NAMESPACE_EXISTS:
                 raise
-    elif "expireAfterSeconds" in spec.options:
-        # Keep retention in step with the setting on an existing collection.
-        try:
-            await db.command(
-                "collMod", spec.name, expireAfterSeconds=spec.options["expireAfterSeconds"]
-            )
-        except OperationFailure as exc:
-            logger.warning(
-                "could not update retention", extra={"collection": spec.name, "code": exc.code}
-            )
     if spec.indexes:
         await db[spec.name].create_indexes(list(spec.indexes))
 

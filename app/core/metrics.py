@@ -55,6 +55,10 @@ INGEST_FLUSH_READINGS = Histogram(
     "Readings written per group-commit flush (tune INGEST_FLUSH_INTERVAL_MS with it)",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000),
 )
+INGEST_RECONCILIATIONS = Counter(
+    "sensorhub_ingest_reconciliations_total",
+    "Flushes whose write outcome was unknown and that queried their readings back by id",
+)
 RATE_LIMIT_REJECTIONS = Counter(
     "sensorhub_rate_limit_rejections_total",
     "Requests refused by the rate limiter, by policy",

@@ -64,7 +64,7 @@ async def wait_for_dependencies(
     """Wait for MongoDB, then Redis; raise StartupError naming the one that never answered."""
     await wait_for(
         "MongoDB",
-        lambda: db.ping(mongo_client),
+        lambda: db.ping(mongo_client, timeout_ms=settings.mongodb_timeout_ms),
         endpoint=redacted_endpoint(settings.mongodb_url),
         settings=settings,
     )

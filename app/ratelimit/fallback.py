@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from app.ratelimit.algorithm import Decision, decide
 
@@ -45,9 +46,16 @@ class CircuitBreaker:
     breaker, failure opens it for another cool-down.
     """
 
-    def __init__(self, *, failure_threshold: int, cooldown_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        failure_threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
+        self.clock = clock  # injected so tests can pass a cool-down without waiting for it
         self.failures = 0
         self.open_until: float | None = None
 
@@ -60,7 +68,7 @@ class CircuitBreaker:
         """Whether this call may go to Redis now."""
         if self.open_until is None:
             return True
-        now = time.monotonic()
+        now = self.clock()
         if now < self.open_until:
             return False
         # One probe per cool-down; a probe that never reports back (cancelled) is replaced.
@@ -79,5 +87,5 @@ class CircuitBreaker:
         first = self.failures == 0 and self.open_until is None
         self.failures += 1
         if self.failures >= self.failure_threshold:
-            self.open_until = time.monotonic() + self.cooldown_s
+            self.open_until = self.clock() + self.cooldown_s
         return first

@@ -30,11 +30,11 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from app.catalog import presence
 from app.core.config import Settings
-from app.core.metrics import INGEST_FLUSH_READINGS
+from app.core.metrics import INGEST_FLUSH_READINGS, INGEST_RECONCILIATIONS
 from app.core.models import utcnow
 from app.readings import repository
 from app.readings.context import DeviceContext, DeviceContextCache
-from app.readings.exceptions import IngestUnavailable
+from app.readings.exceptions import IngestOutcomeUnknown, IngestUnavailable
 from app.readings.models import field_key
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,10 @@ class IngestBatcher:
         cache: DeviceContextCache | None = None,
         max_in_flight: int = 4,
         listeners: Sequence[FlushListener] = (),
+        reconcile_timeout_s: float = 15.0,
     ) -> None:
         self.engine = engine
+        self.reconcile_timeout_s = reconcile_timeout_s
         self.listeners = tuple(listeners)
         self._notifications: set[asyncio.Task[None]] = set()
         self.flush_interval_s = flush_interval_s
@@ -131,6 +133,7 @@ class IngestBatcher:
             cache=cache,
             max_in_flight=settings.ingest_flushes_in_flight,
             listeners=listeners,
+            reconcile_timeout_s=settings.ingest_reconcile_timeout_s,
         )
 
     @property
@@ -226,22 +229,12 @@ class IngestBatcher:
         self.flush_count += 1
         docs = [doc for item in items for doc in item.docs]
         INGEST_FLUSH_READINGS.observe(len(docs))
-        refused: set[int] = set()
         try:
-            await repository.insert_readings(self.engine, docs)
-        except BulkWriteError as exc:
-            details = exc.details or {}
-            if details.get("writeConcernErrors"):
-                raise  # written but not confirmed durable: the outcome is unknown
-            refused = {int(err["index"]) for err in details.get("writeErrors", [])}
-            logger.error("readings refused by the server", extra={"count": len(refused)})
-        except PyMongoError as exc:
-            logger.error("readings insert failed", extra={"error": type(exc).__name__})
+            refused = await self._store(docs)
+        except IngestOutcomeUnknown as exc:
             for item in items:
                 if not item.future.done():
-                    item.future.set_exception(
-                        IngestUnavailable("Readings could not be stored; retry")
-                    )
+                    item.future.set_exception(exc)
             return
         outcomes: list[WriteOutcome] = []
         written: list[dict[str, Any]] = []
@@ -268,6 +261,60 @@ class IngestBatcher:
             task = asyncio.create_task(self._notify(_by_device(written)))
             self._notifications.add(task)
             task.add_done_callback(self._notifications.discard)
+
+    async def _store(self, docs: list[dict[str, Any]]) -> set[int]:
+        """Insert the readings; the positions the server refused.
+
+        A failure whose outcome is unknown (connection lost, failover, timeout, a write
+        concern error) may have stored some or all of them: reconcile by `_id` instead of
+        answering, so that neither a retry nor this flush stores a reading twice.
+        """
+        for doc in docs:
+            doc.setdefault("_id", ObjectId())  # known before sending, for reconciliation
+        try:
+            await repository.insert_readings(self.engine, docs)
+            return set()
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            if not details.get("writeConcernErrors"):
+                refused = {int(err["index"]) for err in details.get("writeErrors", [])}
+                logger.error("readings refused by the server", extra={"count": len(refused)})
+                return refused
+            error = "writeConcernError"
+        except PyMongoError as exc:
+            error = type(exc).__name__
+        logger.warning("readings write outcome unknown; reconciling", extra={"error": error})
+        INGEST_RECONCILIATIONS.inc()
+        return await self._reconcile(docs)
+
+    async def _reconcile(self, docs: list[dict[str, Any]]) -> set[int]:
+        """Query the readings back by `_id` and insert the missing ones, until confirmed.
+
+        Raises IngestOutcomeUnknown when the database stays away past the reconcile timeout.
+        """
+        deadline = time.monotonic() + self.reconcile_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                stored = await repository.stored_ids(self.engine, docs)
+                missing = [i for i, doc in enumerate(docs) if doc["_id"] not in stored]
+                if not missing:
+                    return set()
+                await repository.insert_readings(self.engine, [docs[i] for i in missing])
+                return set()
+            except BulkWriteError as exc:
+                details = exc.details or {}
+                if not details.get("writeConcernErrors"):
+                    return {missing[int(err["index"])] for err in details.get("writeErrors", [])}
+            except PyMongoError:
+                pass
+            if time.monotonic() >= deadline:
+                raise IngestOutcomeUnknown(
+                    "The database did not confirm whether the readings were stored; retry "
+                    "with the same Idempotency-Key and nothing is stored twice"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _notify(self, flushed: list[DeviceFlush]) -> None:
         results = await asyncio.gather(

@@ -53,6 +53,16 @@ class IngestUnavailable(ServiceUnavailable):
     title = "Readings not stored"
 
 
+class IngestOutcomeUnknown(IngestUnavailable):
+    """The write may or may not have been applied (connection lost, failover, timeout).
+
+    The Idempotency-Key is kept: a retry with the same key stores only what is missing.
+    """
+
+    type = "ingest-outcome-unknown"
+    title = "Readings may not have been stored"
+
+
 class QueryInvalid(Unprocessable):
     """A history, aggregate or export query asks for something impossible or too large."""
 

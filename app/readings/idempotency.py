@@ -9,6 +9,7 @@ owner died (lease run out) is taken over by one retry. Keys expire after `IDEMPO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 from bson import ObjectId
 from odmantic import AIOEngine
+from pymongo.errors import PyMongoError
 
 from app.core.models import utcnow
 from app.readings import repository
@@ -27,7 +29,6 @@ from app.readings.exceptions import (
     IdempotencyKeyReused,
 )
 
-LEASE_MS = 60_000
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -37,6 +38,8 @@ class Claim:
 
     key_id: ObjectId
     replay: dict[str, Any] | None
+    # Taken over from an earlier attempt, which may have stored some of the readings.
+    resumed: bool = False
 
 
 def check_key(key: str) -> str:
@@ -63,9 +66,11 @@ async def claim(
     body_fingerprint: str,
     ttl: timedelta,
     wait_s: float,
+    lease_s: float = 60.0,
 ) -> Claim:
     """Own the key, or wait for the first request's answer (409 if it takes over `wait_s`)."""
     deadline = time.monotonic() + wait_s
+    lease_ms = int(lease_s * 1000)
     delay = 0.01
     while True:
         now_ms = _now_ms()
@@ -76,7 +81,7 @@ async def claim(
             "key": key,
             "fingerprint": body_fingerprint,
             "state": "pending",
-            "lease_until_ms": now_ms + LEASE_MS,
+            "lease_until_ms": now_ms + lease_ms,
             "response": None,
             "expires_at": utcnow() + ttl,
         }
@@ -92,9 +97,9 @@ async def claim(
                 return Claim(key_id=existing["_id"], replay=existing["response"])
             lease = int(existing.get("lease_until_ms", 0))
             if lease < now_ms and await repository.take_over_key(
-                engine, existing["_id"], lease=lease, new_lease=now_ms + LEASE_MS
+                engine, existing["_id"], lease=lease, new_lease=now_ms + lease_ms
             ):
-                return Claim(key_id=existing["_id"], replay=None)
+                return Claim(key_id=existing["_id"], replay=None, resumed=True)
         if time.monotonic() >= deadline:
             raise IdempotencyInProgress(
                 "A request with this Idempotency-Key is still being processed; retry later",
@@ -107,6 +112,26 @@ async def claim(
 async def complete(engine: AIOEngine, key_id: ObjectId, response: dict[str, Any]) -> None:
     """Record the answer for retries."""
     await repository.complete_keys(engine, [repository.complete_key_op(key_id, response)])
+
+
+def assign_ids(docs: list[dict[str, Any]], key_id: ObjectId) -> None:
+    """Give a keyed request's readings `_id`s derived from the key and their position.
+
+    Every attempt of the request (the key's id survives a take-over) then writes the same
+    ids, so a retry after an unknown outcome can query them back and store only the missing
+    ones; a time-series collection has no unique index to refuse a second copy. The key's
+    4-byte time prefix keeps the ids in roughly creation order, as ObjectIds are.
+    """
+    prefix = key_id.binary
+    for i, doc in enumerate(docs):
+        digest = hashlib.sha256(prefix + i.to_bytes(4, "big")).digest()
+        doc["_id"] = ObjectId(prefix[:4] + digest[:8])
+
+
+async def keep_for_retry(engine: AIOEngine, key_id: ObjectId) -> None:
+    """After an unknown outcome: keep the key, and let the next retry take it over at once."""
+    with contextlib.suppress(PyMongoError):  # the database may still be away; the lease ends
+        await repository.expire_key_lease(engine, key_id)
 
 
 async def release(engine: AIOEngine, key_id: ObjectId) -> None:

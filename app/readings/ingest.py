@@ -16,10 +16,10 @@ from app.catalog import presence
 from app.core.config import Settings
 from app.core.metrics import READINGS_INGESTED
 from app.core.models import utcnow
-from app.readings import idempotency, metric_names, validation
+from app.readings import idempotency, metric_names, repository, validation
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContext, DeviceContextCache
-from app.readings.exceptions import IngestUnavailable, ReadingsInvalid
+from app.readings.exceptions import IngestOutcomeUnknown, IngestUnavailable, ReadingsInvalid
 from app.readings.schemas import HeartbeatIn, IngestResult, PresenceRead, RejectedReading
 
 # --- ingest --------------------------------------------------------------------------------------
@@ -78,6 +78,7 @@ async def receive(
             body_fingerprint=idempotency.fingerprint(body_in),
             ttl=timedelta(hours=settings.idempotency_ttl_hours),
             wait_s=settings.idempotency_wait_s,
+            lease_s=settings.idempotency_lease_s,
         )
         if claim.replay is not None:
             replay = IngestResult.model_validate(claim.replay)
@@ -88,13 +89,28 @@ async def receive(
         for r in batch.rejected
     ]
     result = _result(len(batch.docs), rejected)
+    positions = list(range(len(batch.docs)))  # of the docs sent to the batcher, in batch.docs
+    if claim is not None:
+        idempotency.assign_ids(batch.docs, claim.key_id)
+        if claim.resumed:
+            # An earlier attempt's outcome was unknown: store only what it did not.
+            stored = await repository.stored_ids(engine, batch.docs)
+            positions = [i for i, doc in enumerate(batch.docs) if doc["_id"] not in stored]
+    if claim is not None and not positions:  # the earlier attempt had stored them all
+        await idempotency.complete(engine, claim.key_id, result.model_dump(mode="json"))
+        READINGS_INGESTED.labels("accepted").inc(result.accepted)
+        return IngestAnswer(result=result)
     try:
         outcome = await batcher.submit(
-            batch.docs,
+            [batch.docs[i] for i in positions],
             context,
             key_id=None if claim is None else claim.key_id,
             response=None if claim is None else result.model_dump(mode="json"),
         )
+    except IngestOutcomeUnknown:
+        if claim is not None:
+            await idempotency.keep_for_retry(engine, claim.key_id)
+        raise
     except IngestUnavailable:
         if claim is not None:
             await idempotency.release(engine, claim.key_id)
@@ -108,7 +124,7 @@ async def receive(
             RejectedReading(
                 index=batch.indexes[i], reason="storage-error", detail="not stored; send again"
             )
-            for i in outcome.failed
+            for i in (positions[j] for j in outcome.failed)
         ]
         errors = sorted([*rejected, *stored_failed], key=lambda r: r.index)
         result = _result(len(batch.docs) - len(stored_failed), errors)

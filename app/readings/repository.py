@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.core.collections import DEVICE_LATEST, IDEMPOTENCY_KEYS, READINGS
-from app.core.db import database
+from app.core.db import chunks, database
 from app.core.models import bucket_index_expr, epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -33,10 +33,29 @@ async def insert_readings(engine: AIOEngine, docs: list[Doc]) -> None:
     await database(engine)[READINGS].insert_many(docs, ordered=False)
 
 
+async def stored_ids(engine: AIOEngine, docs: Sequence[Doc]) -> set[ObjectId]:
+    """Which of these readings' `_id`s are in `readings` (asked per device, in chunks)."""
+    by_device: dict[str, list[ObjectId]] = {}
+    for doc in docs:
+        by_device.setdefault(doc["meta"]["device_id"], []).append(doc["_id"])
+    found: set[ObjectId] = set()
+    coll = database(engine)[READINGS]
+    for device_id, ids in by_device.items():
+        for part in chunks(ids):
+            query = {"$and": [{"meta.device_id": device_id}, {"_id": {"$in": part}}]}
+            found.update([doc["_id"] async for doc in coll.find(query, {"_id": 1})])
+    return found
+
+
 def _range(device_id: str, start: datetime, end: datetime) -> list[Doc]:
     # One clause per bound: the embedded server's aggregation `$match` gets a combined date
     # range wrong, and real MongoDB merges these into one index range on (meta.device_id, ts).
     return [{"meta.device_id": device_id}, {"ts": {"$gte": start}}, {"ts": {"$lt": end}}]
+
+
+def _tie_order(docs: list[Doc], *, descending: bool) -> list[Doc]:
+    """Rows in (ts, _id) order: the server sorts on `ts` only, and ties are broken here."""
+    return sorted(docs, key=lambda d: (d["ts"], d["_id"]), reverse=descending)
 
 
 async def find_history(
@@ -50,38 +69,70 @@ async def find_history(
     descending: bool,
     limit: int,
 ) -> list[Doc]:
-    """One page of readings in (ts, _id) order, after the cursor position."""
+    """Up to `limit` readings in (ts, _id) order, after the cursor position.
+
+    The server sorts on `ts` alone, which the time-series buckets serve in order (a sort on
+    `_id` too would unpack and sort every bucket in range). Rows sharing the last time of the
+    page are all read, so ties are ordered by `_id` here exactly as a compound sort would.
+    """
     clauses = _range(device_id, start, end)
     if keys:
         clauses.append({"$or": [{f"m.{k}": {"$exists": True}} for k in keys]})
     if after is not None:
         ts, oid = after
         op = "$lt" if descending else "$gt"
-        clauses.append({"$or": [{"ts": {op: ts}}, {"ts": ts, "_id": {op: oid}}]})
+        clauses.append({"$or": [{"ts": {op: ts}}, {"$and": [{"ts": ts}, {"_id": {op: oid}}]}]})
     # Whole `m`: the embedded server drops nested projections such as `m.temperature`.
     projection: Doc = {"ts": 1, "m": 1, "quality": 1, "suspect": 1}
+    coll = database(engine)[READINGS]
     direction = DESCENDING if descending else ASCENDING
-    cursor = (
-        database(engine)[READINGS]
-        .find({"$and": clauses}, projection)
-        .sort([("ts", direction), ("_id", direction)])
-        .limit(limit)
-    )
-    return [doc async for doc in cursor]
+    cursor = coll.find({"$and": clauses}, projection).sort("ts", direction).limit(limit)
+    docs = [doc async for doc in cursor]
+    if len(docs) == limit and limit > 0:
+        # The page may have cut a group of equal times: read that whole group.
+        edge = docs[-1]["ts"]
+        docs = [d for d in docs if d["ts"] != edge]
+        # One time, so the `_id` sort unpacks only the buckets holding it; bounded by `limit`.
+        tied = coll.find({"$and": [*clauses, {"ts": edge}]}, projection)
+        docs.extend([doc async for doc in tied.sort("_id", direction).limit(limit)])
+    return _tie_order(docs, descending=descending)[:limit]
 
 
 async def iter_readings(
-    engine: AIOEngine, device_id: str, *, start: datetime, end: datetime, batch_size: int = 1000
+    engine: AIOEngine,
+    device_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    window: timedelta = timedelta(days=1),
+    page_size: int = 1000,
 ) -> AsyncIterator[Doc]:
-    """Readings of a range in time order, streamed from a cursor (never the whole range)."""
-    cursor = (
-        database(engine)[READINGS]
-        .find({"$and": _range(device_id, start, end)}, {"ts": 1, "m": 1, "quality": 1})
-        .sort([("ts", ASCENDING), ("_id", ASCENDING)])
-        .batch_size(batch_size)
-    )
-    async for doc in cursor:
-        yield doc
+    """Readings of a range in (ts, _id) order: day-wide windows read in bounded pages.
+
+    Each page is a `find_history` query (sorted on `ts` only, ties broken here), so neither
+    the server nor this process ever holds more than a page, whatever the range.
+    """
+    window_start = start
+    while window_start < end:
+        window_end = min(window_start + window, end)
+        after: tuple[datetime, ObjectId] | None = None
+        while True:
+            page = await find_history(
+                engine,
+                device_id,
+                start=window_start,
+                end=window_end,
+                keys=None,
+                after=after,
+                descending=False,
+                limit=page_size,
+            )
+            for doc in page:
+                yield doc
+            if len(page) < page_size:
+                break
+            after = (page[-1]["ts"], page[-1]["_id"])
+        window_start = window_end
 
 
 async def aggregate_groups(
@@ -100,9 +151,19 @@ async def aggregate_groups(
     expressions inside a compound `_id`. Only numeric values are aggregated.
     """
     index = bucket_index_expr(origin=origin, unit="second", size=step_s)
+    # First and last without a `$sort` (which would unpack and sort every bucket in range):
+    # the min and max of "<time>|<value>" strings, whose time part sorts as the time does.
+    # `$top`/`$bottom` and `$min` of a sub-document fail on the embedded server; this works on
+    # both, and `_split_timed` turns the strings back into a time and a number.
+    timed = {
+        "$concat": [
+            {"$dateToString": {"date": "$ts", "format": "%Y-%m-%dT%H:%M:%S.%LZ"}},
+            "|",
+            {"$toString": "$kv.v"},
+        ]
+    }
     pipeline: list[Doc] = [
         {"$match": {"$and": _range(device_id, start, end)}},
-        {"$sort": {"ts": 1}},
         {"$project": {"_id": 0, "ts": 1, "kv": {"$objectToArray": "$m"}}},
         {"$unwind": "$kv"},
         {"$match": {"kv.k": {"$in": list(keys)}, "kv.v": {"$type": "number"}}},
@@ -113,15 +174,26 @@ async def aggregate_groups(
                 "n": {"$sum": 1},
                 "min": {"$min": "$kv.v"},
                 "max": {"$max": "$kv.v"},
-                "first": {"$first": "$kv.v"},
-                "first_ts": {"$first": "$ts"},
-                "last": {"$last": "$kv.v"},
-                "last_ts": {"$last": "$ts"},
+                "first": {"$min": timed},
+                "last": {"$max": timed},
             }
         },
     ]
     cursor = database(engine)[READINGS].aggregate(pipeline, allowDiskUse=True)
-    return [row async for row in cursor]
+    rows = []
+    async for row in cursor:
+        row["first_ts"], row["first"] = _split_timed(row["first"])
+        row["last_ts"], row["last"] = _split_timed(row["last"])
+        rows.append(row)
+    return rows
+
+
+def _split_timed(text: str) -> tuple[datetime, float | int]:
+    """`"2026-01-01T00:00:00.000Z|21.5"` as (aware datetime, number)."""
+    when, _, number = text.partition("|")
+    at = datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    value: float | int = int(number) if number.lstrip("-").isdigit() else float(number)
+    return at, value
 
 
 # --- device_latest -----------------------------------------------------------------------------
@@ -285,6 +357,13 @@ async def complete_keys(engine: AIOEngine, ops: Sequence[UpdateOne]) -> None:
     """Record several answers at once."""
     if ops:
         await database(engine)[IDEMPOTENCY_KEYS].bulk_write(list(ops), ordered=False)
+
+
+async def expire_key_lease(engine: AIOEngine, key_id: ObjectId) -> None:
+    """End a pending key's lease now, so the next retry takes it over at once."""
+    await database(engine)[IDEMPOTENCY_KEYS].update_one(
+        {"_id": key_id, "state": "pending"}, {"$set": {"lease_until_ms": 0}}
+    )
 
 
 async def release_key(engine: AIOEngine, key_id: ObjectId) -> None:

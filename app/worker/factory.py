@@ -33,7 +33,13 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=TASK_TIME_LIMIT_S,
         task_soft_time_limit=TASK_TIME_LIMIT_S - 30,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # A publish to an unreachable broker fails at once instead of retrying for ~6 s
+            # inside the request that queued it: the outbox entry stays pending and the beat
+            # re-enqueues it. (The worker's consumer reconnects under its own retry settings.)
+            "max_retries": 0,
+        },
         broker_connection_retry_on_startup=True,
         timezone="UTC",
         enable_utc=True,

@@ -13,7 +13,14 @@ from firebase_admin import auth
 
 from app.core.db import MongoDatabase
 from app.core.services import services_of
-from tests.fixtures.identities import ApiSession, MakeUser, bearer, edit_claims, token_claims
+from tests.fixtures.identities import (
+    ApiSession,
+    MakeUser,
+    bearer,
+    edit_claims,
+    next_second_after,
+    token_claims,
+)
 
 SESSION = "/api/v1/auth/session"
 REFRESH = "/api/v1/auth/refresh"
@@ -135,8 +142,7 @@ class TestSessionCreationRejects:
         mongo_db: MongoDatabase,
     ) -> None:
         user = await make_user()
-        # Revocation compares whole seconds (the emulator's behaviour, seen when this was written).
-        await asyncio.sleep(1.1)
+        await next_second_after(user.id_token)  # revocation compares whole seconds
         await firebase_call(app, auth.revoke_refresh_tokens, user.uid)
         resp = await client.post(SESSION, json={"id_token": user.id_token})
         assert_unauthorized(resp)

@@ -122,7 +122,7 @@ class TestRouteLabels:
                 await http.get(f"/api/v1/probe/{ObjectId()}")
                 await http.get(f"/api/v1/nothing/{ObjectId()}")
             baseline = await series_count()
-            ids = [str(ObjectId()) for _ in range(1000)]
+            ids = [str(ObjectId()) for _ in range(100)]
             for device_id in ids:
                 assert (await http.get(f"/api/v1/probe/{device_id}")).status_code == 200
                 assert (await http.get(f"/api/v1/nothing/{device_id}")).status_code == 404

@@ -68,7 +68,7 @@ class TestRetry:
 def _start_late(workdir: Path, port: int):  # type: ignore[no-untyped-def]
     import time
 
-    time.sleep(1.0)
+    time.sleep(0.2)  # the first connection attempts fail
     return start_redis(workdir, port=port)
 
 

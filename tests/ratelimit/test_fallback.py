@@ -6,7 +6,6 @@ import asyncio
 import logging
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -34,6 +33,27 @@ def fallbacks() -> float:
 
 def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno == logging.WARNING and WARNING_TEXT in r.message]
+
+
+class ManualClock:
+    """A monotonic clock the test moves by hand: cool-downs pass without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def settle_accepts(hole: Blackhole, at_least: int) -> None:
+    """Wait for the accept thread to see `at_least` connections, then a moment for any more."""
+    await asyncio.to_thread(
+        wait_until, lambda: hole.accepted >= at_least, timeout=2, what="connections"
+    )
+    await asyncio.sleep(0.1)  # a further connection, if the code made one, is accepted by now
 
 
 @pytest.fixture
@@ -81,10 +101,11 @@ class TestRedisKilled:
         self, own_redis: ManagedProcess, workdir: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         url = f"redis://127.0.0.1:{own_redis.port}/0"
+        clock = ManualClock()
         limiter = RateLimiter(
             RedisBackend(url, timeout_s=0.2),
             prefix="kill",
-            breaker=CircuitBreaker(failure_threshold=1, cooldown_s=0.3),
+            breaker=CircuitBreaker(failure_threshold=1, cooldown_s=30, clock=clock),
         )
         policy = Policy("user", 5, 60_000)
         inspect = redis.Redis(port=own_redis.port)
@@ -105,7 +126,7 @@ class TestRedisKilled:
 
             restarted = start_redis(workdir, port=own_redis.port)
             try:
-                await asyncio.sleep(0.35)  # the breaker's cool-down
+                clock.advance(30)  # the breaker's cool-down
                 caplog.set_level(logging.INFO, logger="app.ratelimit.service")
                 assert (await limiter.hit(policy, "after")).allowed
                 assert not limiter.degraded
@@ -153,27 +174,24 @@ class TestRedisKilled:
 class TestCircuitBreaker:
     async def test_hung_store_is_not_called_while_open(self) -> None:
         hole = Blackhole()
+        clock = ManualClock()
         limiter = RateLimiter(
             RedisBackend(f"redis://127.0.0.1:{hole.port}/0", timeout_s=0.1),
             prefix=uuid.uuid4().hex,
-            breaker=CircuitBreaker(failure_threshold=2, cooldown_s=0.5),
+            breaker=CircuitBreaker(failure_threshold=2, cooldown_s=30, clock=clock),
         )
         policy = Policy("user", 100, 60_000)
         try:
-            started = time.monotonic()
             decisions = [await limiter.hit(policy, "k") for _ in range(20)]
-            elapsed = time.monotonic() - started
             assert all(d.allowed for d in decisions)
-            # Two calls timed out; the other 18 were decided without waiting on the store.
-            assert elapsed < 1.5
-            wait_until(lambda: hole.accepted >= 2, timeout=2, what="two connections")
-            time.sleep(0.1)
+            # Two calls timed out; the other 18 were decided without calling the store.
+            await settle_accepts(hole, 2)
             assert hole.accepted == 2
 
-            await asyncio.sleep(0.5)
+            clock.advance(30)
             # After the cool-down exactly one probe goes out, even with concurrent requests.
             await asyncio.gather(*(limiter.hit(policy, "k") for _ in range(5)))
-            time.sleep(0.2)
+            await settle_accepts(hole, 3)
             assert hole.accepted == 3
         finally:
             await limiter.aclose()
@@ -186,10 +204,11 @@ class TestUpstashUnavailable:
     ) -> None:
         rest = UpstashRestServer(redis_port=own_redis.port)
         rest.start()
+        clock = ManualClock()
         limiter = RateLimiter(
             UpstashBackend(rest.url, rest.token, timeout_s=0.5),
             prefix="up",
-            breaker=CircuitBreaker(failure_threshold=1, cooldown_s=0.3),
+            breaker=CircuitBreaker(failure_threshold=1, cooldown_s=30, clock=clock),
         )
         policy = Policy("user", 2, 60_000)
         caplog.set_level(logging.INFO, logger="app.ratelimit.service")
@@ -203,7 +222,7 @@ class TestUpstashUnavailable:
             assert len(outage_warnings(caplog)) == 1
             restarted = start_redis(workdir, port=own_redis.port)
             try:
-                await asyncio.sleep(0.35)
+                clock.advance(30)
                 assert (await limiter.hit(policy, "after")).allowed
                 assert not limiter.degraded
                 assert redis.Redis(port=restarted.port).keys("up:{user:after}:*")

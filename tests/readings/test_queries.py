@@ -9,11 +9,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from motor.motor_asyncio import AsyncIOMotorClient
 from odmantic import AIOEngine
 
+from app.core.config import Settings
 from app.core.db import MongoDatabase
-from app.readings import export, queries
+from app.readings import export, queries, repository
 from app.readings.exceptions import QueryInvalid
+from tests.fixtures.proxy import TcpProxy
 from tests.fixtures.readings import MakeDevice, TestDevice
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -357,3 +360,69 @@ class TestExport:
         assert rows[1] == ["2026-03-01T00:00:00.000Z", "0.0", "", ""]
         assert rows[2] == ["2026-03-01T00:00:01.000Z", "1.0", "50.0", ""]
         assert len(rows) == 1201
+
+    async def test_days_and_pages_keep_time_then_id_order(
+        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
+    ) -> None:
+        device = await make_device()
+        # Three days, stored newest first, with runs of equal times across page edges.
+        rows = [(T0 + timedelta(hours=9 * (i // 4)), {"temperature": float(i)}) for i in range(28)]
+        await store(mongo_db, device, rows[::-1])
+        everything = [doc async for doc in mongo_db["readings"].find({"meta.device_id": device.id})]
+        expected = [doc["_id"] for doc in sorted(everything, key=lambda d: (d["ts"], d["_id"]))]
+        got = [
+            doc["_id"]
+            async for doc in repository.iter_readings(
+                engine, device.id, start=T0, end=T0 + timedelta(days=4), page_size=3
+            )
+        ]
+        assert got == expected
+
+    async def test_a_failure_mid_stream_ends_with_a_visible_last_line(
+        self,
+        make_device: MakeDevice,
+        mongo_db: MongoDatabase,
+        mongodb_url: str,
+        settings: Settings,
+    ) -> None:
+        device = await make_device()
+        await store(
+            mongo_db, device, [(T0 + timedelta(seconds=i), {"temperature": 1.0}) for i in range(50)]
+        )
+        proxy = TcpProxy.for_url(mongodb_url)
+        await proxy.start()
+        client: Any = AsyncIOMotorClient(proxy.url, tz_aware=True, timeoutMS=1000)
+        try:
+            engine = AIOEngine(client=client, database=settings.mongodb_db)
+            chunks = []
+            async for chunk in export.stream_csv(
+                engine,
+                device_id=device.id,
+                start=T0,
+                end=T0 + timedelta(hours=1),
+                columns=["temperature"],
+                rows_per_chunk=10,
+                page_size=20,
+            ):
+                chunks.append(chunk)
+                proxy.refuse = True  # the database goes away after the first rows were sent
+        finally:
+            client.close()
+            await proxy.stop()
+        lines = "".join(chunks).splitlines()
+        assert 20 <= len(lines) - 2 < 50  # some rows, not all
+        assert lines[-1].startswith(f"{export.INCOMPLETE_MARKER} ")
+        assert lines[-1].endswith(f"resume with start={lines[-2].split(',')[0]}")
+
+
+class TestFirstAndLast:
+    async def test_follow_time_not_storage_order(
+        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
+    ) -> None:
+        device = await make_device()
+        rows = [(T0 + timedelta(minutes=m), {"temperature": float(m)}) for m in (7, 1, 14, 3, 0, 9)]
+        await store(mongo_db, device, rows)
+        result = await agg(engine, device)
+        [bucket] = result.buckets
+        assert bucket.values["temperature"]["first"] == 0.0
+        assert bucket.values["temperature"]["last"] == 14.0

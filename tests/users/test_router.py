@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.fixtures.identities import (
     TestUser,
     bearer,
     unique_email,
+    wall_clock_reaches,
 )
 
 ME = "/api/v1/auth/me"
@@ -279,13 +281,15 @@ class TestUpdateUser:
             f"{USERS}/{user.uid}", json={"admin": True}, headers=master_headers
         )
         assert resp.status_code == 200
+        # Only ID tokens issued from the next whole second on carry the new claim.
+        claims_from = int(time.time()) + 1
         assert resp.json()["roles"] == ["admin"]
         # Takes effect at once, even with the ID token issued before the change ...
         assert await is_admin(client, user.headers)
         # ... and the Firebase custom claim is set, so new ID tokens carry it.
         record = await asyncio.to_thread(auth.get_user, user.uid, app=services_of(app).firebase.app)
         assert record.custom_claims == {"admin": True}
-        await asyncio.sleep(1.1)  # tokens carry whole-second issue times
+        await wall_clock_reaches(claims_from)
         fresh = await emulator_rest.sign_in(email=user.email, password=user.password)
         assert await is_admin(client, bearer(fresh["idToken"]))
 

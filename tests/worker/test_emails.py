@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -13,12 +12,13 @@ from bson import ObjectId
 from celery import Celery
 from fastapi import FastAPI
 
+from app.core import db
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
 from app.core.services import services_of
 from app.emails import outbox
-from app.emails.models import OutboxStatus
+from app.emails.models import EmailOutbox, OutboxStatus
 from app.worker.factory import create_celery
 from tests.fixtures.servers import ManagedProcess, SentryEndpoint, SmtpSink, free_port
 from tests.fixtures.worker import eventually
@@ -54,6 +54,27 @@ async def status_of(mongo_db: MongoDatabase, oid: ObjectId) -> dict[str, Any]:
     doc = await mongo_db.email_outbox.find_one({"_id": oid})
     assert doc is not None
     return doc
+
+
+async def worker_caught_up(app: FastAPI, smtp_sink: SmtpSink) -> None:
+    """Wait until the worker has handled every task queued before now.
+
+    The worker runs one task at a time (`--pool solo`) in queue order, so once an email queued
+    now has arrived, every task queued earlier has been handled too.
+    """
+    marker = new_address()
+    await queue(app, to=marker)
+    await eventually(lambda: received(smtp_sink, marker), what="a marker email queued after")
+
+
+async def beat_passed(app: FastAPI, smtp_sink: SmtpSink) -> None:
+    """Wait until the beat's re-enqueue pass has run at least once after now.
+
+    The marker is written to the outbox without a task, so only the beat can send it.
+    """
+    marker = EmailOutbox(to=new_address(), template="welcome", context={"name": "Mo"})
+    await db.insert(services_of(app).engine, marker)
+    await eventually(lambda: received(smtp_sink, marker.to), what="a marker only the beat sends")
 
 
 def sentry_events_for(endpoint: SentryEndpoint, oid: ObjectId) -> list[dict[str, Any]]:
@@ -131,7 +152,7 @@ class TestDuplicateDelivery:
             worker_celery.send_task("emails.send", args=[str(oid)])
         await eventually(lambda: received(smtp_sink, to), what="the email")
         await eventually(lambda: _sent(mongo_db, oid), what="status sent")
-        await asyncio.sleep(2)  # the duplicates have been handled by now
+        await worker_caught_up(app, smtp_sink)  # the duplicates have been handled by now
         assert len(received(smtp_sink, to)) == 1
         assert (await status_of(mongo_db, oid))["attempts"] == 1
 
@@ -174,6 +195,7 @@ class TestSmtpDown:
         worker_settings: Settings,
         smtp_sink: SmtpSink,
         sentry_endpoint: SentryEndpoint,
+        make_settings: Any,
         mongo_db: Any,
     ) -> None:
         to = new_address()
@@ -195,7 +217,7 @@ class TestSmtpDown:
         )
         assert event["level"] == "error"
         assert to not in json.dumps(event)
-        await asyncio.sleep(1.5)
+        await beat_passed(app, smtp_sink)  # nor does the beat send it again
         assert received(smtp_sink, to) == []
         assert (await status_of(mongo_db, oid))["status"] == OutboxStatus.FAILED
 
@@ -238,7 +260,7 @@ class TestBrokerDown:
         assert await outbox.enqueue(away, str(entry.id)) is False  # the broker really is away
         await eventually(lambda: received(smtp_sink, to), what="the re-enqueued email")
         await eventually(lambda: _sent(mongo_db, entry.id), what="status sent")
-        await asyncio.sleep(3)  # several beat runs later
+        await beat_passed(app, smtp_sink)  # a later beat run sent nothing again
         assert len(received(smtp_sink, to)) == 1
 
 
@@ -271,7 +293,12 @@ class TestStuckSending:
         assert doc["attempts"] == 2
 
     async def test_claim_within_its_lease_is_left_alone(
-        self, app: FastAPI, celery_worker: ManagedProcess, smtp_sink: SmtpSink, mongo_db: Any
+        self,
+        app: FastAPI,
+        make_settings: Any,
+        celery_worker: ManagedProcess,
+        smtp_sink: SmtpSink,
+        mongo_db: Any,
     ) -> None:
         to = new_address()
         oid = ObjectId()
@@ -289,6 +316,6 @@ class TestStuckSending:
                 "updated_at": now,
             }
         )
-        await asyncio.sleep(3)
+        await beat_passed(app, smtp_sink)
         assert received(smtp_sink, to) == []
         assert (await status_of(mongo_db, oid))["claim"] == "busy-worker"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ from redis import Redis
 
 from app.core.config import Settings
 from app.worker.locks import LOCK_PREFIX, redis_lock
+from tests.fixtures.servers import wait_until
 
 
 @pytest.fixture
@@ -18,6 +18,11 @@ def redis(settings: Settings) -> Iterator[Redis]:
     client = Redis.from_url(settings.redis_url)
     yield client
     client.close()
+
+
+def gone(redis: Redis, key: str) -> None:
+    """Wait until `key` has expired."""
+    wait_until(lambda: not redis.exists(key), timeout=5, what=f"{key} to expire")
 
 
 class TestRedisLock:
@@ -34,7 +39,7 @@ class TestRedisLock:
         name = f"t-{ObjectId()}"
         with redis_lock(redis, name, ttl_ms=100) as slow:
             assert slow
-            time.sleep(0.25)  # the lock expired while the slow holder was still working
+            gone(redis, LOCK_PREFIX + name)  # the lock expired while the slow holder worked on
             with redis_lock(redis, name, ttl_ms=5000) as other:
                 assert other
                 token = redis.get(LOCK_PREFIX + name)
@@ -47,6 +52,6 @@ class TestRedisLock:
         key = LOCK_PREFIX + name
         with redis_lock(redis, name, ttl_ms=100) as slow:
             assert slow
-            time.sleep(0.25)
+            gone(redis, key)
             redis.set(key, b"someone-else", px=5000)
         assert redis.get(key) == b"someone-else"

@@ -142,17 +142,20 @@ async def delete(
         d["_id"] async for d in products.find({"folder_path": {"$in": [fid]}}, {"_id": 1})
     ]
     device_ids = [d["_id"] async for d in devices.find({"folder_path": {"$in": [fid]}}, {"_id": 1})]
-    if product_ids:
-        inside = set(device_ids)
-        users = devices.find({"product_id": {"$in": [str(p) for p in product_ids]}}, {"_id": 1})
+    inside = set(device_ids)
+    for part in db.chunks([str(p) for p in product_ids]):
+        users = devices.find({"product_id": {"$in": part}}, {"_id": 1})
         if any([d["_id"] not in inside async for d in users]):
             raise ProductInUse("devices outside this folder use a product inside it")
-    for coll, ids, rtype in (
-        (devices, device_ids, ResourceType.DEVICE),
-        (products, product_ids, ResourceType.PRODUCT),
-        (folders, folder_ids, ResourceType.FOLDER),
+    # The subtree goes by its path, one command per collection whatever its size.
+    below = {"$in": [fid]}  # `$in`: equality on an array element is not portable
+    await devices.delete_many({"folder_path": below})
+    await products.delete_many({"folder_path": below})
+    await folders.delete_many({"$or": [{"_id": folder.id}, {"ancestors": below}]})
+    for ids, rtype in (
+        (device_ids, ResourceType.DEVICE),
+        (product_ids, ResourceType.PRODUCT),
+        (folder_ids, ResourceType.FOLDER),
     ):
-        if ids:
-            await coll.delete_many({"_id": {"$in": ids}})
-            await sharing.delete_for(engine, resource_type=rtype, ids=[str(i) for i in ids])
+        await sharing.delete_for(engine, resource_type=rtype, ids=[str(i) for i in ids])
     await key_cache.revoke(str(i) for i in device_ids)

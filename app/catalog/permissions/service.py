@@ -113,9 +113,9 @@ async def readable_filter(
             folders.append(doc["resource_id"])
     clauses: list[dict[str, Any]] = []
     if direct:
-        clauses.append({"_id": {"$in": direct}})
+        clauses.append(db.in_chunks("_id", direct))
     if folders:
-        clauses.append({model.kind.path_field: {"$in": folders}})
+        clauses.append(db.in_chunks(model.kind.path_field, folders))
     if not clauses:
         return dict(MATCH_NOTHING)
     if len(clauses) == 1:

@@ -266,9 +266,10 @@ async def _remove_grant(engine: AIOEngine, *, key: dict[str, str], uid: str) -> 
 
 async def delete_for(engine: AIOEngine, *, resource_type: ResourceType, ids: list[str]) -> None:
     """Drop the grants and invites of deleted resources."""
-    query = {"resource_type": resource_type.value, "resource_id": {"$in": ids}}
-    await db.collection(engine, Grant).delete_many(query)
-    await db.collection(engine, Invite).delete_many(query)
+    for part in db.chunks(ids):
+        query = {"resource_type": resource_type.value, "resource_id": {"$in": part}}
+        await db.collection(engine, Grant).delete_many(query)
+        await db.collection(engine, Invite).delete_many(query)
 
 
 async def accept_invites(engine: AIOEngine, *, uid: str, email: str | None) -> int:
