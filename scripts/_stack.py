@@ -25,6 +25,7 @@ from bson import ObjectId  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
 from app.auth import device_keys  # noqa: E402
+from app.catalog.command_specs import CommandSpec  # noqa: E402
 from app.core.models import utcnow  # noqa: E402
 from tests.fixtures.servers import (  # noqa: E402
     ManagedProcess,
@@ -142,7 +143,7 @@ class Stack:
                         "allow_unknown": False,
                         "ingest_limit_per_minute": ingest_limit_per_minute,
                     },
-                    "commands": SIM_COMMANDS,
+                    "commands": [CommandSpec.model_validate(c).stored() for c in SIM_COMMANDS],
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -125,6 +125,17 @@ class CommandSpecRead(BaseModel):
         default=False, description="whether the device answers with a `result` object"
     )
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _stored_as_json(cls, value: Any) -> Any:
+        """Stored schemas are JSON text (see `stored`)."""
+        return json.loads(value) if isinstance(value, str) else value
+
+    def stored(self) -> dict[str, Any]:
+        """The document kept on the product: the params schema as JSON text, because MongoDB
+        refuses `$`-prefixed keys (`$ref`, `$defs`, `$schema`) inside an update's values."""
+        return {**self.model_dump(mode="json"), "params": json.dumps(self.params)}
+
 
 class CommandSpec(CommandSpecRead):
     """One command as a product editor declares it: the params schema is checked."""

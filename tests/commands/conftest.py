@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from redis import Redis
 
 from app.auth.principal import Principal
+from app.catalog.command_specs import CommandSpec
 from app.catalog.models import Device, Product
 from app.commands import sweep
 from app.core import collections
@@ -70,7 +71,12 @@ def make_commanded(engine: AIOEngine) -> MakeCommanded:
         *, owner: Principal = MASTER, commands: list[dict[str, Any]] | None = None
     ) -> Commanded:
         product = await new_product(
-            engine, owner=owner, commands=COMMANDS if commands is None else commands
+            engine,
+            owner=owner,
+            commands=[
+                CommandSpec.model_validate(c).stored()
+                for c in (COMMANDS if commands is None else commands)
+            ],
         )
         device, key = await new_device(engine, owner=owner, product=product)
         return Commanded(device=device, product=product, key=key)

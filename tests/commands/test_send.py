@@ -77,6 +77,22 @@ class TestSend:
         assert resp.json()["type"] == f"/problems/{problem}"
         assert await mongo_db.commands.count_documents({"device_id": target.id}) == 0
 
+    async def test_schema_with_local_refs(
+        self, client: httpx.AsyncClient, make_commanded: MakeCommanded, master_headers: Any
+    ) -> None:
+        schema = {
+            "type": "object",
+            "$defs": {"pct": {"type": "number", "minimum": 0, "maximum": 100}},
+            "properties": {"open": {"$ref": "#/$defs/pct"}},
+            "required": ["open"],
+        }
+        target = await make_commanded(commands=[{"name": "valve", "params": schema}])
+        ok = await send(client, target, master_headers, {"name": "valve", "params": {"open": 5}})
+        assert ok.status_code == 201, ok.text
+        bad = await send(client, target, master_headers, {"name": "valve", "params": {"open": 500}})
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["loc"] == ["params", "open"]
+
     async def test_params_errors_name_the_field(
         self, client: httpx.AsyncClient, make_commanded: MakeCommanded, master_headers: Any
     ) -> None:

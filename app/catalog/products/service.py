@@ -42,7 +42,7 @@ async def create(
         tags=product_in.tags,
         **await crud.placement(engine, principal=principal, folder_id=product_in.folder_id),
         telemetry=product_in.telemetry.model_dump(mode="json"),
-        commands=[c.model_dump(mode="json") for c in product_in.commands],
+        commands=[c.stored() for c in product_in.commands],
         owner_uid=uid,
         created_by=uid,
     )
@@ -87,7 +87,7 @@ async def update(
         check_ingest_limit(product_in.telemetry, max_per_minute=max_ingest_limit)
         changes["telemetry"] = product_in.telemetry.model_dump(mode="json")
     if product_in.commands is not None:
-        changes["commands"] = [c.model_dump(mode="json") for c in product_in.commands]
+        changes["commands"] = [c.stored() for c in product_in.commands]
     if "folder_id" in fields and product_in.folder_id != product.folder_id:
         changes.update(
             await crud.move_fields(

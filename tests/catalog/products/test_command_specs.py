@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.catalog.command_specs import MAX_COMMANDS, MAX_SCHEMA_BYTES
+from app.catalog.command_specs import MAX_COMMANDS, MAX_SCHEMA_BYTES, CommandSpec
 from app.core.errors import PROBLEM_JSON
 from app.core.services import services_of
 from tests.fixtures.catalog import new_product, unique
@@ -70,6 +70,9 @@ class TestDeclare:
         body = {"commands": [{"name": "a", "params": schema}]}
         resp = await client.patch(f"{API}/products/{product.id}", json=body, headers=alice.headers)
         assert resp.status_code == 200, resp.text
+        # `$` keys are kept as JSON text in MongoDB (refused inside update values) and come back.
+        got = await client.get(f"{API}/products/{product.id}", headers=alice.headers)
+        assert got.json()["commands"][0]["params"] == schema
 
     async def test_create_round_trips(self, client: httpx.AsyncClient, make_user: MakeUser) -> None:
         alice = await signed_in(make_user, client)
@@ -97,7 +100,9 @@ class TestDeclare:
     ) -> None:
         alice = await signed_in(make_user, client)
         product = await new_product(
-            services_of(app).engine, owner=principal_of(alice), commands=[VALID]
+            services_of(app).engine,
+            owner=principal_of(alice),
+            commands=[CommandSpec.model_validate(VALID).stored()],
         )
         url = f"{API}/products/{product.id}"
         resp = await client.patch(url, json={"commands": commands}, headers=alice.headers)
