@@ -15,6 +15,8 @@ from app.api import api_router
 from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
+from app.commands import events as command_events
+from app.commands.waker import CommandWaker
 from app.core import db, openapi, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -67,6 +69,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             name="device-key-revocations",
         )
         stack.push_async_callback(_cancel, revocations)
+        command_waker = CommandWaker(max_waiters=settings.commands_max_waiters)
+        wake_ups = asyncio.create_task(
+            command_waker.follow(settings.redis_url, timeout_s=settings.redis_timeout_s),
+            name="command-wake-ups",
+        )
+        stack.push_async_callback(_cancel, wake_ups)
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
         await migrations.ensure_current(engine, settings)
@@ -81,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         async def refresh_metrics() -> None:
             await worker_stats.refresh(engine, redis_client, timeout=settings.ready_timeout_s)
+            await command_events.refresh_metrics(redis_client, timeout=settings.ready_timeout_s)
 
         app.services = Services(
             settings=settings,
@@ -94,6 +103,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             limiter=limiter,
             device_contexts=device_contexts,
             batcher=batcher,
+            command_waker=command_waker,
             on_sign_in=onboarding.welcome,
             refresh_metrics=refresh_metrics,
         )

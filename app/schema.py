@@ -8,6 +8,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from app.auth.models import Session, User
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions.models import Grant, Invite
+from app.commands.models import Command
 from app.core import collections
 from app.core.config import Settings
 from app.core.db import CollectionSpec
@@ -16,7 +17,7 @@ from app.emails.models import EmailOutbox
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite]
+    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite, Command]
 
 
 def readings_spec(settings: Settings) -> CollectionSpec:
@@ -45,4 +46,5 @@ def collections_(settings: Settings) -> list[CollectionSpec]:
             ],
         ),
         CollectionSpec(name=collections.DEVICE_LATEST),
+        CollectionSpec(name=collections.COMMAND_SEQUENCES),
     ]

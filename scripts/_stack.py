@@ -25,6 +25,7 @@ from bson import ObjectId  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
 from app.auth import device_keys  # noqa: E402
+from app.catalog.command_specs import CommandSpec  # noqa: E402
 from app.core.models import utcnow  # noqa: E402
 from tests.fixtures.servers import (  # noqa: E402
     ManagedProcess,
@@ -35,6 +36,20 @@ from tests.fixtures.servers import (  # noqa: E402
 )
 
 MASTER_TOKEN = "bench-master-token-" + "x" * 32
+# The commands the seeded product declares (scripts/simulate_devices.py answers them).
+SIM_COMMANDS: list[dict[str, Any]] = [
+    {"name": "reboot", "params": {"type": "object"}, "ttl_s": 600, "result_expected": False},
+    {
+        "name": "set_interval",
+        "params": {
+            "type": "object",
+            "properties": {"seconds": {"type": "integer", "minimum": 1, "maximum": 3600}},
+            "required": ["seconds"],
+        },
+        "ttl_s": 600,
+        "result_expected": True,
+    },
+]
 
 
 @dataclass
@@ -128,6 +143,7 @@ class Stack:
                         "allow_unknown": False,
                         "ingest_limit_per_minute": ingest_limit_per_minute,
                     },
+                    "commands": [CommandSpec.model_validate(c).stored() for c in SIM_COMMANDS],
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -133,6 +133,7 @@ def build_app(settings: Settings) -> SensorhubApp:
                 "auth_failures",
                 "device_contexts",
                 "batcher",
+                "command_waker",
                 "on_sign_in",
                 "refresh_metrics",
             )

@@ -8,6 +8,11 @@ ports and seeds a product and the devices. With `--url`, pass the devices to sim
 
 Every request carries a fresh `Idempotency-Key`; a failed request (429, 503, network) is
 retried with the same key, as a device should. Prints a progress bar and a summary last.
+
+With `--commands`, every device also long-polls its commands (`GET .../commands/next?wait=`)
+and answers each one (`POST .../commands/{id}/result`); on its own stack the script also
+sends each device a `set_interval` command every `--command-every` seconds (master token),
+which the device acknowledges with a result.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from _stack import Device, local_stack
+from _stack import MASTER_TOKEN, Device, local_stack
 from tqdm import tqdm
 
 
@@ -38,6 +43,8 @@ class Tally:
     rejected: int = 0
     retries: int = 0
     latencies: list[float] = field(default_factory=list)
+    commands_sent: int = 0
+    commands_answered: int = 0
 
 
 def reading(state: dict[str, float]) -> dict[str, Any]:
@@ -97,13 +104,80 @@ async def run_device(
         bar.update(1)
 
 
+async def answer_commands(
+    client: httpx.AsyncClient, device: Device, *, until: float, tally: Tally
+) -> None:
+    """Long-poll the device's commands until `until` and answer each one."""
+    url = f"/api/v1/devices/{device.id}/commands"
+    headers = {"X-Device-Key": device.key}
+    while time.monotonic() < until:
+        wait = max(0.0, min(20.0, until - time.monotonic()))
+        try:
+            resp = await client.get(f"{url}/next", params={"wait": wait}, headers=headers)
+        except httpx.HTTPError:
+            await asyncio.sleep(1)
+            continue
+        if resp.status_code == 204:
+            continue
+        if resp.status_code != 200:
+            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+            continue
+        command = resp.json()
+        result: dict[str, Any] = {"done_at": datetime.now(UTC).isoformat()}
+        if command["name"] == "set_interval":
+            result["interval_s"] = command["params"]["seconds"]
+        body = {"delivery_id": command["delivery_id"], "status": "successful", "result": result}
+        # A lost answer is retried with the same delivery id: the API makes it a no-op.
+        for _ in range(3):
+            try:
+                done = await client.post(
+                    f"{url}/{command['id']}/result", json=body, headers=headers
+                )
+            except httpx.HTTPError:
+                continue
+            if done.status_code in (200, 409):
+                tally.commands_answered += done.status_code == 200
+                break
+
+
+async def send_commands(
+    client: httpx.AsyncClient, devices: list[Device], *, every: float, until: float, tally: Tally
+) -> None:
+    """Send each device a `set_interval` command every `every` seconds (master token)."""
+    headers = {"Authorization": f"Bearer {MASTER_TOKEN}"}
+    while time.monotonic() + every < until:
+        await asyncio.sleep(every)
+        for device in devices:
+            body = {"name": "set_interval", "params": {"seconds": random.choice([1, 2, 5])}}
+            resp = await client.post(
+                f"/api/v1/devices/{device.id}/commands", json=body, headers=headers
+            )
+            tally.commands_sent += resp.status_code == 201
+
+
 async def simulate(url: str, devices: list[Device], args: argparse.Namespace) -> Tally:
     """Run every device concurrently for the duration."""
     tally = Tally()
     total = int(len(devices) * args.rate * args.duration / args.batch)
-    limits = httpx.Limits(max_connections=min(len(devices), 100))
+    connections = min(len(devices), 100) + (len(devices) if args.commands else 0)
+    limits = httpx.Limits(max_connections=connections)
     started = time.monotonic()
+    until = started + args.duration
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        background: list[asyncio.Task[None]] = []
+        if args.commands:
+            background += [
+                asyncio.create_task(answer_commands(client, d, until=until, tally=tally))
+                for d in devices
+            ]
+            if not args.url:
+                background.append(
+                    asyncio.create_task(
+                        send_commands(
+                            client, devices, every=args.command_every, until=until, tally=tally
+                        )
+                    )
+                )
         with tqdm(total=total, unit="req", desc="posting") as bar:
             await asyncio.gather(
                 *(
@@ -119,6 +193,7 @@ async def simulate(url: str, devices: list[Device], args: argparse.Namespace) ->
                     for d in devices
                 )
             )
+        await asyncio.gather(*background)
     tally.statuses["elapsed_s"] = int(time.monotonic() - started)
     return tally
 
@@ -140,6 +215,7 @@ def summary(tally: Tally, *, devices: int, duration: float) -> str:
             f"ingest rate:        {tally.accepted / duration:.1f} readings/s",
             f"latency ms:         p50 {pct(0.5):.1f}  p95 {pct(0.95):.1f}  p99 {pct(0.99):.1f}"
             f"  mean {statistics.fmean(lat) * 1000:.1f}",
+            f"commands:           sent {tally.commands_sent}  answered {tally.commands_answered}",
         ]
     )
 
@@ -153,6 +229,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds to run (max 170)")
     parser.add_argument("--url", help="an API that is already running (else start one)")
     parser.add_argument("--device", action="append", default=[], help="id:key (with --url)")
+    parser.add_argument("--commands", action="store_true", help="devices answer commands")
+    parser.add_argument(
+        "--command-every", type=float, default=5.0, help="seconds between sent commands"
+    )
     args = parser.parse_args()
     args.duration = min(args.duration, 170.0)
     if args.url:

@@ -75,6 +75,9 @@ class Product(Document):
     folder_id: str | None = None
     folder_path: list[str] = Field(default_factory=list)
     telemetry: dict[str, Any] = Field(default_factory=dict)
+    # `app.catalog.command_specs.CommandSpec.stored()` documents (params schema as JSON
+    # text): the commands its devices understand.
+    commands: list[dict[str, Any]] = Field(default_factory=list)
     owner_uid: str
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)

@@ -245,6 +245,31 @@ class Settings(BaseSettings):
     idempotency_lease_s: float = Field(default=60.0, gt=0, le=3600)
     presence_throttle_s: float = Field(default=30.0, ge=0)
     readings_context_cache_s: float = Field(default=5.0, ge=0)
+    # --- device commands (app/commands) --------------------------------------------------------
+    # Longest `wait` a device's long-poll may ask for; longer waits are cut to it.
+    commands_poll_max_wait_s: float = Field(default=30.0, ge=0, le=300)
+    # Long-polls one API process holds at once; past it a poll answers 503 with Retry-After.
+    commands_max_waiters: int = Field(default=10_000, ge=1, le=1_000_000)
+    # A waiting poll looks at MongoDB again this often even if no wake-up arrives (a missed
+    # Redis message, or Redis away, delays a command by at most this).
+    commands_poll_recheck_s: float = Field(default=5.0, gt=0, le=300)
+    # A delivered command not acknowledged within this goes back to the queue ...
+    commands_ack_timeout_s: int = Field(default=30, ge=1, le=86_400)
+    # ... up to this many deliveries in all, then it ends as `timeout`.
+    commands_max_attempts: int = Field(default=3, ge=1, le=100)
+    # Longest `ttl_s` a command may be sent with.
+    commands_max_ttl_s: int = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
+    # Commands waiting (queued or delivered) per device; more are refused with 409.
+    commands_max_pending_per_device: int = Field(default=100, ge=1, le=100_000)
+    # Size caps of a command's params and of a device's result, as compact JSON.
+    commands_params_max_bytes: int = Field(default=8192, ge=64, le=1_048_576)
+    commands_result_max_bytes: int = Field(default=16_384, ge=64, le=1_048_576)
+    # Finished commands (successful, failed, expired, timeout, cancelled) are kept this long.
+    commands_retention_days: int = Field(default=30, ge=1)
+    # How often the beat sweeps expiries, ack timeouts and retention (commands.sweep), and
+    # how many commands one pass changes at most per state.
+    commands_sweep_interval_s: float = Field(default=30.0, gt=0)
+    commands_sweep_batch: int = Field(default=1000, ge=1, le=100_000)
     # --- rate limiting (app/ratelimit) -------------------------------------------------------
     rate_limit_enabled: bool = True
     rate_limit_anonymous_limit: int = Field(default=60, ge=1)

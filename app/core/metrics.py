@@ -78,3 +78,7 @@ CELERY_TASKS = SharedCounter(
     "Celery task outcomes by task name (success, retry, failure), counted by the workers",
     ["task", "outcome"],
 )
+COMMAND_POLLS_WAITING = Gauge(
+    "sensorhub_command_polls_waiting",
+    "Device command long-polls waiting in this process (bounded by COMMANDS_MAX_WAITERS)",
+)

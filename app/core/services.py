@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.auth.firebase import FirebaseAuth
     from app.auth.identities import SignInHook
     from app.auth.key_cache import DeviceKeyCache
+    from app.commands.waker import CommandWaker
     from app.core.config import Settings
     from app.core.db import MongoClient
     from app.ratelimit.service import RateLimiter
@@ -51,6 +52,8 @@ class Services:
     limiter: RateLimiter
     device_contexts: DeviceContextCache
     batcher: IngestBatcher
+    # Waiting command long-polls of this process, woken over Redis (app/commands/waker.py).
+    command_waker: CommandWaker
     # What happens when a person is first seen (welcome email, invites): the users domain's.
     on_sign_in: SignInHook
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.

@@ -14,6 +14,7 @@ from typing import Any
 from bson import ObjectId
 
 from app.catalog import repair
+from app.commands import sweep as commands_sweep
 from app.core import collections
 from app.core.models import utcnow
 from app.emails.models import EmailOutbox, OutboxStatus
@@ -192,4 +193,15 @@ def repair_folder_tree(ctx: WorkerContext) -> dict[str, Any]:
             since = datetime.fromisoformat(text) - timedelta(seconds=REPAIR_MARGIN_S)
         counts = repair.repair_tree(ctx.db, since=since)
         ctx.redis.set(REPAIR_LAST_RUN_KEY, started.isoformat())
+    return dict(counts)
+
+
+def sweep_commands(ctx: WorkerContext) -> dict[str, Any]:
+    """Expire, time out and requeue device commands, and delete finished ones past
+    COMMANDS_RETENTION_DAYS (app/commands/sweep.py), under the job's lock."""
+    with redis_lock(ctx.redis, commands_sweep.LOCK_NAME, ttl_ms=LOCK_TTL_MS) as acquired:
+        if not acquired:
+            logger.info("sweep skipped: locked", extra={"job": commands_sweep.LOCK_NAME})
+            return SKIPPED
+        counts = commands_sweep.sweep(ctx.db[collections.COMMANDS], ctx.redis, ctx.settings)
     return dict(counts)

@@ -28,6 +28,7 @@ CLEANUP_READINGS = "cleanup.readings"
 CLEANUP_OUTBOX = "cleanup.outbox"
 CLEANUP_DELETED_DEVICES = "cleanup.deleted_devices"
 REPAIR_TREE = "catalog.repair_tree"
+SWEEP_COMMANDS = "commands.sweep"
 TASK_NAMES = (
     SEND_EMAIL,
     REQUEUE_EMAILS,
@@ -37,6 +38,7 @@ TASK_NAMES = (
     CLEANUP_OUTBOX,
     CLEANUP_DELETED_DEVICES,
     REPAIR_TREE,
+    SWEEP_COMMANDS,
 )
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -105,6 +107,11 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
         """Mend stale folder paths and cycles (moves without transactions, crashes, races)."""
         return cleanup.repair_folder_tree(ctx)
 
+    @app.task(name=SWEEP_COMMANDS, **options)
+    def sweep_commands() -> dict[str, Any]:
+        """Expire, time out and requeue device commands; delete old finished ones."""
+        return cleanup.sweep_commands(ctx)
+
 
 def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
     """What beat runs and how often; a run that waited past its interval is dropped."""
@@ -132,5 +139,11 @@ def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
         "task": REPAIR_TREE,
         "schedule": repair,
         "options": {"expires": repair},
+    }
+    sweep = settings.commands_sweep_interval_s
+    schedule[SWEEP_COMMANDS] = {
+        "task": SWEEP_COMMANDS,
+        "schedule": sweep,
+        "options": {"expires": sweep},
     }
     return schedule

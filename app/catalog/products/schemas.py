@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.catalog.command_specs import CommandSpecRead, CommandSpecs
 from app.catalog.schemas import TRIMMED_LINE, Name, PatchBody
 from app.catalog.telemetry import TelemetrySchema
 from app.core.models import IdStr
@@ -27,12 +28,13 @@ class ProductCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     folder_id: IdStr | None = None
     telemetry: TelemetrySchema = Field(default_factory=TelemetrySchema)
+    commands: CommandSpecs = Field(default_factory=list)
 
 
 class ProductUpdate(PatchBody):
     """Fields to change; `folder_id: null` moves the product out of its folder."""
 
-    not_nullable = ("name", "sku", "tags", "telemetry")
+    not_nullable = ("name", "sku", "tags", "telemetry", "commands")
 
     name: Name | None = None
     sku: Sku | None = None
@@ -40,6 +42,7 @@ class ProductUpdate(PatchBody):
     tags: list[Tag] | None = Field(default=None, max_length=20)
     folder_id: IdStr | None = None
     telemetry: TelemetrySchema | None = None
+    commands: CommandSpecs | None = None
 
 
 class ProductFilters(BaseModel):
@@ -62,6 +65,7 @@ class ProductRead(BaseModel):
     tags: list[str]
     folder_id: IdStr | None
     telemetry: TelemetrySchema
+    commands: list[CommandSpecRead]
     owner_uid: str
     created_by: str
     created_at: datetime

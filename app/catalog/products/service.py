@@ -42,6 +42,7 @@ async def create(
         tags=product_in.tags,
         **await crud.placement(engine, principal=principal, folder_id=product_in.folder_id),
         telemetry=product_in.telemetry.model_dump(mode="json"),
+        commands=[c.stored() for c in product_in.commands],
         owner_uid=uid,
         created_by=uid,
     )
@@ -85,6 +86,8 @@ async def update(
     if product_in.telemetry is not None:
         check_ingest_limit(product_in.telemetry, max_per_minute=max_ingest_limit)
         changes["telemetry"] = product_in.telemetry.model_dump(mode="json")
+    if product_in.commands is not None:
+        changes["commands"] = [c.stored() for c in product_in.commands]
     if "folder_id" in fields and product_in.folder_id != product.folder_id:
         changes.update(
             await crud.move_fields(

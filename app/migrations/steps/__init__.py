@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from odmantic import AIOEngine
 
 from app.core.config import Settings
-from app.migrations.steps import m0001_collections_and_indexes, m0002_latest_at_ms
+from app.migrations.steps import (
+    m0001_collections_and_indexes,
+    m0002_latest_at_ms,
+    m0003_commands,
+)
 
 
 @dataclass(frozen=True)
@@ -33,5 +37,10 @@ STEPS: list[Step] = [
         "0002_latest_at_ms",
         "give every device_latest value an integer `at_ms` beside its `ts`",
         m0002_latest_at_ms.apply,
+    ),
+    Step(
+        "0003_commands",
+        "create the device commands collection, its indexes and the per-device sequences",
+        m0003_commands.apply,
     ),
 ]

@@ -1,0 +1,1 @@
+"""Device commands: products declare them, users send them, devices long-poll and answer."""

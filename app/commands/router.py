@@ -1,0 +1,237 @@
+"""Commands routes under `/devices/{device_id}/commands`: users send, list, get and cancel;
+the device long-polls `next` and posts results."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from app.auth.dependencies import CurrentPrincipal
+from app.catalog.dependencies import DeviceForEdit, DeviceForView
+from app.commands import service as commands_service
+from app.commands.dependencies import PollingDevice
+from app.commands.schemas import (
+    CommandCreate,
+    CommandDelivery,
+    CommandFilters,
+    CommandRead,
+    CommandResultIn,
+)
+from app.core.errors import PROBLEM_JSON
+from app.core.pagination import Page, PageParamsDep
+from app.core.routing import API_PREFIX
+from app.core.services import ServicesDep
+
+router = APIRouter(prefix=f"{API_PREFIX}/devices/{{device_id}}/commands", tags=["commands"])
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def _problems(**described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem+json answers: `_problems(**{"404": "why"})`."""
+    return {
+        int(code): {"description": why, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
+        for code, why in described.items()
+    }
+
+
+_AUTH = {"401": "No valid credentials", "429": "Rate limited"}
+_UNSEEN = "No such device or command, or you may not see it"
+
+
+@router.post(
+    "",
+    response_model=CommandRead,
+    status_code=status.HTTP_201_CREATED,
+    summary="Send a command to a device (editor)",
+    responses={
+        201: {
+            "description": "Queued (or, for a retried Idempotency-Key, queued before)",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when this answers a retry of an earlier send",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+        **_problems(
+            **_AUTH,
+            **{
+                "403": "You may view the device but not send it commands",
+                "404": _UNSEEN,
+                "409": "Too many commands already wait for the device",
+                "422": "Unknown command, params invalid against its schema, ttl_s too long, "
+                "or an Idempotency-Key reused for another command",
+            },
+        ),
+    },
+)
+async def send_command(
+    response: Response,
+    device: DeviceForEdit,
+    body: CommandCreate,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> CommandRead:
+    """Queue a command the device's product declares; a retry with the same Idempotency-Key
+    returns the first command (`Idempotent-Replayed: true`) and queues nothing."""
+    sent = await commands_service.send(
+        services.engine,
+        redis=services.redis,
+        waker=services.command_waker,
+        principal=principal,
+        device=device,
+        command_in=body,
+        idempotency_key=idempotency_key,
+        settings=services.settings,
+    )
+    if sent.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return CommandRead.of(sent.command)
+
+
+@router.get(
+    "",
+    response_model=Page[CommandRead],
+    summary="List a device's commands (viewer)",
+    responses=_problems(**_AUTH, **{"404": _UNSEEN, "422": "Invalid cursor, limit or state"}),
+)
+async def list_commands(
+    device: DeviceForView,
+    services: ServicesDep,
+    page: PageParamsDep,
+    filters: Annotated[CommandFilters, Query()],
+) -> Page[CommandRead]:
+    """The device's commands, oldest first, optionally in one state."""
+    items, cursor = await commands_service.list_(
+        services.engine, device=device, page=page, filters_in=filters
+    )
+    return Page[CommandRead].of(items, cursor, CommandRead.of)
+
+
+@router.get(
+    "/next",
+    response_model=CommandDelivery,
+    summary="Take the next command, waiting for one (device key)",
+    responses={
+        204: {"description": "No command came within `wait` seconds"},
+        **_problems(
+            **_AUTH,
+            **{
+                "403": "Only a device key may poll",
+                "404": "Not this key's device",
+                "422": "Invalid wait",
+                "503": "This server holds too many waiting devices; retry after Retry-After",
+            },
+        ),
+    },
+)
+async def next_command(
+    request: Request,
+    device_id: PollingDevice,
+    services: ServicesDep,
+    wait: Annotated[
+        float, Query(ge=0, le=3600, description="seconds to wait (capped by the server)")
+    ] = 0,
+) -> Any:
+    """The oldest queued command, marked delivered with a new `delivery_id`; 204 when none
+    arrives within `wait` seconds. Post its result before `ack_by`, or it is delivered again."""
+    command = await commands_service.next_(
+        services.engine,
+        redis=services.redis,
+        waker=services.command_waker,
+        device_id=device_id,
+        wait_s=wait,
+        settings=services.settings,
+        disconnected=request.is_disconnected,
+    )
+    if command is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return CommandDelivery.of(command)
+
+
+@router.get(
+    "/{command_id}",
+    response_model=CommandRead,
+    summary="One command of a device (viewer)",
+    responses=_problems(**_AUTH, **{"404": _UNSEEN, "422": "Invalid request"}),
+)
+async def get_command(device: DeviceForView, command_id: str, services: ServicesDep) -> CommandRead:
+    """One command of the device."""
+    command = await commands_service.get(
+        services.engine, device_id=str(device.id), command_id=command_id
+    )
+    return CommandRead.of(command)
+
+
+@router.post(
+    "/{command_id}/cancel",
+    response_model=CommandRead,
+    summary="Cancel a command not yet delivered (editor)",
+    responses=_problems(
+        **_AUTH,
+        **{
+            "403": "You may view the device but not cancel its commands",
+            "404": _UNSEEN,
+            "409": "The command was delivered or has finished",
+            "422": "Invalid request",
+        },
+    ),
+)
+async def cancel_command(
+    device: DeviceForEdit, command_id: str, services: ServicesDep
+) -> CommandRead:
+    """Cancel a command that is still waiting for delivery."""
+    command = await commands_service.cancel(
+        services.engine,
+        redis=services.redis,
+        waker=services.command_waker,
+        device=device,
+        command_id=command_id,
+    )
+    return CommandRead.of(command)
+
+
+@router.post(
+    "/{command_id}/result",
+    response_model=CommandRead,
+    summary="Post the result of a delivered command (device key)",
+    responses=_problems(
+        **_AUTH,
+        **{
+            "403": "Only a device key may post results",
+            "404": "No such command on this key's device",
+            "409": "The delivery id is not the current delivery (redelivered, finished, "
+            "or answered differently)",
+            "422": "Invalid body, or a result too large",
+        },
+    ),
+)
+async def post_result(
+    device_id: PollingDevice, command_id: str, body: CommandResultIn, services: ServicesDep
+) -> CommandRead:
+    """Acknowledge a delivery as successful or failed, with an optional result object;
+    posting the same answer again changes nothing."""
+    command = await commands_service.record_result(
+        services.engine,
+        redis=services.redis,
+        waker=services.command_waker,
+        device_id=device_id,
+        command_id=command_id,
+        result_in=body,
+        settings=services.settings,
+    )
+    return CommandRead.of(command)

@@ -1,0 +1,139 @@
+"""Wakes a device's long-polls in this process when a command for it is queued anywhere.
+
+One Redis subscription per process (to the `device.commands` event channel, see
+app/commands/events.py) feeds an in-memory map `device id -> events of its waiting polls`.
+A waiting poll holds no database connection and no thread: only an `asyncio.Event`. It
+re-checks MongoDB when woken, and every COMMANDS_POLL_RECHECK_S anyway, so a lost message
+(or Redis away) delays a command by at most that; when the subscription is (re)made, every
+waiting poll re-checks, since messages may have been missed meanwhile. The number of waiting
+polls per process is bounded (COMMANDS_MAX_WAITERS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.commands.events import CHANNEL
+from app.commands.exceptions import PollersFull
+from app.commands.models import CommandState
+from app.core.metrics import COMMAND_POLLS_WAITING
+
+logger = logging.getLogger(__name__)
+
+
+class CommandWaker:
+    """The waiting long-polls of this process, by device (see the module)."""
+
+    def __init__(self, *, max_waiters: int) -> None:
+        self.max_waiters = max_waiters
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._count = 0
+        self._live = False
+
+    @property
+    def live(self) -> bool:
+        """True while the process is subscribed to command events."""
+        return self._live
+
+    @property
+    def waiting(self) -> int:
+        """Long-polls waiting in this process now."""
+        return self._count
+
+    @contextlib.contextmanager
+    def waiter(self, device_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever `device_id` may have a new command (503 when full)."""
+        if self._count >= self.max_waiters:
+            raise PollersFull(
+                "This server holds as many waiting devices as it may; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        event = asyncio.Event()
+        self._waiters.setdefault(device_id, set()).add(event)
+        self._count += 1
+        COMMAND_POLLS_WAITING.inc()
+        try:
+            yield event
+        finally:
+            self._count -= 1
+            COMMAND_POLLS_WAITING.dec()
+            events = self._waiters.get(device_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[device_id]
+
+    def wake(self, device_id: str) -> None:
+        """Wake the polls of `device_id` waiting in this process."""
+        for event in self._waiters.get(device_id, ()):
+            event.set()
+
+    def wake_all(self) -> None:
+        """Wake every waiting poll (after messages may have been missed)."""
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            item = json.loads(data)
+            if item.get("state") == CommandState.QUEUED.value:
+                self.wake(str(item["device_id"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.warning("malformed command event ignored")
+
+    async def follow(
+        self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
+    ) -> None:
+        """Follow the event channel until cancelled, resubscribing after any failure."""
+        while True:
+            try:
+                await self._follow_once(redis_url, timeout_s=timeout_s, ping_s=ping_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._live:
+                    logger.warning(
+                        "command wake-up feed lost; polls re-check on their own",
+                        extra={"error": type(exc).__name__},
+                    )
+            finally:
+                self._live = False
+            await asyncio.sleep(retry_s)
+
+    async def _follow_once(self, redis_url: str, *, timeout_s: float, ping_s: float) -> None:
+        # Its own connection, without silent reconnects (a reconnect could miss messages).
+        client = Redis.from_url(
+            redis_url, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                last_heard = next_ping = loop.time()
+                while True:
+                    message = await pubsub.get_message(timeout=min(1.0, ping_s))
+                    now = loop.time()
+                    if message is not None:
+                        last_heard = now
+                        if message["type"] == "subscribe":
+                            self._live = True
+                            self.wake_all()
+                        elif message["type"] == "message":
+                            self._on_message(message["data"])
+                    if now - last_heard > 2 * ping_s + timeout_s:
+                        raise TimeoutError("no answer to pings on the command event feed")
+                    if now >= next_ping:
+                        await pubsub.ping()
+                        next_ping = now + ping_s
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
