@@ -18,18 +18,15 @@ The TTL bounds only what nobody announces: a key changed in the database by hand
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
 from cachetools import TTLCache
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from app.auth.exceptions import KeyRevocationPending
+from app.core import feeds
 
 logger = logging.getLogger(__name__)
 
@@ -129,55 +126,26 @@ class DeviceKeyCache:
                 pipe.publish(CHANNEL, device_id)
             await pipe.execute()
 
+    def feed_live(self, live: bool) -> None:
+        """The revocation feed is subscribed (True) or was lost (False)."""
+        self.set_live(live)
+
+    def feed_message(self, data: str) -> None:
+        """A revoked device id."""
+        self.forget([data])
+
     async def follow(
         self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
     ) -> None:
         """Follow the revocation channel until cancelled, resubscribing after any failure."""
         if self._entries is None:
             return  # caching is off: nothing to keep fresh
-        while True:
-            try:
-                await self._follow_once(redis_url, timeout_s=timeout_s, ping_s=ping_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._live:
-                    logger.warning(
-                        "device key revocation feed lost; checking every key in MongoDB",
-                        extra={"error": type(exc).__name__},
-                    )
-            finally:
-                self.set_live(False)
-            await asyncio.sleep(retry_s)
-
-    async def _follow_once(self, redis_url: str, *, timeout_s: float, ping_s: float) -> None:
-        # A connection of its own, without redis-py's silent reconnects: a reconnect could
-        # miss messages, so every failure must reach this loop and stop the cache.
-        client = Redis.from_url(
+        await feeds.follow(
             redis_url,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
+            CHANNEL,
+            self,
+            timeout_s=timeout_s,
+            ping_s=ping_s,
+            retry_s=retry_s,
+            lost_warning="device key revocation feed lost; checking every key in MongoDB",
         )
-        loop = asyncio.get_running_loop()
-        try:
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                last_heard = next_ping = loop.time()
-                while True:
-                    message = await pubsub.get_message(timeout=min(1.0, ping_s))
-                    now = loop.time()
-                    if message is not None:
-                        last_heard = now
-                        if message["type"] == "subscribe":
-                            self.set_live(True)
-                        elif message["type"] == "message":
-                            self.forget([message["data"]])
-                    if now - last_heard > 2 * ping_s + timeout_s:
-                        raise TimeoutError("no answer to pings on the revocation feed")
-                    if now >= next_ping:
-                        await pubsub.ping()
-                        next_ping = now + ping_s
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from app.catalog.telemetry import METRIC_NAME_PATTERN
 
@@ -152,7 +153,7 @@ def unique_names(specs: list[CommandSpec]) -> list[CommandSpec]:
     """The specs when their names are unique; ValueError otherwise."""
     names = [s.name for s in specs]
     if len(names) != len(set(names)):
-        raise ValueError("command names must be unique")
+        raise PydanticCustomError("command_names_unique", "command names must be unique")
     return specs
 
 

@@ -13,8 +13,10 @@ from fastapi import Depends
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.exceptions import DeviceNotFound
 from app.commands.exceptions import DeviceKeyRequired
+from app.core.openapi import raises
 
 
+@raises(DeviceKeyRequired, DeviceNotFound)
 async def get_polling_device(device_id: str, principal: CurrentPrincipal) -> str:
     """The id of the device whose key made the request; any other device id is 404."""
     if not principal.is_device:

@@ -66,20 +66,6 @@ class StaleDelivery(Conflict):
     title = "Stale delivery id"
 
 
-class IdempotencyKeyReused(Unprocessable):
-    """The Idempotency-Key was used before for a different command."""
-
-    type = "idempotency-key-reused"
-    title = "Idempotency-Key reused with a different body"
-
-
-class IdempotencyKeyInvalid(Unprocessable):
-    """The Idempotency-Key header is empty, too long or not printable ASCII."""
-
-    type = "idempotency-key-invalid"
-    title = "Invalid Idempotency-Key"
-
-
 class DeviceKeyRequired(Forbidden):
     """Only the device itself, with its key, polls and answers its commands."""
 

@@ -11,6 +11,17 @@ from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import DeviceForEdit, DeviceForView
 from app.commands import service as commands_service
 from app.commands.dependencies import PollingDevice
+from app.commands.exceptions import (
+    CommandInputInvalid,
+    CommandNotCancellable,
+    CommandNotFound,
+    CommandParamsInvalid,
+    CommandQueueFull,
+    CommandTtlTooLong,
+    CommandUnknown,
+    PollersFull,
+    StaleDelivery,
+)
 from app.commands.schemas import (
     CommandCreate,
     CommandDelivery,
@@ -18,37 +29,13 @@ from app.commands.schemas import (
     CommandRead,
     CommandResultIn,
 )
-from app.core.errors import PROBLEM_JSON
+from app.core.idempotency import IdempotencyKeyReused
+from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices/{{device_id}}/commands", tags=["commands"])
-
-_PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-    "required": ["type", "title", "status", "detail"],
-}
-
-
-def _problems(**described: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for problem+json answers: `_problems(**{"404": "why"})`."""
-    return {
-        int(code): {"description": why, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
-        for code, why in described.items()
-    }
-
-
-_AUTH = {"401": "No valid credentials", "429": "Rate limited"}
-_UNSEEN = "No such device or command, or you may not see it"
 
 
 @router.post(
@@ -66,17 +53,10 @@ _UNSEEN = "No such device or command, or you may not see it"
                 }
             },
         },
-        **_problems(
-            **_AUTH,
-            **{
-                "403": "You may view the device but not send it commands",
-                "404": _UNSEEN,
-                "409": "Too many commands already wait for the device",
-                "422": "Unknown command, params invalid against its schema, ttl_s too long, "
-                "or an Idempotency-Key reused for another command",
-            },
-        ),
     },
+)
+@raises(
+    CommandUnknown, CommandParamsInvalid, CommandTtlTooLong, CommandQueueFull, IdempotencyKeyReused
 )
 async def send_command(
     response: Response,
@@ -107,7 +87,6 @@ async def send_command(
     "",
     response_model=Page[CommandRead],
     summary="List a device's commands (viewer)",
-    responses=_problems(**_AUTH, **{"404": _UNSEEN, "422": "Invalid cursor, limit or state"}),
 )
 async def list_commands(
     device: DeviceForView,
@@ -128,17 +107,9 @@ async def list_commands(
     summary="Take the next command, waiting for one (device key)",
     responses={
         204: {"description": "No command came within `wait` seconds"},
-        **_problems(
-            **_AUTH,
-            **{
-                "403": "Only a device key may poll",
-                "404": "Not this key's device",
-                "422": "Invalid wait",
-                "503": "This server holds too many waiting devices; retry after Retry-After",
-            },
-        ),
     },
 )
+@raises(PollersFull)
 async def next_command(
     request: Request,
     device_id: PollingDevice,
@@ -167,8 +138,8 @@ async def next_command(
     "/{command_id}",
     response_model=CommandRead,
     summary="One command of a device (viewer)",
-    responses=_problems(**_AUTH, **{"404": _UNSEEN, "422": "Invalid request"}),
 )
+@raises(CommandNotFound)
 async def get_command(device: DeviceForView, command_id: str, services: ServicesDep) -> CommandRead:
     """One command of the device."""
     command = await commands_service.get(
@@ -181,16 +152,8 @@ async def get_command(device: DeviceForView, command_id: str, services: Services
     "/{command_id}/cancel",
     response_model=CommandRead,
     summary="Cancel a command not yet delivered (editor)",
-    responses=_problems(
-        **_AUTH,
-        **{
-            "403": "You may view the device but not cancel its commands",
-            "404": _UNSEEN,
-            "409": "The command was delivered or has finished",
-            "422": "Invalid request",
-        },
-    ),
 )
+@raises(CommandNotFound, CommandNotCancellable)
 async def cancel_command(
     device: DeviceForEdit, command_id: str, services: ServicesDep
 ) -> CommandRead:
@@ -209,17 +172,8 @@ async def cancel_command(
     "/{command_id}/result",
     response_model=CommandRead,
     summary="Post the result of a delivered command (device key)",
-    responses=_problems(
-        **_AUTH,
-        **{
-            "403": "Only a device key may post results",
-            "404": "No such command on this key's device",
-            "409": "The delivery id is not the current delivery (redelivered, finished, "
-            "or answered differently)",
-            "422": "Invalid body, or a result too large",
-        },
-    ),
 )
+@raises(CommandNotFound, StaleDelivery, CommandInputInvalid)
 async def post_result(
     device_id: PollingDevice, command_id: str, body: CommandResultIn, services: ServicesDep
 ) -> CommandRead:

@@ -9,7 +9,6 @@ event (app/commands/events.py).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -28,18 +27,15 @@ from app.commands.exceptions import (
     CommandQueueFull,
     CommandTtlTooLong,
     CommandUnknown,
-    IdempotencyKeyInvalid,
-    IdempotencyKeyReused,
     StaleDelivery,
 )
 from app.commands.models import Command, CommandState
 from app.commands.schemas import CommandCreate, CommandFilters, CommandResultIn, from_ms
 from app.commands.waker import CommandWaker
 from app.core.config import Settings
+from app.core.idempotency import IdempotencyKeyReused, check_key
 from app.core.models import parse_object_id
 from app.core.pagination import PageParams
-
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +65,8 @@ async def send(
     settings: Settings,
 ) -> Sent:
     """Queue a command the device's product declares, with params valid against its schema."""
-    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
-        raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    if idempotency_key is not None:
+        check_key(idempotency_key)
     device_id = str(device.id)
     fingerprint = params.fingerprint(command_in.name, command_in.params, command_in.ttl_s)
     key = f"{principal.uid}:{idempotency_key}" if idempotency_key is not None else None

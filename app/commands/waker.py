@@ -17,13 +17,10 @@ import json
 import logging
 from collections.abc import Iterator
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from app.commands.events import CHANNEL
 from app.commands.exceptions import PollersFull
 from app.commands.models import CommandState
+from app.core import feeds
 from app.core.metrics import COMMAND_POLLS_WAITING
 
 logger = logging.getLogger(__name__)
@@ -90,50 +87,26 @@ class CommandWaker:
         except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("malformed command event ignored")
 
+    def feed_live(self, live: bool) -> None:
+        """Subscribed (wake every poll: messages may have been missed) or lost."""
+        self._live = live
+        if live:
+            self.wake_all()
+
+    def feed_message(self, data: str) -> None:
+        """A command event."""
+        self._on_message(data)
+
     async def follow(
         self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
     ) -> None:
         """Follow the event channel until cancelled, resubscribing after any failure."""
-        while True:
-            try:
-                await self._follow_once(redis_url, timeout_s=timeout_s, ping_s=ping_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._live:
-                    logger.warning(
-                        "command wake-up feed lost; polls re-check on their own",
-                        extra={"error": type(exc).__name__},
-                    )
-            finally:
-                self._live = False
-            await asyncio.sleep(retry_s)
-
-    async def _follow_once(self, redis_url: str, *, timeout_s: float, ping_s: float) -> None:
-        # Its own connection, without silent reconnects (a reconnect could miss messages).
-        client = Redis.from_url(
-            redis_url, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+        await feeds.follow(
+            redis_url,
+            CHANNEL,
+            self,
+            timeout_s=timeout_s,
+            ping_s=ping_s,
+            retry_s=retry_s,
+            lost_warning="command wake-up feed lost; polls re-check on their own",
         )
-        loop = asyncio.get_running_loop()
-        try:
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                last_heard = next_ping = loop.time()
-                while True:
-                    message = await pubsub.get_message(timeout=min(1.0, ping_s))
-                    now = loop.time()
-                    if message is not None:
-                        last_heard = now
-                        if message["type"] == "subscribe":
-                            self._live = True
-                            self.wake_all()
-                        elif message["type"] == "message":
-                            self._on_message(message["data"])
-                    if now - last_heard > 2 * ping_s + timeout_s:
-                        raise TimeoutError("no answer to pings on the command event feed")
-                    if now >= next_ping:
-                        await pubsub.ping()
-                        next_ping = now + ping_s
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()

@@ -23,17 +23,29 @@ REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
-class RequestContextMiddleware:
-    """Give every request an id (the caller's, if safe), echo it, and log the request once."""
+class HttpMiddleware:
+    """A pure ASGI middleware for HTTP requests; other scopes (lifespan, WebSocket) pass by."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one request with its id in the logging context."""
+        """Handle an HTTP request; pass anything else to the app untouched."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request (subclasses wrap `self.app`)."""
+        await self.app(scope, receive, send)
+
+
+class RequestContextMiddleware(HttpMiddleware):
+    """Give every request an id (the caller's, if safe), echo it, and log the request once."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request with its id in the logging context."""
         incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
@@ -66,18 +78,15 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """Answer 413 for a body over the cap, before the app reads it."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the declared length, or buffer a chunked body up to the cap."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit() or int(declared) > self.max_body_bytes:

@@ -9,28 +9,22 @@ import time
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import SecretStr
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.core.errors import Forbidden, NotFound
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from app.core.middleware import UNMATCHED_ROUTE
+from app.core.middleware import UNMATCHED_ROUTE, HttpMiddleware
 from app.core.openapi import raises
 from app.core.services import ServicesDep
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class PrometheusMiddleware:
+class PrometheusMiddleware(HttpMiddleware):
     """Count and time every HTTP request by method, route template and status."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request, then record it under the template the router matched."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         started = time.perf_counter()
         status = 500
 

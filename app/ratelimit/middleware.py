@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from app.core.middleware import HttpMiddleware
 from app.ratelimit.dependencies import STATE_KEY, rate_limit_headers
 
 
-class RateLimitHeadersMiddleware:
+class RateLimitHeadersMiddleware(HttpMiddleware):
     """Add the headers for the decisions the request's dependencies recorded.
 
     Works for any response (models, `Response` objects, errors); a header the response
     already carries (a 429 sets its own) is left alone.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request, adding headers when the response starts."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         # Created here so that the dict the route writes into is the one read below.
         state = scope.setdefault("state", {})
 

@@ -25,20 +25,6 @@ class MalformedReadings(ReadingsInvalid):
     title = "Malformed JSON body"
 
 
-class IdempotencyKeyReused(Unprocessable):
-    """The key was used before with a different request body."""
-
-    type = "idempotency-key-reused"
-    title = "Idempotency-Key reused with a different body"
-
-
-class IdempotencyKeyInvalid(Unprocessable):
-    """The Idempotency-Key header is empty, too long or not printable ASCII."""
-
-    type = "idempotency-key-invalid"
-    title = "Invalid Idempotency-Key"
-
-
 class IdempotencyInProgress(Conflict):
     """A request with the same key is still being processed; retry later."""
 

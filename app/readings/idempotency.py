@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,15 +20,13 @@ from bson import ObjectId
 from odmantic import AIOEngine
 from pymongo.errors import PyMongoError
 
+from app.core import idempotency as idempotency_key
+from app.core.idempotency import IdempotencyKeyReused
 from app.core.models import utcnow
 from app.readings import repository
 from app.readings.exceptions import (
     IdempotencyInProgress,
-    IdempotencyKeyInvalid,
-    IdempotencyKeyReused,
 )
-
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +39,7 @@ class Claim:
     resumed: bool = False
 
 
-def check_key(key: str) -> str:
-    """The key when it is 1-255 printable ASCII characters; 422 otherwise."""
-    if not _KEY.fullmatch(key):
-        raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
-    return key
+check_key = idempotency_key.check_key  # one rule for every route that takes the header
 
 
 def fingerprint(body: bytes) -> str:

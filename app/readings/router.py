@@ -20,8 +20,6 @@ from app.readings import export, ingest, queries
 from app.readings.dependencies import IngestDevice, OwnDevice, ReadableDevice
 from app.readings.exceptions import (
     IdempotencyInProgress,
-    IdempotencyKeyInvalid,
-    IdempotencyKeyReused,
     IngestUnavailable,
     MalformedReadings,
     QueryInvalid,
@@ -88,8 +86,6 @@ def _names(value: str | None, *, what: str = "metrics") -> list[str] | None:
 @raises(
     ReadingsInvalid,
     MalformedReadings,
-    IdempotencyKeyInvalid,
-    IdempotencyKeyReused,
     IdempotencyInProgress,
     IngestUnavailable,
 )

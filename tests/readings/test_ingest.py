@@ -14,14 +14,13 @@ from odmantic import AIOEngine
 
 from app.core.config import Settings
 from app.core.db import MongoDatabase
+from app.core.idempotency import IdempotencyKeyInvalid, IdempotencyKeyReused
 from app.core.models import utcnow
 from app.core.services import services_of
 from app.readings import ingest, queries
 from app.readings.batcher import DeviceFlush, IngestBatcher
 from app.readings.context import DeviceContextCache
 from app.readings.exceptions import (
-    IdempotencyKeyInvalid,
-    IdempotencyKeyReused,
     IngestUnavailable,
     ReadingsInvalid,
 )
