@@ -5,6 +5,7 @@ from __future__ import annotations
 from odmantic import Model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from app.alerts.models import Alarm, AlertRule
 from app.auth.models import Session, User
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions.models import Grant, Invite
@@ -16,7 +17,7 @@ from app.emails.models import EmailOutbox
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite]
+    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite, AlertRule, Alarm]
 
 
 def collections_(settings: Settings) -> list[CollectionSpec]:
@@ -43,4 +44,23 @@ def collections_(settings: Settings) -> list[CollectionSpec]:
             ],
         ),
         CollectionSpec(name=collections.DEVICE_LATEST),
+        CollectionSpec(
+            name=collections.ALERT_STATES,
+            # The beat's for_s expiry scan; `rule_id` drops a rule's states when it changes.
+            indexes=[IndexModel([("due_ms", ASCENDING)]), IndexModel([("rule_id", ASCENDING)])],
+        ),
+        CollectionSpec(
+            name=collections.ALERT_EVENTS,
+            indexes=[
+                IndexModel([("status", ASCENDING), ("created_ms", ASCENDING)]),
+                IndexModel([("alarm_id", ASCENDING)]),
+            ],
+        ),
+        CollectionSpec(
+            name=collections.WEBHOOK_DELIVERIES,
+            indexes=[
+                IndexModel([("alarm_id", ASCENDING)]),
+                IndexModel([("status", ASCENDING), ("next_ms", ASCENDING)]),
+            ],
+        ),
     ]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from odmantic import AIOEngine
     from redis.asyncio import Redis
 
+    from app.alerts.cache import RuleCache
+    from app.alerts.evaluator import AlertEvaluator
     from app.auth.failures import AuthFailureGate
     from app.auth.firebase import FirebaseAuth
     from app.auth.identities import SignInHook
@@ -48,6 +50,9 @@ class Services:
     limiter: RateLimiter
     device_contexts: DeviceContextCache
     batcher: IngestBatcher
+    # Alert rules per device (cleared on rule changes) and the evaluator fed by the batcher.
+    alert_rules: RuleCache
+    alert_evaluator: AlertEvaluator
     # What happens when a person is first seen (welcome email, invites): the users domain's.
     on_sign_in: SignInHook
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.
