@@ -131,10 +131,11 @@ def _threshold(
     active = bool(state.get("active"))
     pending = state.get("pending_ms")
     trigger, clears, for_ms = rule.trigger, rule.clears, rule.for_ms
+    last_value: float | None = None
     for ts, x in points:
         if ts <= last or x is None:
             continue
-        last = ts
+        last, last_value = ts, x
         if active:
             if clears(x):
                 changes.append(Change("clear", ts, x))
@@ -152,13 +153,15 @@ def _threshold(
                 changes.append(Change("raise", ts, x))
                 active, pending = True, None
         elif pending is not None:
-            if clears(x) and pending + for_ms <= now_ms:
+            if clears(x) and pending + for_ms <= min(ts, now_ms):
                 # The beat may have raised it meanwhile (for_s expiry): clear whatever is there.
                 changes.append(Change("clear", ts, x))
             if not trigger(x):
                 pending = None
     state["last_ms"] = last
     state["active"] = active
+    if last_value is not None:
+        state["last_v"] = last_value
     if pending is None:
         state.pop("pending_ms", None)
         state.pop("due_ms", None)
