@@ -1,5 +1,9 @@
 """Alarm writes, as operations both the API (motor) and the worker (pymongo) run.
 
+History is the three scalar stamps an alarm can have (raised, acknowledged, cleared: each
+at most once, with who, when and why), not an array: the embedded server stores a `$push`ed
+or `$setOnInsert` sub-document as a JSON string.
+
 One active alarm per (rule, device): the active alarm holds `active_key` "<rule>:<device>"
 under a plain unique index, and a raise is an upsert on that key, so any number of API
 processes and workers raising at once make one alarm (the losers' upserts update it, or fail
@@ -16,7 +20,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from app.alerts.models import AlarmEvent, AlarmStatus, AlertRule, active_key
+from app.alerts.models import AlarmStatus, AlertRule, active_key
 from app.core.models import utcnow
 
 SYSTEM = "system"
@@ -35,11 +39,6 @@ class DeviceInfo:
 def now_ms() -> int:
     """Wall-clock epoch milliseconds."""
     return time.time_ns() // 1_000_000
-
-
-def history_entry(action: str, *, by: str, at_ms: int, reason: str | None = None) -> dict[str, Any]:
-    """One stored history entry."""
-    return {"action": action, "by": by, "at_ms": at_ms, "reason": reason}
 
 
 def raise_op(
@@ -78,7 +77,9 @@ def raise_op(
         "acknowledged_ms": None,
         "acknowledged_by": None,
         "cleared_by": None,
-        "history": [history_entry(AlarmEvent.RAISED, by=SYSTEM, at_ms=first_ms, reason=reason)],
+        "raised_reason": reason,
+        "cleared_reason": None,
+        "acknowledged_reason": None,
         "created_at": utcnow(),
     }
     update: dict[str, Any] = {"$setOnInsert": on_insert}
@@ -98,20 +99,19 @@ def clear_update(*, at_ms: int, by: str, reason: str | None, value: Any = None) 
         "active_key": cleared_key,
         "cleared_ms": at_ms,
         "cleared_by": by,
+        "cleared_reason": reason,
     }
     if value is not None:
         changes["last_value"] = value
-    return {
-        "$set": changes,
-        "$push": {"history": history_entry(AlarmEvent.CLEARED, by=by, at_ms=at_ms, reason=reason)},
-    }
+    return {"$set": changes}
 
 
 def ack_update(*, at_ms: int, by: str, reason: str | None) -> dict[str, Any]:
     """The update that acknowledges an alarm."""
-    return {
-        "$set": {"acknowledged": True, "acknowledged_ms": at_ms, "acknowledged_by": by},
-        "$push": {
-            "history": history_entry(AlarmEvent.ACKNOWLEDGED, by=by, at_ms=at_ms, reason=reason)
-        },
+    changes = {
+        "acknowledged": True,
+        "acknowledged_ms": at_ms,
+        "acknowledged_by": by,
+        "acknowledged_reason": reason,
     }
+    return {"$set": changes}

@@ -123,7 +123,9 @@ class Alarm(Document):
     acknowledged_ms: int | None = None
     acknowledged_by: str | None = None
     cleared_by: str | None = None
-    history: list[dict[str, Any]] = Field(default_factory=list)
+    raised_reason: str | None = None
+    acknowledged_reason: str | None = None
+    cleared_reason: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     model_config = stored_in(

@@ -273,23 +273,40 @@ class AlarmRead(BaseModel):
     def of(cls, alarm: Alarm) -> AlarmRead:
         """The API view of a stored alarm."""
         data: dict[str, Any] = alarm.model_dump(
-            exclude={"active_key", "folder_path", "created_at", "history"}
+            exclude={
+                "active_key",
+                "folder_path",
+                "created_at",
+                "raised_reason",
+                "acknowledged_reason",
+                "cleared_reason",
+            }
         )
         data["id"] = str(alarm.id)
         data["raised_at"] = ms_time(alarm.raised_ms)
         data["last_at"] = ms_time(alarm.last_ms)
         data["cleared_at"] = ms_time(alarm.cleared_ms)
         data["acknowledged_at"] = ms_time(alarm.acknowledged_ms)
-        data["history"] = [
-            {
-                "action": h.get("action", ""),
-                "by": h.get("by", ""),
-                "at": ms_time(h.get("at_ms", 0)),
-                "reason": h.get("reason"),
-            }
-            for h in alarm.history
+        ack_reason = alarm.acknowledged_reason
+        history = [
+            ("raised", alarms_system(), alarm.raised_ms, alarm.raised_reason),
+            ("acknowledged", alarm.acknowledged_by, alarm.acknowledged_ms, ack_reason),
+            ("cleared", alarm.cleared_by, alarm.cleared_ms, alarm.cleared_reason),
         ]
+        data["history"] = sorted(
+            (
+                {"action": action, "by": by or "", "at": ms_time(ms), "reason": reason}
+                for action, by, ms, reason in history
+                if ms is not None
+            ),
+            key=lambda h: h["at"],
+        )
         return cls.model_validate(data)
+
+
+def alarms_system() -> str:
+    """Who made the changes nobody made by hand."""
+    return "system"
 
 
 class AlarmFilters(_Strict):
