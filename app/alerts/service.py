@@ -60,22 +60,21 @@ async def counts(engine: AIOEngine, *, principal: Principal, folder_id: str | No
     await _folder_visible(engine, principal=principal, folder_id=folder_id)
     readable = await access.readable_alarms(engine, principal=principal)
     scope = [{"folder_path": {"$in": [folder_id]}}] if folder_id else []
-    query = and_filters(readable, *scope)
-    pipeline: list[dict[str, Any]] = []
-    if query:
-        pipeline.append({"$match": query})
-    # One string key (the embedded server does not evaluate a compound `$group` _id).
-    key = {"$concat": ["$severity", "|", "$status", "|", {"$toString": "$acknowledged"}]}
-    pipeline.append({"$group": {"_id": key, "n": {"$sum": 1}}})
     by_severity = {severity: StateCounts() for severity in Severity}
     total = 0
-    async for row in db.collection(engine, Alarm).aggregate(pipeline):
-        severity, status, acked = str(row["_id"]).split("|")
-        if severity not in by_severity.keys():
-            continue
-        field = f"{status}_{'acknowledged' if acked == 'true' else 'unacknowledged'}"
-        counts_ = by_severity[Severity(severity)]
-        if field in StateCounts.model_fields:
+    # One string key (the embedded server does not evaluate a compound `$group` _id), and one
+    # pass per acknowledged value (no boolean-to-string conversion both servers agree on).
+    key = {"$concat": ["$severity", "|", "$status"]}
+    for acked in (False, True):
+        query = and_filters(readable, *scope, {"acknowledged": acked})
+        pipeline = [{"$match": query}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
+        suffix = "acknowledged" if acked else "unacknowledged"
+        async for row in db.collection(engine, Alarm).aggregate(pipeline):
+            severity, _, status = str(row["_id"]).partition("|")
+            field = f"{status}_{suffix}"
+            if severity not in by_severity or field not in StateCounts.model_fields:
+                continue
+            counts_ = by_severity[Severity(severity)]
             setattr(counts_, field, getattr(counts_, field) + int(row["n"]))
             total += int(row["n"])
     return AlarmCounts(total=total, by_severity=by_severity)

@@ -28,7 +28,9 @@ def at(s: float) -> str:
     return (BASE + timedelta(seconds=s)).isoformat()
 
 
-async def post(client: httpx.AsyncClient, device: TestDevice, values: list[tuple[float, float]]) -> None:
+async def post(
+    client: httpx.AsyncClient, device: TestDevice, values: list[tuple[float, float]]
+) -> None:
     """Post temperature readings given as (seconds, value)."""
     body = {"readings": [{"ts": at(s), "metrics": {"temperature": v}} for s, v in values]}
     resp = await client.post(
@@ -94,7 +96,9 @@ class TestThresholdThroughIngest:
         )
         await services_of(app).alert_rules.changed()
         for batch in range(4):
-            await post(client, device, [(batch * 10 + i, 30.4 if i % 2 else 29.6) for i in range(10)])
+            await post(
+                client, device, [(batch * 10 + i, 30.4 if i % 2 else 29.6) for i in range(10)]
+            )
         await settle(app)
         alarms = await alarms_of(engine, device_id=device.id)
         assert len(alarms) == 1 and alarms[0]["status"] == "active"
@@ -110,7 +114,12 @@ class TestThresholdThroughIngest:
             await new_rule(
                 engine,
                 scope=product,
-                condition={"type": "threshold", "metric": "temperature", "op": ">", "value": 100 + i},
+                condition={
+                    "type": "threshold",
+                    "metric": "temperature",
+                    "op": ">",
+                    "value": 100 + i,
+                },
             )
         cache = services_of(app).alert_rules
         await cache.changed()
