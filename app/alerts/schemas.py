@@ -221,7 +221,7 @@ class RuleRead(BaseModel):
         )
 
 
-class RuleFilters(_Strict):
+class RuleFilters(BaseModel):
     """List filters for rules."""
 
     scope_type: Literal["product", "folder", "device"] | None = None
@@ -309,7 +309,7 @@ def alarms_system() -> str:
     return "system"
 
 
-class AlarmFilters(_Strict):
+class AlarmFilters(BaseModel):
     """List filters for alarms."""
 
     status: AlarmStatus | None = None

@@ -52,7 +52,8 @@ class TestThreshold:
         changes = run(r, state, flapping)
         # Raised once; every later excursion counts on the same alarm, none clears it.
         assert kinds(changes).count("clear") == 0
-        assert changes[0].kind == "raise" and state["active"] is True
+        assert changes[0].kind == "raise"
+        assert state["active"] is True
         assert kinds(run(r, state, [(50, 27.9)])) == ["clear"]
 
     def test_without_hysteresis_the_same_values_flap(self) -> None:
@@ -82,7 +83,8 @@ class TestForS:
         r = rule(self.cond())
         state: dict[str, Any] = {}
         assert run(r, state, [(0, 31), (30, 32), (59, 33)]) == []
-        assert state["pending_ms"] == 0 and state["due_ms"] == 60_000
+        assert state["pending_ms"] == 0
+        assert state["due_ms"] == 60_000
         assert kinds(run(r, state, [(60, 34)])) == ["raise"]
         assert "due_ms" not in state
 
@@ -136,7 +138,8 @@ class TestAnomaly:
         r = rule(self.cond())
         state: dict[str, Any] = {}
         run(r, state, [(i, float(i % 7)) for i in range(5000)])
-        assert len(state["anomaly"]) == 3 and state["anomaly"][0] == 5000
+        assert len(state["anomaly"]) == 3
+        assert state["anomaly"][0] == 5000
 
 
 class TestRate:

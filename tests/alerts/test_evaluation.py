@@ -76,8 +76,10 @@ class TestThresholdThroughIngest:
         await post(client, device, [(4, 10)])
         await settle(app)
         [alarm] = await alarms_of(engine, device_id=device.id)
-        assert alarm["status"] == "cleared" and alarm["active_key"].startswith("cleared:")
-        assert alarm["cleared_by"] == "system" and alarm["cleared_reason"]
+        assert alarm["status"] == "cleared"
+        assert alarm["active_key"].startswith("cleared:")
+        assert alarm["cleared_by"] == "system"
+        assert alarm["cleared_reason"]
 
     async def test_flapping_with_hysteresis_makes_one_alarm(
         self, app: FastAPI, client: httpx.AsyncClient, engine: AIOEngine, make_device: MakeDevice
@@ -101,7 +103,8 @@ class TestThresholdThroughIngest:
             )
         await settle(app)
         alarms = await alarms_of(engine, device_id=device.id)
-        assert len(alarms) == 1 and alarms[0]["status"] == "active"
+        assert len(alarms) == 1
+        assert alarms[0]["status"] == "active"
         assert alarms[0]["count"] == 20
 
     async def test_one_rule_lookup_per_flush(
@@ -164,7 +167,8 @@ class TestForSAcrossRestart:
             await post(http, device, [(61, 33)])
             await settle(second)
         [alarm] = await alarms_of(engine, device_id=device.id)
-        assert alarm["status"] == "active" and alarm["raised_ms"] == alarm["last_ms"]
+        assert alarm["status"] == "active"
+        assert alarm["raised_ms"] == alarm["last_ms"]
 
 
 class TestRacingProcesses:

@@ -67,13 +67,15 @@ class TestRuleCrud:
         assert rule["condition"]["hysteresis"] == 1
         rid = rule["id"]
         resp = await client.get(f"{API}/alert-rules/{rid}", headers=user.headers)
-        assert resp.status_code == 200 and resp.json()["name"] == "hot"
+        assert resp.status_code == 200
+        assert resp.json()["name"] == "hot"
         resp = await client.get(f"{API}/alert-rules?scope_id={product.id}", headers=user.headers)
         assert [r["id"] for r in resp.json()["items"]] == [rid]
         resp = await client.patch(
             f"{API}/alert-rules/{rid}", json={"enabled": False}, headers=user.headers
         )
-        assert resp.status_code == 200 and resp.json()["enabled"] is False
+        assert resp.status_code == 200
+        assert resp.json()["enabled"] is False
         resp = await client.delete(f"{API}/alert-rules/{rid}", headers=user.headers)
         assert resp.status_code == 204
         resp = await client.get(f"{API}/alert-rules/{rid}", headers=user.headers)
