@@ -57,6 +57,10 @@ def collections_(settings: Settings) -> list[CollectionSpec]:
             ],
         ),
         CollectionSpec(
+            name=collections.NOTIFICATION_LOG,
+            indexes=[IndexModel([("alarm_id", ASCENDING), ("at_ms", ASCENDING)])],
+        ),
+        CollectionSpec(
             name=collections.WEBHOOK_DELIVERIES,
             indexes=[
                 IndexModel([("alarm_id", ASCENDING)]),

@@ -15,7 +15,11 @@ Raw collections (documents written by the evaluator and the worker, no ODMantic 
      "created_ms", "decision": sent|suppressed, "payload": {...}}
 `webhook_deliveries` (one per event and target, `_id` = "<notification id>:<n>"):
     {"alarm_id", "notification_id", "rule_id", "url", "body": str, "status":
-     pending|sending|delivered|failed|refused, "attempts": int, "lease_ms", "log": [...]}
+     pending|sending|delivered|failed|refused, "attempts": int, "lease_ms", "last_error"}
+`alert_notification_log` (insert-only; the delivery log of each alarm):
+    {"alarm_id", "notification_id", "channel": email|webhook|any, "target", "attempt",
+     "outcome": queued|delivered|retry|failed|refused|suppressed, "status_code", "error",
+     "at_ms"}
 """
 
 from __future__ import annotations

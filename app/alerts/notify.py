@@ -18,9 +18,9 @@ from pymongo.errors import DuplicateKeyError
 from app.alerts import events
 from app.alerts.context import AlertsContext
 from app.alerts.models import AlertRule
-from app.alerts.webhooks import NOTIFICATIONS_KEY, PENDING
+from app.alerts.webhooks import NOTIFICATIONS_KEY, PENDING, log_entry
 from app.core import collections
-from app.core.models import parse_object_id, utcnow
+from app.core.models import epoch_ms, parse_object_id, utcnow
 from app.emails.models import EmailOutbox, OutboxStatus
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def process_event(
     rule = AlertRule.model_validate_doc(rule_doc)
     if _decide(ctx, event, rule) == "suppressed":
         coll.update_one({"_id": event_id}, {"$set": {"status": events.DONE}})
+        log_entry(ctx, _line(event, "any", None, "suppressed (rule minimum interval)"))
         _count(ctx, "any", "suppressed")
         return "suppressed"
     payload = event["payload"]
@@ -99,6 +100,7 @@ def process_event(
             send_email(str(existing["_id"]))
             continue
         send_email(str(entry.id))
+        log_entry(ctx, _line(event, "email", address, "queued"))
         _count(ctx, "email", "queued")
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     for n, target in enumerate(rule.notify.get("webhooks", [])):
@@ -113,7 +115,6 @@ def process_event(
             "body": body,
             "status": PENDING,
             "attempts": 0,
-            "log": [],
             "created_at": utcnow(),
         }
         try:
@@ -123,6 +124,22 @@ def process_event(
         send_webhook(delivery_id)
     coll.update_one({"_id": event_id}, {"$set": {"status": events.DONE}})
     return "done"
+
+
+def _line(event: dict[str, Any], channel: str, target: str | None, outcome: str) -> dict[str, Any]:
+    return {
+        "at_ms": utcnow_ms(),
+        "alarm_id": event["alarm_id"],
+        "notification_id": event["_id"],
+        "channel": channel,
+        "target": target,
+        "outcome": outcome,
+    }
+
+
+def utcnow_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return epoch_ms(utcnow())
 
 
 def _count(ctx: AlertsContext, channel: str, outcome: str) -> None:

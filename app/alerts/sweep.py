@@ -244,6 +244,7 @@ class Sweeper:
         hex_ids = [str(oid) for oid in old]
         self.db[collections.ALERT_EVENTS].delete_many({"alarm_id": {"$in": hex_ids}})
         self.db[collections.WEBHOOK_DELIVERIES].delete_many({"alarm_id": {"$in": hex_ids}})
+        self.db[collections.NOTIFICATION_LOG].delete_many({"alarm_id": {"$in": hex_ids}})
         result = self.db[collections.ALARMS].delete_many({"_id": {"$in": old}})
         self.counts["deleted"] += result.deleted_count
 

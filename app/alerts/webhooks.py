@@ -130,11 +130,20 @@ def _claim(ctx: AlertsContext, delivery_id: str) -> dict[str, Any] | None:
     return None
 
 
+def log_entry(ctx: AlertsContext, entry: dict[str, Any]) -> None:
+    """Append one line to the alarm's notification log (an insert: portable everywhere)."""
+    try:
+        ctx.db[collections.NOTIFICATION_LOG].insert_one(entry)
+    except Exception as exc:  # the delivery itself is recorded on its own document
+        logger.warning("notification log not written", extra={"error": type(exc).__name__})
+
+
 def _finish(ctx: AlertsContext, doc: dict[str, Any], status: str, entry: dict[str, Any]) -> None:
     ctx.db[collections.WEBHOOK_DELIVERIES].update_one(
         {"_id": doc["_id"], "status": SENDING},
-        {"$set": {"status": status}, "$push": {"log": entry}},
+        {"$set": {"status": status, "last_error": entry.get("error")}},
     )
+    log_entry(ctx, {**entry, "outcome": status})
     _count(ctx, status)
 
 
@@ -146,7 +155,14 @@ def deliver(ctx: AlertsContext, delivery_id: str) -> tuple[str, float | None]:
         return "skipped", None
     settings = ctx.settings
     attempt = int(doc.get("attempts", 1))
-    entry: dict[str, Any] = {"at_ms": _now_ms(), "attempt": attempt}
+    entry: dict[str, Any] = {
+        "at_ms": _now_ms(),
+        "alarm_id": doc.get("alarm_id"),
+        "notification_id": doc.get("notification_id"),
+        "channel": "webhook",
+        "target": doc["url"],
+        "attempt": attempt,
+    }
     rule_oid = parse_object_id(doc.get("rule_id", ""))
     rule_doc = ctx.db[collections.ALERT_RULES].find_one({"_id": rule_oid}) if rule_oid else None
     secret = None
@@ -203,7 +219,8 @@ def deliver(ctx: AlertsContext, delivery_id: str) -> tuple[str, float | None]:
         return FAILED, None
     ctx.db[collections.WEBHOOK_DELIVERIES].update_one(
         {"_id": doc["_id"], "status": SENDING},
-        {"$set": {"status": PENDING}, "$push": {"log": entry}},
+        {"$set": {"status": PENDING, "last_error": error or f"HTTP {status_code}"}},
     )
+    log_entry(ctx, {**entry, "outcome": "retry"})
     _count(ctx, "retry")
     return "retry", float(min(2 ** (attempt - 1), settings.alert_webhook_backoff_max_s))
