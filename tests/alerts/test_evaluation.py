@@ -7,14 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from bson import ObjectId
 from fastapi import FastAPI
 from odmantic import AIOEngine
+from pymongo.errors import DuplicateKeyError
 
 from app.alerts.cache import RuleCache
 from app.alerts.evaluator import AlertEvaluator
 from app.alerts.notifier import Notifier
 from app.catalog.models import Product
 from app.core import db
+from app.core.db import database
 from app.core.services import services_of
 from app.readings.batcher import DeviceFlush
 from tests.fixtures.alerts import alarms_of, new_rule, wait_for
@@ -146,7 +150,7 @@ class TestForSAcrossRestart:
         self, app_with: Any, settings: Any, engine: AIOEngine, make_device: MakeDevice
     ) -> None:
         device = await make_device()
-        await new_rule(
+        rule = await new_rule(
             engine,
             scope=await product_of(engine, device),
             condition={
@@ -162,6 +166,12 @@ class TestForSAcrossRestart:
         async with app_with(settings) as first, client_for(first) as http:
             await post(http, device, [(0, 31), (30, 32)])
             await settle(first)
+            # Stored at once, not only at shutdown: a crash here would not lose the for_s.
+            state = await database(engine)["alert_states"].find_one(
+                {"_id": f"{rule.id}:{device.id}"}
+            )
+            assert state is not None
+            assert state["pending_ms"] == int(BASE.timestamp() * 1000)
         assert await alarms_of(engine, device_id=device.id) == []
         async with app_with(settings) as second, client_for(second) as http:
             await post(http, device, [(61, 33)])
@@ -208,3 +218,8 @@ class TestRacingProcesses:
         alarms = await alarms_of(engine, device_id=device.id)
         assert len(alarms) == 1
         assert alarms[0]["count"] >= 3
+        # What guarantees it where upserts do race (real MongoDB): a second document with the
+        # same active key cannot exist.
+        duplicate = {**alarms[0], "_id": ObjectId()}
+        with pytest.raises(DuplicateKeyError):
+            await database(engine)["alarms"].insert_one(duplicate)
