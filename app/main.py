@@ -69,13 +69,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             name="device-key-revocations",
         )
         stack.push_async_callback(_cancel, revocations)
-        await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
-        engine = db.create_engine(mongo_client, settings)
-        await db.ensure_schema(
-            engine, models=schema.models(), collections=schema.collections_(settings)
-        )
-        device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
-        celery = create_celery(settings)
         alert_rules = RuleCache(
             ttl_s=settings.alert_rule_cache_s,
             rate_points_max=settings.alert_rate_points_max,
@@ -86,6 +79,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             name="alert-rule-changes",
         )
         stack.push_async_callback(_cancel, rule_changes)
+        await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
+        engine = db.create_engine(mongo_client, settings)
+        await db.ensure_schema(
+            engine, models=schema.models(), collections=schema.collections_(settings)
+        )
+        device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
+        celery = create_celery(settings)
         alert_evaluator = AlertEvaluator(
             engine,
             rules=alert_rules,
