@@ -8,7 +8,6 @@ than the newest one the state has seen is skipped, so late or out-of-order data 
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,16 @@ OPS: dict[str, Compare] = {
     "<=": operator.le,
     "==": operator.eq,
     "!=": operator.ne,
+}
+
+# One closure per op and constant: a single call per reading on the hot path.
+_AGAINST: dict[str, Callable[[float], Callable[[float], bool]]] = {
+    ">": lambda v: lambda x: x > v,
+    ">=": lambda v: lambda x: x >= v,
+    "<": lambda v: lambda x: x < v,
+    "<=": lambda v: lambda x: x <= v,
+    "==": lambda v: lambda x: x == v,
+    "!=": lambda v: lambda x: x != v,
 }
 
 # The clear test a hysteresis band h gives each op: `> v` clears at or below `v - h`, ...
@@ -85,11 +94,10 @@ def compile_rule(rule: AlertRule, *, rate_points_max: int) -> Compiled:
     )
     if kind is ConditionType.THRESHOLD:
         op, value = OPS[cond["op"]], float(cond["value"])
-        compiled.trigger = lambda x: op(x, value)
+        compiled.trigger = _AGAINST[cond["op"]](value)
         clear, hysteresis = cond.get("clear"), cond.get("hysteresis")
         if clear is not None:
-            clear_op, clear_value = OPS[clear["op"]], float(clear["value"])
-            compiled.clears = lambda x: clear_op(x, clear_value)
+            compiled.clears = _AGAINST[clear["op"]](float(clear["value"]))
         elif hysteresis is not None:
             band, h = _HYSTERESIS[cond["op"]], float(hysteresis)
             compiled.clears = lambda x: band(x, value, h)
@@ -176,24 +184,25 @@ def _anomaly(rule: Compiled, state: State, points: Sequence[Point]) -> list[Chan
     last = state.get("last_ms", -1)
     active = bool(state.get("active"))
     n, mean, var = state.get("anomaly") or (0, 0.0, 0.0)
-    alpha, k, clear_k, warm = rule.alpha, rule.k, rule.clear_k, rule.min_samples
+    alpha, warm = rule.alpha, rule.min_samples
+    # |z| > k  <=>  diff² > k²·var (with var = 0, any difference is infinitely far): no sqrt.
+    k2, clear_k2 = rule.k * rule.k, rule.clear_k * rule.clear_k
+    # Exact running mean/variance (Welford) while 1/(n+1) > alpha, then EWMA over ~window.
+    exact_until = 1.0 / alpha - 1
     for ts, x in points:
         if ts <= last or x is None:
             continue
         last = ts
+        diff = x - mean
         if n >= warm:
-            diff = x - mean
-            std = math.sqrt(var)
-            z = abs(diff) / std if std > 0 else (0.0 if diff == 0 else math.inf)
-            if z > k:
+            d2 = diff * diff
+            if d2 > k2 * var:
                 changes.append(Change("raise", ts, x))
                 active = True
-            elif active and z <= clear_k:
+            elif active and d2 <= clear_k2 * var:
                 changes.append(Change("clear", ts, x))
                 active = False
-        # Exact running mean/variance (Welford) for the first values, then EWMA over ~window.
-        a = max(alpha, 1.0 / (n + 1))
-        diff = x - mean
+        a = alpha if n >= exact_until else 1.0 / (n + 1)
         incr = a * diff
         mean += incr
         var = (1 - a) * (var + diff * incr)
@@ -239,6 +248,8 @@ def _rate(rule: Compiled, state: State, points: Sequence[Point]) -> list[Change]
 
 def numeric(value: Any) -> float | None:
     """A reading value as a number for comparisons (booleans as 0/1; strings: None)."""
+    if type(value) is float:
+        return value
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):

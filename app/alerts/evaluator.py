@@ -128,7 +128,7 @@ class AlertEvaluator:
         no_data: list[tuple[Compiled, DeviceRules, int]] = []
         counts: dict[str, int] = {}
         for flush, device_rules in work:
-            ts_ms = [epoch_ms(doc["ts"]) for doc in flush.docs]
+            ts_ms = [round(doc["ts"].timestamp() * 1000) for doc in flush.docs]
             points: dict[str | None, list[Point]] = {}
             for rule in device_rules.rules:
                 if rule.type is ConditionType.NO_DATA:
@@ -143,9 +143,13 @@ class AlertEvaluator:
                 state = self._states[sid]
                 before = tuple(state.get(k) for k in _DURABLE)
                 found = evaluate(rule, state, pts, now_ms=now)
-                self._dirty.add(sid)
                 if found or tuple(state.get(k) for k in _DURABLE) != before:
                     urgent.add(sid)
+                    self._dirty.add(sid)
+                elif rule.type is not ConditionType.THRESHOLD:
+                    # Statistics change with every reading: written every ALERT_STATE_FLUSH_S.
+                    # A threshold state changes durably only with its transitions (above).
+                    self._dirty.add(sid)
                 if found:
                     changes.append((rule, device_rules, found))
                 counts[rule.type.value] = counts.get(rule.type.value, 0) + len(pts)
@@ -166,12 +170,11 @@ class AlertEvaluator:
     def _points(flush: DeviceFlush, ts_ms: list[int], key: str | None) -> list[Point]:
         if key is None:
             return [(ts, None) for ts in ts_ms]
-        out: list[Point] = []
-        for ts, doc in zip(ts_ms, flush.docs, strict=True):
-            value = doc["m"].get(key)
-            if value is not None:
-                out.append((ts, numeric(value)))
-        return out
+        return [
+            (ts, value if type(value) is float else numeric(value))
+            for ts, doc in zip(ts_ms, flush.docs, strict=True)
+            if (value := doc["m"].get(key)) is not None
+        ]
 
     @staticmethod
     def _newest(flush: DeviceFlush, ts_ms: list[int], key: str | None) -> int | None:
