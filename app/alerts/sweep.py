@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.alerts import alarms, events
 from app.alerts.alarms import DeviceInfo
@@ -136,23 +136,42 @@ class Sweeper:
                     {"active_key": {"$in": keys}}, {"active_key": 1}
                 )
             }
-            for device, heard in overdue:
-                if active_key(str(rule.id), str(device["_id"])) in alarmed:
-                    continue
-                info = DeviceInfo(
-                    id=str(device["_id"]),
-                    name=device.get("name"),
-                    product_id=str(device.get("product_id") or ""),
-                    folder_path=tuple(device.get("folder_path") or ()),
-                )
-                silent_s = (self.now_ms - heard) // 1000
-                self._raise(
-                    rule,
-                    info,
-                    ts_ms=heard + after_ms,
-                    value=None,
-                    reason=f"no data for {silent_s} s (limit {rule.condition['after_s']} s)",
-                )
+            fresh = [
+                (device, heard)
+                for device, heard in overdue
+                if active_key(str(rule.id), str(device["_id"])) not in alarmed
+            ]
+            self._raise_many(rule, fresh, after_ms=after_ms)
+
+    def _raise_many(
+        self, rule: AlertRule, found: list[tuple[dict[str, Any], int]], *, after_ms: int
+    ) -> None:
+        """Insert the alarms of silent devices at once (the unique key refuses duplicates)."""
+        if not found:
+            return
+        docs = []
+        for device, heard in found:
+            info = DeviceInfo(
+                id=str(device["_id"]),
+                name=device.get("name"),
+                product_id=str(device.get("product_id") or ""),
+                folder_path=tuple(device.get("folder_path") or ()),
+            )
+            silent_s = (self.now_ms - heard) // 1000
+            reason = f"no data for {silent_s} s (limit {rule.condition['after_s']} s)"
+            _, update = alarms.raise_op(
+                rule, info, ts_ms=heard + after_ms, value=None, repeats=0, reason=reason
+            )
+            docs.append({"active_key": active_key(str(rule.id), info.id), **update["$setOnInsert"]})
+        refused: set[int] = set()
+        try:
+            self.db[collections.ALARMS].insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            # Raised meanwhile by someone else (duplicate active key): theirs stands.
+            refused = {int(e["index"]) for e in (exc.details or {}).get("writeErrors", [])}
+        for position, doc in enumerate(docs):
+            if position not in refused:
+                self._raised(rule, doc)
 
     def for_s_expiry(self) -> None:
         """Raise threshold alarms whose condition has held for `for_s` with no newer reading."""
@@ -215,13 +234,18 @@ class Sweeper:
             return  # raised by someone else a moment ago
         if result.upserted_id is None:
             return
+        doc = coll.find_one({"_id": result.upserted_id})
+        if doc is not None:
+            self._raised(rule, doc)
+
+    def _raised(self, rule: AlertRule, doc: dict[str, Any]) -> None:
+        """Count a new alarm and record (and enqueue) its notification."""
         self.counts["raised"] += 1
         try:
             self.ctx.redis.hincrby(TRANSITIONS_KEY, f"raised|{rule.severity.value}", 1)
         except Exception as exc:
             logger.warning("alarm transition not counted", extra={"error": type(exc).__name__})
-        doc = coll.find_one({"_id": result.upserted_id})
-        if doc is None or not events.wanted(rule, AlarmEvent.RAISED):
+        if not events.wanted(rule, AlarmEvent.RAISED):
             return
         event = events.event_doc(rule, doc, AlarmEvent.RAISED)
         try:

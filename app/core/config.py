@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     # How often the beat checks no_data and for_s deadlines (alarms fire at most this late).
     alerts_sweep_interval_s: float = Field(default=15.0, gt=0, le=60)
     # Devices (or states) read per page by the sweep.
-    alerts_sweep_page_size: int = Field(default=1000, ge=10, le=10_000)
+    alerts_sweep_page_size: int = Field(default=5000, ge=10, le=10_000)
     # Cleared alarms (and their delivery logs) are deleted this long after clearing.
     alarm_retention_days: int = Field(default=90, ge=1)
     # Webhook targets on private, loopback or link-local addresses are refused unless true.
