@@ -115,6 +115,7 @@ def process_event(
             "body": body,
             "status": PENDING,
             "attempts": 0,
+            "next_ms": utcnow_ms(),
             "created_at": utcnow(),
         }
         try:

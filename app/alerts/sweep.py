@@ -75,10 +75,18 @@ def _last_heard(device: dict[str, Any], latest: dict[str, Any] | None, key: str 
 class Sweeper:
     """One sweep run (see module); `now_ms` is injectable so tests need no sleeps."""
 
-    def __init__(self, ctx: AlertsContext, *, now_ms: int, enqueue: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        ctx: AlertsContext,
+        *,
+        now_ms: int,
+        enqueue: Callable[[str], None],
+        enqueue_webhook: Callable[[str], None] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.now_ms = now_ms
         self.enqueue = enqueue
+        self.enqueue_webhook = enqueue_webhook
         self.db = ctx.db
         self.page = ctx.settings.alerts_sweep_page_size
         self.counts = {"devices": 0, "raised": 0, "expired": 0, "deleted": 0, "requeued": 0}
@@ -281,3 +289,15 @@ class Sweeper:
         for doc in stuck.limit(self.page):
             self.enqueue(doc["_id"])
             self.counts["requeued"] += 1
+        if self.enqueue_webhook is None:
+            return
+        # Webhook attempts whose retry message was lost (broker restart), or whose worker died
+        # mid-attempt (lease over): the delivery task claims each at most once at a time.
+        deliveries = self.db[collections.WEBHOOK_DELIVERIES]
+        for due in (
+            {"status": "pending", "next_ms": {"$lt": cutoff}},
+            {"status": "sending", "lease_ms": {"$lt": self.now_ms}},
+        ):
+            for doc in deliveries.find(due, {"_id": 1}).limit(self.page):
+                self.enqueue_webhook(doc["_id"])
+                self.counts["requeued"] += 1

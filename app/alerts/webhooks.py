@@ -214,13 +214,20 @@ def deliver(ctx: AlertsContext, delivery_id: str) -> tuple[str, float | None]:
             429,
         )
     )
+    backoff_s = min(2 ** (attempt - 1), settings.alert_webhook_backoff_max_s)
     if permanent or attempt >= settings.alert_webhook_max_attempts:
         _finish(ctx, doc, FAILED, entry)
         return FAILED, None
     ctx.db[collections.WEBHOOK_DELIVERIES].update_one(
         {"_id": doc["_id"], "status": SENDING},
-        {"$set": {"status": PENDING, "last_error": error or f"HTTP {status_code}"}},
+        {
+            "$set": {
+                "status": PENDING,
+                "last_error": error or f"HTTP {status_code}",
+                "next_ms": _now_ms() + backoff_s * 1000,
+            }
+        },
     )
     log_entry(ctx, {**entry, "outcome": "retry"})
     _count(ctx, "retry")
-    return "retry", float(min(2 ** (attempt - 1), settings.alert_webhook_backoff_max_s))
+    return "retry", float(backoff_s)

@@ -138,7 +138,10 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
             if not acquired:
                 return cleanup.SKIPPED
             sweeper = alert_sweep.Sweeper(
-                ctx, now_ms=epoch_ms(utcnow()), enqueue=lambda eid: notify_alert.delay(eid)
+                ctx,
+                now_ms=epoch_ms(utcnow()),
+                enqueue=lambda eid: notify_alert.delay(eid),
+                enqueue_webhook=lambda did: deliver_webhook.delay(did),
             )
             return sweeper.run()
 

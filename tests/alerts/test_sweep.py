@@ -151,3 +151,33 @@ class TestForSExpiry:
         assert state is not None
         assert state["active"]  # the embedded server reads a `$set` True back as 1
         assert "due_ms" not in state
+
+
+class TestRequeue:
+    async def test_lost_events_and_webhook_retries_are_sent_again(
+        self, settings: Settings, engine: AIOEngine
+    ) -> None:
+        now = epoch_ms(utcnow())
+        old = now - (settings.alert_notify_grace_s + 5) * 1000
+        db = database(engine)
+        await db["alert_events"].insert_one(
+            {"_id": "lost-event", "alarm_id": "a", "status": "pending", "created_ms": old}
+        )
+        await db["webhook_deliveries"].insert_many(
+            [
+                {"_id": "lost-retry", "alarm_id": "a", "status": "pending", "next_ms": old},
+                {"_id": "dead-worker", "alarm_id": "a", "status": "sending", "lease_ms": now - 1},
+                {"_id": "not-yet", "alarm_id": "a", "status": "pending", "next_ms": now},
+            ]
+        )
+        ctx = WorkerContext(settings)
+        events: list[str] = []
+        hooks: list[str] = []
+        try:
+            sweeper = Sweeper(ctx, now_ms=now, enqueue=events.append, enqueue_webhook=hooks.append)
+            await asyncio.to_thread(sweeper.run)
+        finally:
+            ctx.close()
+        assert "lost-event" in events
+        assert {"lost-retry", "dead-worker"} <= set(hooks)
+        assert "not-yet" not in hooks
