@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.alerts.cache import RuleCache
 from app.alerts.evaluator import AlertEvaluator
+from app.alerts.models import Severity
 from app.alerts.notifier import Notifier
 from app.catalog.models import Product
 from app.core import db
@@ -143,6 +144,33 @@ class TestThresholdThroughIngest:
         await post(client, device, [(200, 20)])
         await settle(app)
         assert cache.lookups == before + 2
+
+
+class TestMetrics:
+    async def test_evaluations_transitions_and_lag_are_exported(
+        self, app: FastAPI, client: httpx.AsyncClient, engine: AIOEngine, make_device: MakeDevice
+    ) -> None:
+        def value(text: str, line_start: str) -> float:
+            found = [float(x.split()[-1]) for x in text.splitlines() if x.startswith(line_start)]
+            return sum(found)
+
+        evaluated = 'sensorhub_alert_evaluations_total{condition="threshold"}'
+        raised = 'sensorhub_alarm_transitions_total{severity="critical",transition="raised"}'
+        before = (await client.get("/metrics")).text
+        device = await make_device()
+        await new_rule(
+            engine,
+            scope=await product_of(engine, device),
+            condition={"type": "threshold", "metric": "temperature", "op": ">", "value": 30},
+            severity=Severity.CRITICAL,
+        )
+        await services_of(app).alert_rules.changed()
+        await post(client, device, [(1, 31), (2, 20)])
+        await settle(app)
+        after = (await client.get("/metrics")).text
+        assert value(after, evaluated) == value(before, evaluated) + 2
+        assert value(after, raised) == value(before, raised) + 1
+        assert value(after, "sensorhub_alert_evaluation_lag_seconds_count") > 0
 
 
 class TestForSAcrossRestart:
