@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from app.alerts.router import router as alerts_router
 from app.auth.quotas import enforce_rate_limit
 from app.auth.router import router as auth_router
 from app.catalog.router import router as catalog_router
@@ -19,3 +20,4 @@ api_router.include_router(users_router)
 api_router.include_router(readings_router)
 api_router.include_router(catalog_router)
 api_router.include_router(commands_router)
+api_router.include_router(alerts_router)

@@ -11,6 +11,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__, schema
+from app.alerts.cache import RuleCache
+from app.alerts.evaluator import AlertEvaluator
+from app.alerts.notifier import Notifier
 from app.api import api_router
 from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
@@ -75,17 +78,40 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             name="command-wake-ups",
         )
         stack.push_async_callback(_cancel, wake_ups)
+        alert_rules = RuleCache(
+            ttl_s=settings.alert_rule_cache_s,
+            rate_points_max=settings.alert_rate_points_max,
+            publisher=redis_client,
+        )
+        rule_changes = asyncio.create_task(
+            alert_rules.follow(settings.redis_url, timeout_s=settings.redis_timeout_s),
+            name="alert-rule-changes",
+        )
+        stack.push_async_callback(_cancel, rule_changes)
         await wait_for_dependencies(settings, mongo_client=mongo_client, redis_client=redis_client)
         engine = db.create_engine(mongo_client, settings)
         await migrations.ensure_current(engine, settings)
         await db.check_timeseries(db.database(engine), schema.readings_spec(settings))
         device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
-        batcher = IngestBatcher.from_settings(engine, settings, cache=device_contexts)
+        celery = create_celery(settings)
+        alert_evaluator = AlertEvaluator(
+            engine,
+            rules=alert_rules,
+            notifier=Notifier(engine, celery, redis_client),
+            state_flush_s=settings.alert_state_flush_s,
+            state_cache_max=settings.alert_state_cache_max,
+        )
+        alert_evaluator.start()
+        # Stopped after the batcher (callbacks run last-in first-out): the last flushes are
+        # evaluated, then the evaluator writes its state.
+        stack.push_async_callback(alert_evaluator.stop)
+        batcher = IngestBatcher.from_settings(
+            engine, settings, cache=device_contexts, listeners=[alert_evaluator]
+        )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
         # clients close.
         stack.push_async_callback(batcher.stop)
-        celery = create_celery(settings)
 
         async def refresh_metrics() -> None:
             await worker_stats.refresh(engine, redis_client, timeout=settings.ready_timeout_s)
@@ -104,6 +130,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             device_contexts=device_contexts,
             batcher=batcher,
             command_waker=command_waker,
+            alert_rules=alert_rules,
+            alert_evaluator=alert_evaluator,
             on_sign_in=onboarding.welcome,
             refresh_metrics=refresh_metrics,
         )

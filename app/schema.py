@@ -5,6 +5,7 @@ from __future__ import annotations
 from odmantic import Model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from app.alerts.models import Alarm, AlertRule
 from app.auth.models import Session, User
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions.models import Grant, Invite
@@ -17,7 +18,19 @@ from app.emails.models import EmailOutbox
 
 def models() -> list[type[Model]]:
     """The ODMantic models whose collections and indexes ODMantic creates."""
-    return [EmailOutbox, Session, User, Folder, Product, Device, Grant, Invite, Command]
+    return [
+        EmailOutbox,
+        Session,
+        User,
+        Folder,
+        Product,
+        Device,
+        Grant,
+        Invite,
+        Command,
+        AlertRule,
+        Alarm,
+    ]
 
 
 def readings_spec(settings: Settings) -> CollectionSpec:
@@ -47,4 +60,27 @@ def collections_(settings: Settings) -> list[CollectionSpec]:
         ),
         CollectionSpec(name=collections.DEVICE_LATEST),
         CollectionSpec(name=collections.COMMAND_SEQUENCES),
+        CollectionSpec(
+            name=collections.ALERT_STATES,
+            # The beat's for_s expiry scan; `rule_id` drops a rule's states when it changes.
+            indexes=[IndexModel([("due_ms", ASCENDING)]), IndexModel([("rule_id", ASCENDING)])],
+        ),
+        CollectionSpec(
+            name=collections.ALERT_EVENTS,
+            indexes=[
+                IndexModel([("status", ASCENDING), ("created_ms", ASCENDING)]),
+                IndexModel([("alarm_id", ASCENDING)]),
+            ],
+        ),
+        CollectionSpec(
+            name=collections.NOTIFICATION_LOG,
+            indexes=[IndexModel([("alarm_id", ASCENDING), ("at_ms", ASCENDING)])],
+        ),
+        CollectionSpec(
+            name=collections.WEBHOOK_DELIVERIES,
+            indexes=[
+                IndexModel([("alarm_id", ASCENDING)]),
+                IndexModel([("status", ASCENDING), ("next_ms", ASCENDING)]),
+            ],
+        ),
     ]

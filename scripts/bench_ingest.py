@@ -8,6 +8,11 @@ the store itself, in one run on one store.
 
 Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and two API processes on
 127.0.0.1; runs for about two minutes. Prints the figures last.
+
+With `--rules N` it measures alert evaluation instead: the same API process ingests batches
+for devices of a product without rules and of a product with N threshold and anomaly rules
+(none of which fire), alternating; a run with rules counts until its readings are evaluated
+(the API's `sensorhub_alert_evaluations_total`). Target: >= 0.9x the rate without rules.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 import httpx
 from _stack import Device, Stack, local_stack
+from bson import ObjectId
 from motor.motor_asyncio import AsyncIOMotorClient
 
 BATCH = 1000
@@ -128,6 +134,98 @@ async def singles(url: str, devices: list[Device], requests: int, *, prefix: str
         return requests / (time.perf_counter() - started)
 
 
+def evaluations(url: str) -> float:
+    """The API's `sensorhub_alert_evaluations_total`, summed over condition types."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("sensorhub_alert_evaluations_total{")
+    )
+
+
+def seed_rules(stack: Stack, product_id: str, count: int) -> None:
+    """`count` rules on the product, half thresholds and half anomaly rules, that never fire."""
+    from app.alerts.models import AlertRule, ConditionType, Severity
+
+    docs = []
+    for i in range(count):
+        metric = ("temperature", "humidity")[i % 2]
+        condition: dict[str, Any]
+        if i % 4 < 2:
+            condition = {"type": "threshold", "metric": metric, "op": ">", "value": 1000 + i}
+        else:
+            condition = {
+                "type": "anomaly",
+                "metric": metric,
+                "k": 50,
+                "window": 100,
+                "min_samples": 10,
+            }
+        rule = AlertRule(
+            name=f"bench-{i}",
+            scope_type="product",
+            scope_id=product_id,
+            severity=Severity.MINOR,
+            condition_type=ConditionType(condition["type"]),
+            condition=condition,
+            created_by="bench",
+        )
+        docs.append(rule.model_dump_doc())
+    with stack.mongo() as client:
+        client[stack.db_name]["alert_rules"].insert_many(docs)
+
+
+async def evaluated_batches(
+    url: str, devices: list[Device], batches: int, per_reading: int
+) -> float:
+    """Readings per second of POSTed batches, counted until the API has evaluated them."""
+    before = evaluations(url)
+    started = time.perf_counter()
+    await api_batches(url, devices, batches)
+    expected = before + batches * BATCH * per_reading
+    while evaluations(url) < expected:
+        await asyncio.sleep(0.05)
+    return batches * BATCH / (time.perf_counter() - started)
+
+
+def rules_main(args: argparse.Namespace) -> None:
+    """Batch ingest with and without `args.rules` rules on the device's product."""
+    with local_stack() as stack:
+        plain = stack.seed(32, ingest_limit_per_minute=1_000_000)
+        ruled = stack.seed(32, ingest_limit_per_minute=1_000_000)
+        with stack.mongo() as client:
+            product_id = client[stack.db_name]["devices"].find_one({"_id": ObjectId(ruled[0].id)})[
+                "product_id"
+            ]
+        seed_rules(stack, product_id, args.rules)
+        api = stack.start_api()
+        asyncio.run(evaluated_batches(api, ruled, 2, args.rules))  # warm caches and states
+        asyncio.run(api_batches(api, plain, 2))
+        ratios = []
+        for round_ in range(args.rounds):
+
+            def without() -> float:
+                return asyncio.run(api_batches(api, plain, args.batches))
+
+            def with_rules() -> float:
+                return asyncio.run(evaluated_batches(api, ruled, args.batches, args.rules))
+
+            if round_ % 2 == 0:
+                base, ruled_rate = without(), with_rules()
+            else:
+                ruled_rate, base = with_rules(), without()
+            ratios.append(ruled_rate / base)
+            print(
+                f"round {round_ + 1}: without rules {base:,.0f}/s, with {args.rules} rules "
+                f"{ruled_rate:,.0f}/s ({ratios[-1]:.2f})"
+            )
+    print(
+        f"rules ratio {statistics.median(ratios):.2f} (median of {args.rounds} rounds, "
+        f"{args.rules} rules; target >= 0.9)"
+    )
+
+
 def flush_sizes(url: str) -> tuple[float, float]:
     """The API's `sensorhub_ingest_flush_readings` histogram: (sum, count) so far."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
@@ -150,7 +248,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 per round")
     parser.add_argument("--requests", type=int, default=1200, help="single requests per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--rules", type=int, default=0, help="measure N alert rules on the product instead"
+    )
     args = parser.parse_args()
+    if args.rules:
+        rules_main(args)
+        return
     with local_stack() as stack:
         devices = stack.seed(32, ingest_limit_per_minute=1_000_000)
         with stack.mongo() as client:

@@ -270,6 +270,33 @@ class Settings(BaseSettings):
     # how many commands one pass changes at most per state.
     commands_sweep_interval_s: float = Field(default=30.0, gt=0)
     commands_sweep_batch: int = Field(default=1000, ge=1, le=100_000)
+    # --- alerts: rules, alarms, notifications (app/alerts) -----------------------------------
+    # Most alert rules on one folder, product or device.
+    alert_rules_per_scope_max: int = Field(default=50, ge=1, le=10_000)
+    # Seconds a device's rule list is kept in memory; rule changes clear it at once over Redis.
+    alert_rule_cache_s: float = Field(default=60.0, ge=0, le=3600)
+    # Seconds between writes of incremental rule state (anomaly, rate) to MongoDB: what an API
+    # crash can lose. for_s starts and alarm states are written at once.
+    alert_state_flush_s: float = Field(default=5.0, gt=0, le=300)
+    # (rule, device) states kept in memory per API process.
+    alert_state_cache_max: int = Field(default=200_000, ge=100)
+    # Largest anomaly `window` and most points a rate rule keeps per device.
+    alert_anomaly_window_max: int = Field(default=10_000, ge=2)
+    alert_rate_points_max: int = Field(default=1000, ge=2, le=100_000)
+    # How often the beat checks no_data and for_s deadlines (alarms fire at most this late).
+    alerts_sweep_interval_s: float = Field(default=15.0, gt=0, le=60)
+    # Devices (or states) read per page by the sweep.
+    alerts_sweep_page_size: int = Field(default=5000, ge=10, le=10_000)
+    # Cleared alarms (and their delivery logs) are deleted this long after clearing.
+    alarm_retention_days: int = Field(default=90, ge=1)
+    # Webhook targets on private, loopback or link-local addresses are refused unless true.
+    alert_webhook_allow_private: bool = False
+    alert_webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    alert_webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    # Longest wait between two webhook attempts (exponential backoff from 1 s).
+    alert_webhook_backoff_max_s: int = Field(default=600, ge=1)
+    # Notification events not handed to a worker within this many seconds are re-enqueued.
+    alert_notify_grace_s: int = Field(default=60, ge=1)
     # --- rate limiting (app/ratelimit) -------------------------------------------------------
     rate_limit_enabled: bool = True
     rate_limit_anonymous_limit: int = Field(default=60, ge=1)

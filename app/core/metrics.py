@@ -82,3 +82,24 @@ COMMAND_POLLS_WAITING = Gauge(
     "sensorhub_command_polls_waiting",
     "Device command long-polls waiting in this process (bounded by COMMANDS_MAX_WAITERS)",
 )
+ALERT_EVALUATIONS = Counter(
+    "sensorhub_alert_evaluations_total",
+    "Readings evaluated against alert rules, by condition type",
+    ["condition"],
+)
+ALERT_EVALUATION_LAG = Histogram(
+    "sensorhub_alert_evaluation_lag_seconds",
+    "From a flush being stored to its alarm changes being written",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# Counted in Redis by API processes and workers alike (the beat's sweep raises alarms too).
+ALARM_TRANSITIONS = SharedCounter(
+    "sensorhub_alarm_transitions",
+    "Alarm changes by transition (raised, cleared, acknowledged) and severity",
+    ["transition", "severity"],
+)
+ALERT_NOTIFICATIONS = SharedCounter(
+    "sensorhub_alert_notifications",
+    "Alert notification outcomes by channel (email, webhook) and outcome",
+    ["channel", "outcome"],
+)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from odmantic import AIOEngine
     from redis.asyncio import Redis
 
+    from app.alerts.cache import RuleCache
+    from app.alerts.evaluator import AlertEvaluator
     from app.auth.failures import AuthFailureGate
     from app.auth.firebase import FirebaseAuth
     from app.auth.identities import SignInHook
@@ -54,6 +56,9 @@ class Services:
     batcher: IngestBatcher
     # Waiting command long-polls of this process, woken over Redis (app/commands/waker.py).
     command_waker: CommandWaker
+    # Alert rules per device (cleared on rule changes) and the evaluator fed by the batcher.
+    alert_rules: RuleCache
+    alert_evaluator: AlertEvaluator
     # What happens when a person is first seen (welcome email, invites): the users domain's.
     on_sign_in: SignInHook
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.

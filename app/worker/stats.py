@@ -8,8 +8,15 @@ import logging
 from odmantic import AIOEngine
 from redis.asyncio import Redis
 
+from app.alerts.notifier import TRANSITIONS_KEY
+from app.alerts.webhooks import NOTIFICATIONS_KEY
 from app.core import db
-from app.core.metrics import CELERY_TASKS, OUTBOX_EMAILS
+from app.core.metrics import (
+    ALARM_TRANSITIONS,
+    ALERT_NOTIFICATIONS,
+    CELERY_TASKS,
+    OUTBOX_EMAILS,
+)
 from app.emails.models import EmailOutbox, OutboxStatus
 from app.worker.signals import TASK_OUTCOMES_KEY
 
@@ -26,9 +33,9 @@ async def outbox_counts(engine: AIOEngine) -> dict[str, int]:
     return counts
 
 
-async def task_outcomes(redis: Redis) -> dict[tuple[str, ...], float]:
-    """Celery task outcomes the workers counted in Redis, by (task, outcome)."""
-    raw = await redis.hgetall(TASK_OUTCOMES_KEY)
+async def task_outcomes(redis: Redis, key: str = TASK_OUTCOMES_KEY) -> dict[tuple[str, ...], float]:
+    """Counts kept in a Redis hash of "a|b" fields (task outcomes by default), by (a, b)."""
+    raw = await redis.hgetall(key)
     totals: dict[tuple[str, ...], float] = {}
     for field, value in raw.items():
         name = field.decode() if isinstance(field, bytes) else str(field)
@@ -52,3 +59,11 @@ async def refresh(engine: AIOEngine, redis: Redis, *, timeout: float) -> None:
         logger.warning("task outcomes unavailable", extra={"error": type(exc).__name__})
     else:
         CELERY_TASKS.set_totals(totals)
+    for counter, key in (
+        (ALARM_TRANSITIONS, TRANSITIONS_KEY),
+        (ALERT_NOTIFICATIONS, NOTIFICATIONS_KEY),
+    ):
+        try:
+            counter.set_totals(await asyncio.wait_for(task_outcomes(redis, key), timeout))
+        except Exception as exc:
+            logger.warning("alert counts unavailable", extra={"error": type(exc).__name__})

@@ -14,6 +14,10 @@ from pymongo.errors import ConnectionFailure
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.alerts import notify as alert_notify
+from app.alerts import sweep as alert_sweep
+from app.alerts import webhooks
+from app.core.models import epoch_ms, utcnow
 from app.emails import delivery as emails
 from app.emails.mailer import TransientEmailError
 from app.worker import cleanup
@@ -29,6 +33,9 @@ CLEANUP_OUTBOX = "cleanup.outbox"
 CLEANUP_DELETED_DEVICES = "cleanup.deleted_devices"
 REPAIR_TREE = "catalog.repair_tree"
 SWEEP_COMMANDS = "commands.sweep"
+NOTIFY_ALERT = "alerts.notify"
+DELIVER_WEBHOOK = "alerts.webhook"
+SWEEP_ALERTS = "alerts.sweep"
 TASK_NAMES = (
     SEND_EMAIL,
     REQUEUE_EMAILS,
@@ -39,6 +46,9 @@ TASK_NAMES = (
     CLEANUP_DELETED_DEVICES,
     REPAIR_TREE,
     SWEEP_COMMANDS,
+    NOTIFY_ALERT,
+    DELIVER_WEBHOOK,
+    SWEEP_ALERTS,
 )
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -102,6 +112,41 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
         """Archive old sent and failed outbox entries."""
         return cleanup.archive_outbox(ctx)
 
+    @app.task(name=NOTIFY_ALERT, **options)
+    def notify_alert(event_id: str) -> str:
+        """Fan one alarm transition out to its rule's emails and webhooks (idempotent)."""
+        return alert_notify.process_event(
+            ctx,
+            event_id,
+            send_email=lambda oid: send_email.delay(oid),
+            send_webhook=lambda did: deliver_webhook.delay(did),
+        )
+
+    webhook_options = {**options, "max_retries": settings.alert_webhook_max_attempts + 2}
+
+    @app.task(name=DELIVER_WEBHOOK, bind=True, **webhook_options)
+    def deliver_webhook(self: Task[Any, Any], delivery_id: str) -> str:
+        """One signed attempt at a webhook; retried with backoff until it succeeds or gives up."""
+        outcome, retry_in = webhooks.deliver(ctx, delivery_id)
+        if retry_in is not None:
+            raise self.retry(countdown=retry_in)
+        return outcome
+
+    @app.task(name=SWEEP_ALERTS, **options)
+    def sweep_alerts() -> dict[str, Any]:
+        """no_data and for_s deadlines, alarm retention, stuck notification events."""
+        lock_ms = int(settings.alerts_sweep_interval_s * 4000) + 60_000
+        with redis_lock(ctx.redis, SWEEP_ALERTS, ttl_ms=lock_ms) as acquired:
+            if not acquired:
+                return cleanup.SKIPPED
+            sweeper = alert_sweep.Sweeper(
+                ctx,
+                now_ms=epoch_ms(utcnow()),
+                enqueue=lambda eid: notify_alert.delay(eid),
+                enqueue_webhook=lambda did: deliver_webhook.delay(did),
+            )
+            return sweeper.run()
+
     @app.task(name=REPAIR_TREE, **options)
     def repair_tree() -> dict[str, Any]:
         """Mend stale folder paths and cycles (moves without transactions, crashes, races)."""
@@ -143,6 +188,12 @@ def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
     sweep = settings.commands_sweep_interval_s
     schedule[SWEEP_COMMANDS] = {
         "task": SWEEP_COMMANDS,
+        "schedule": sweep,
+        "options": {"expires": sweep},
+    }
+    sweep = settings.alerts_sweep_interval_s
+    schedule[SWEEP_ALERTS] = {
+        "task": SWEEP_ALERTS,
         "schedule": sweep,
         "options": {"expires": sweep},
     }

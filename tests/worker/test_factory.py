@@ -21,8 +21,10 @@ class TestCeleryApp:
 
     def test_beat_runs_requeue_and_every_cleanup(self, settings: Settings) -> None:
         schedule = create_celery(settings).conf.beat_schedule
-        assert {entry["task"] for entry in schedule.values()} == set(TASK_NAMES) - {"emails.send"}
+        on_demand = {"emails.send", "alerts.notify", "alerts.webhook"}
+        assert {entry["task"] for entry in schedule.values()} == set(TASK_NAMES) - on_demand
         assert schedule["emails.requeue_pending"]["schedule"] == settings.email_requeue_interval_s
+        assert schedule["alerts.sweep"]["schedule"] == settings.alerts_sweep_interval_s
 
     def test_reliable_delivery_settings(self, settings: Settings) -> None:
         conf = create_celery(settings).conf

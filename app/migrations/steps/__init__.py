@@ -15,6 +15,7 @@ from app.migrations.steps import (
     m0001_collections_and_indexes,
     m0002_latest_at_ms,
     m0003_commands,
+    m0004_alerts,
 )
 
 
@@ -42,5 +43,10 @@ STEPS: list[Step] = [
         "0003_commands",
         "create the device commands collection, its indexes and the per-device sequences",
         m0003_commands.apply,
+    ),
+    Step(
+        "0004_alerts",
+        "create the alert rules, alarms, rule states, notification events and delivery logs",
+        m0004_alerts.apply,
     ),
 ]

@@ -1,0 +1,1 @@
+"""Alerts: rules on readings and presence, alarms with a lifecycle, and notifications."""

@@ -1,0 +1,179 @@
+"""Alert rules under `/alert-rules` and alarms under `/alarms`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from app.alerts import rules as rules_service
+from app.alerts import service as alarms_service
+from app.alerts.cache import RuleCache
+from app.alerts.models import Alarm, AlertRule
+from app.alerts.notifier import Notifier
+from app.alerts.schemas import (
+    AlarmChange,
+    AlarmCounts,
+    AlarmFilters,
+    AlarmRead,
+    RuleCreate,
+    RuleFilters,
+    RuleRead,
+    RuleUpdate,
+)
+from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.catalog.permissions.models import Role
+from app.core.models import IdStr
+from app.core.pagination import Page, PageParamsDep
+from app.core.responses import NO_CONTENT
+from app.core.routing import API_PREFIX
+from app.core.services import Services, ServicesDep
+
+router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+
+
+def _cache(services: Services) -> RuleCache:
+    cache = services.alert_rules
+    assert isinstance(cache, RuleCache)
+    return cache
+
+
+def _notifier(services: Services) -> Notifier:
+    return Notifier(services.engine, services.celery, services.redis)
+
+
+def _rule_dep(role: Role):  # type: ignore[no-untyped-def]
+    async def load(rule_id: str, services: ServicesDep, principal: CurrentPrincipal) -> AlertRule:
+        return await rules_service.get_for(
+            services.engine, principal=principal, rule_id=rule_id, role=role
+        )
+
+    return load
+
+
+def _alarm_dep(role: Role):  # type: ignore[no-untyped-def]
+    async def load(alarm_id: str, services: ServicesDep, principal: CurrentPrincipal) -> Alarm:
+        return await alarms_service.get_for(
+            services.engine, principal=principal, alarm_id=alarm_id, role=role
+        )
+
+    return load
+
+
+RuleForView = Annotated[AlertRule, Depends(_rule_dep(Role.VIEWER))]
+RuleForEdit = Annotated[AlertRule, Depends(_rule_dep(Role.EDITOR))]
+AlarmForEdit = Annotated[Alarm, Depends(_alarm_dep(Role.EDITOR))]
+
+
+@router.post("/alert-rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
+async def create_rule(
+    body: RuleCreate, services: ServicesDep, principal: UserPrincipal
+) -> RuleRead:
+    """Create a rule on a product, folder or device you may edit."""
+    rule = await rules_service.create(
+        services.engine,
+        principal=principal,
+        rule_in=body,
+        settings=services.settings,
+        changes=_cache(services),
+    )
+    return RuleRead.of(rule)
+
+
+@router.get("/alert-rules", response_model=Page[RuleRead])
+async def list_rules(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: PageParamsDep,
+    filters: Annotated[RuleFilters, Query()],
+) -> Page[RuleRead]:
+    """Rules on scopes you can see."""
+    items, cursor = await rules_service.list_(
+        services.engine, principal=principal, page=page, filters_in=filters
+    )
+    return Page[RuleRead].of(items, cursor, RuleRead.of)
+
+
+@router.get("/alert-rules/{rule_id}", response_model=RuleRead)
+async def get_rule(rule: RuleForView) -> RuleRead:
+    """One rule on a scope you can see."""
+    return RuleRead.of(rule)
+
+
+@router.patch("/alert-rules/{rule_id}", response_model=RuleRead)
+async def update_rule(body: RuleUpdate, rule: RuleForEdit, services: ServicesDep) -> RuleRead:
+    """Change a rule (editor on its scope); a new condition resets its alarms and state."""
+    updated = await rules_service.update(
+        services.engine,
+        rule=rule,
+        rule_in=body,
+        settings=services.settings,
+        changes=_cache(services),
+    )
+    return RuleRead.of(updated)
+
+
+@router.delete("/alert-rules/{rule_id}", **NO_CONTENT)
+async def delete_rule(rule: RuleForEdit, services: ServicesDep) -> None:
+    """Delete a rule (editor on its scope); its active alarms are cleared."""
+    await rules_service.delete(services.engine, rule=rule, changes=_cache(services))
+
+
+@router.get("/alarms", response_model=Page[AlarmRead])
+async def list_alarms(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: PageParamsDep,
+    filters: Annotated[AlarmFilters, Query()],
+) -> Page[AlarmRead]:
+    """Alarms of devices you can see (a device key: its own), oldest first."""
+    items, cursor = await alarms_service.list_(
+        services.engine, principal=principal, page=page, filters_in=filters
+    )
+    return Page[AlarmRead].of(items, cursor, AlarmRead.of)
+
+
+@router.get("/alarms/counts", response_model=AlarmCounts)
+async def alarm_counts(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    folder_id: Annotated[IdStr | None, Query(description="only alarms below this folder")] = None,
+) -> AlarmCounts:
+    """Alarms you can see, counted by severity and state."""
+    return await alarms_service.counts(services.engine, principal=principal, folder_id=folder_id)
+
+
+@router.post("/alarms/{alarm_id}/ack", response_model=AlarmRead)
+async def acknowledge_alarm(
+    alarm: AlarmForEdit,
+    services: ServicesDep,
+    principal: UserPrincipal,
+    body: AlarmChange | None = None,
+) -> AlarmRead:
+    """Acknowledge an alarm (editor on its device); idempotent."""
+    changed = await alarms_service.acknowledge(
+        services.engine,
+        principal=principal,
+        alarm=alarm,
+        reason=body.reason if body else None,
+        notifier=_notifier(services),
+    )
+    return AlarmRead.of(changed)
+
+
+@router.post("/alarms/{alarm_id}/clear", response_model=AlarmRead)
+async def clear_alarm(
+    alarm: AlarmForEdit,
+    services: ServicesDep,
+    principal: UserPrincipal,
+    body: AlarmChange | None = None,
+) -> AlarmRead:
+    """Clear an active alarm by hand (editor on its device); 409 if already cleared."""
+    changed = await alarms_service.clear(
+        services.engine,
+        principal=principal,
+        alarm=alarm,
+        reason=body.reason if body else None,
+        notifier=_notifier(services),
+    )
+    return AlarmRead.of(changed)
