@@ -10,8 +10,6 @@ cache and looks rules up on every flush instead, so no change is ever missed for
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -21,14 +19,12 @@ from typing import Any
 from bson import ObjectId
 from odmantic import AIOEngine
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from app.alerts.alarms import DeviceInfo
 from app.alerts.conditions import Compiled, compile_rule
 from app.alerts.models import AlertRule
 from app.catalog.models import Device
-from app.core import db
+from app.core import db, feeds
 from app.core.models import parse_object_id
 
 logger = logging.getLogger(__name__)
@@ -165,54 +161,26 @@ class RuleCache:
             self._compiled[key] = compiled
         return compiled
 
+    def feed_live(self, live: bool) -> None:
+        """The change feed is subscribed (True) or was lost (False)."""
+        self.set_live(live)
+
+    def feed_message(self, data: str) -> None:
+        """Some rule changed: forget every device's rule list."""
+        self.clear()
+
     async def follow(
         self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
     ) -> None:
         """Follow the change channel until cancelled, resubscribing after any failure."""
         if self.ttl_s <= 0:
             return
-        while True:
-            try:
-                await self._follow_once(redis_url, timeout_s=timeout_s, ping_s=ping_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._live:
-                    logger.warning(
-                        "alert rule change feed lost; looking rules up every flush",
-                        extra={"error": type(exc).__name__},
-                    )
-            finally:
-                self.set_live(False)
-            await asyncio.sleep(retry_s)
-
-    async def _follow_once(self, redis_url: str, *, timeout_s: float, ping_s: float) -> None:
-        # Its own connection without silent reconnects: a reconnect could miss a change.
-        client = Redis.from_url(
+        await feeds.follow(
             redis_url,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
+            CHANNEL,
+            self,
+            timeout_s=timeout_s,
+            ping_s=ping_s,
+            retry_s=retry_s,
+            lost_warning="alert rule change feed lost; looking rules up every flush",
         )
-        loop = asyncio.get_running_loop()
-        try:
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                last_heard = next_ping = loop.time()
-                while True:
-                    message = await pubsub.get_message(timeout=min(1.0, ping_s))
-                    now = loop.time()
-                    if message is not None:
-                        last_heard = now
-                        if message["type"] == "subscribe":
-                            self.set_live(True)
-                        elif message["type"] == "message":
-                            self.clear()
-                    if now - last_heard > 2 * ping_s + timeout_s:
-                        raise TimeoutError("no answer to pings on the rule change feed")
-                    if now >= next_ping:
-                        await pubsub.ping()
-                        next_ping = now + ping_s
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()

@@ -9,6 +9,13 @@ from fastapi import APIRouter, Depends, Query, status
 from app.alerts import rules as rules_service
 from app.alerts import service as alarms_service
 from app.alerts.cache import RuleCache
+from app.alerts.exceptions import (
+    AlarmAlreadyCleared,
+    AlarmNotFound,
+    InvalidCondition,
+    RuleNotFound,
+    TooManyRules,
+)
 from app.alerts.models import Alarm, AlertRule
 from app.alerts.notifier import Notifier
 from app.alerts.schemas import (
@@ -22,8 +29,11 @@ from app.alerts.schemas import (
     RuleUpdate,
 )
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.catalog.exceptions import DeviceNotFound, FolderNotFound, ProductNotFound
+from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
-from app.core.models import IdStr
+from app.core.models import IdPath, IdStr
+from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
@@ -43,7 +53,10 @@ def _notifier(services: Services) -> Notifier:
 
 
 def _rule_dep(role: Role):  # type: ignore[no-untyped-def]
-    async def load(rule_id: str, services: ServicesDep, principal: CurrentPrincipal) -> AlertRule:
+    @raises(RuleNotFound, NotAllowed)
+    async def load(
+        rule_id: IdPath, services: ServicesDep, principal: CurrentPrincipal
+    ) -> AlertRule:
         return await rules_service.get_for(
             services.engine, principal=principal, rule_id=rule_id, role=role
         )
@@ -52,7 +65,8 @@ def _rule_dep(role: Role):  # type: ignore[no-untyped-def]
 
 
 def _alarm_dep(role: Role):  # type: ignore[no-untyped-def]
-    async def load(alarm_id: str, services: ServicesDep, principal: CurrentPrincipal) -> Alarm:
+    @raises(AlarmNotFound, NotAllowed)
+    async def load(alarm_id: IdPath, services: ServicesDep, principal: CurrentPrincipal) -> Alarm:
         return await alarms_service.get_for(
             services.engine, principal=principal, alarm_id=alarm_id, role=role
         )
@@ -66,6 +80,8 @@ AlarmForEdit = Annotated[Alarm, Depends(_alarm_dep(Role.EDITOR))]
 
 
 @router.post("/alert-rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
+@raises(TooManyRules, InvalidCondition, NotAllowed, FolderNotFound, ProductNotFound)
+@raises(DeviceNotFound)
 async def create_rule(
     body: RuleCreate, services: ServicesDep, principal: UserPrincipal
 ) -> RuleRead:
@@ -101,6 +117,7 @@ async def get_rule(rule: RuleForView) -> RuleRead:
 
 
 @router.patch("/alert-rules/{rule_id}", response_model=RuleRead)
+@raises(InvalidCondition)
 async def update_rule(body: RuleUpdate, rule: RuleForEdit, services: ServicesDep) -> RuleRead:
     """Change a rule (editor on its scope); a new condition resets its alarms and state."""
     updated = await rules_service.update(
@@ -120,6 +137,7 @@ async def delete_rule(rule: RuleForEdit, services: ServicesDep) -> None:
 
 
 @router.get("/alarms", response_model=Page[AlarmRead])
+@raises(FolderNotFound)
 async def list_alarms(
     services: ServicesDep,
     principal: CurrentPrincipal,
@@ -134,6 +152,7 @@ async def list_alarms(
 
 
 @router.get("/alarms/counts", response_model=AlarmCounts)
+@raises(FolderNotFound)
 async def alarm_counts(
     services: ServicesDep,
     principal: CurrentPrincipal,
@@ -162,6 +181,7 @@ async def acknowledge_alarm(
 
 
 @router.post("/alarms/{alarm_id}/clear", response_model=AlarmRead)
+@raises(AlarmAlreadyCleared)
 async def clear_alarm(
     alarm: AlarmForEdit,
     services: ServicesDep,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.alerts.models import Alarm, AlarmStatus, AlertRule, ConditionType, Severity, Value
 from app.catalog.telemetry import MetricName
@@ -46,9 +47,13 @@ class ThresholdCondition(_Strict):
     @model_validator(mode="after")
     def _one_clear_rule(self) -> ThresholdCondition:
         if self.hysteresis is not None and self.clear is not None:
-            raise ValueError("give either hysteresis or clear, not both")
+            raise PydanticCustomError(
+                "alert_condition_fields", "give either hysteresis or clear, not both"
+            )
         if self.hysteresis is not None and self.op in ("==", "!="):
-            raise ValueError("hysteresis applies to <, <=, > and >= only")
+            raise PydanticCustomError(
+                "alert_condition_fields", "hysteresis applies to <, <=, > and >= only"
+            )
         return self
 
 
@@ -78,7 +83,9 @@ class AnomalyCondition(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> AnomalyCondition:
         if self.clear_k is not None and self.clear_k > self.k:
-            raise ValueError("clear_k must not be greater than k")
+            raise PydanticCustomError(
+                "alert_condition_fields", "clear_k must not be greater than k"
+            )
         return self
 
 
@@ -94,9 +101,9 @@ class RateCondition(_Strict):
     @model_validator(mode="after")
     def _one_measure(self) -> RateCondition:
         if (self.n is None) == (self.delta is None):
-            raise ValueError("give exactly one of n and delta")
+            raise PydanticCustomError("alert_condition_fields", "give exactly one of n and delta")
         if self.delta is not None and self.metric is None:
-            raise ValueError("delta needs a metric")
+            raise PydanticCustomError("alert_condition_fields", "delta needs a metric")
         return self
 
 
@@ -109,7 +116,11 @@ Condition = Annotated[
 class WebhookTarget(_Strict):
     """An HTTPS (or HTTP) endpoint and the shared secret its requests are signed with."""
 
-    url: str = Field(max_length=2000)
+    url: str = Field(
+        max_length=2000,
+        pattern=r"^https?://[^\s/@:?#\[\]\\]+(:[0-9]{1,5})?([/?#][^\s]*)?$",
+        description="an http:// or https:// URL with a host and no credentials",
+    )
     secret: str = Field(min_length=16, max_length=256)
 
     @field_validator("url")

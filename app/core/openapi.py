@@ -90,6 +90,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "readings", "description": "Devices post readings; users read history and values."},
     {"name": "permissions", "description": "Share folders, products and devices (owners)."},
     {"name": "commands", "description": "Users send devices commands; devices poll and answer."},
+    {"name": "alerts", "description": "Alert rules on readings and presence; alarms, ack, clear."},
     {"name": "operations", "description": "Liveness, readiness and metrics."},
 ]
 

@@ -57,7 +57,13 @@ CONTEXT_DEPENDENT = frozenset(
 )
 # Pydantic error types of rules between fields or items (min <= max, unique metric names).
 CROSS_FIELD = frozenset(
-    {"metric_range_order", "metric_range_type", "metric_names_unique", "command_names_unique"}
+    {
+        "metric_range_order",
+        "metric_range_type",
+        "metric_names_unique",
+        "command_names_unique",
+        "alert_condition_fields",
+    }
 )
 
 
