@@ -7,6 +7,8 @@ from fastapi import APIRouter, Depends
 from app.auth.quotas import enforce_rate_limit
 from app.auth.router import router as auth_router
 from app.catalog.router import router as catalog_router
+from app.live.router import router as live_router
+from app.live.router import socket_router
 from app.readings.router import router as readings_router
 from app.users.router import router as users_router
 
@@ -17,3 +19,6 @@ api_router.include_router(auth_router)
 api_router.include_router(users_router)
 api_router.include_router(readings_router)
 api_router.include_router(catalog_router)
+api_router.include_router(live_router)
+
+__all__ = ["api_router", "socket_router"]

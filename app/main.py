@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__, schema
-from app.api import api_router
+from app.api import api_router, socket_router
 from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
@@ -26,6 +26,8 @@ from app.core.prometheus import PrometheusMiddleware
 from app.core.prometheus import router as metrics_router
 from app.core.services import SensorhubApp, Services, services_of
 from app.core.startup import wait_for_dependencies
+from app.live.hub import LiveHub
+from app.live.publish import ReadingsFanout
 from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
@@ -72,7 +74,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             engine, models=schema.models(), collections=schema.collections_(settings)
         )
         device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
-        batcher = IngestBatcher.from_settings(engine, settings, cache=device_contexts)
+        live = LiveHub(settings, engine=engine, redis=redis_client)
+        live.start()
+        # Runs after the batcher's last flush (callbacks run in reverse): what that flush
+        # published reaches the sockets, then they close with 1001.
+        stack.push_async_callback(live.close)
+        fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
+        batcher = IngestBatcher.from_settings(
+            engine, settings, cache=device_contexts, listeners=[fanout]
+        )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
         # clients close.
@@ -94,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             limiter=limiter,
             device_contexts=device_contexts,
             batcher=batcher,
+            live=live,
             on_sign_in=onboarding.welcome,
             refresh_metrics=refresh_metrics,
         )
@@ -130,4 +141,5 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router)
+    app.include_router(socket_router)
     return app

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from app.auth.key_cache import DeviceKeyCache
     from app.core.config import Settings
     from app.core.db import MongoClient
+    from app.live.hub import LiveHub
     from app.ratelimit.service import RateLimiter
     from app.readings.batcher import IngestBatcher
     from app.readings.context import DeviceContextCache
@@ -48,6 +49,8 @@ class Services:
     limiter: RateLimiter
     device_contexts: DeviceContextCache
     batcher: IngestBatcher
+    # Live streams: this process's shared Redis subscription and its sockets.
+    live: LiveHub
     # What happens when a person is first seen (welcome email, invites): the users domain's.
     on_sign_in: SignInHook
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.
