@@ -86,7 +86,9 @@ class ReadingsFanout:
                 ids = [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for (device_id, body), sid in zip(bodies, ids, strict=True):
-                    message = f'{{"device_id":{json.dumps(device_id)},"sid":{json.dumps(sid)},"readings":{body}}}'
+                    # The readings are JSON already: spliced in, not encoded twice.
+                    head = f'{{"device_id":{json.dumps(device_id)},"sid":{json.dumps(sid)}'
+                    message = f'{head},"readings":{body}}}'
                     pipe.publish(channels.readings_channel(device_id), message)
                 await pipe.execute()
             LIVE_PUBLISHED.inc(len(bodies))

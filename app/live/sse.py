@@ -65,9 +65,10 @@ async def stream(
             entries = await hub.redis.xrange(
                 stream_key(device_id), min=f"({last_event_id}", count=10_000
             )
-            for raw_id, fields in entries:
+            for raw_id, fields in entries or []:
                 entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                readings = json.loads(fields[b"r"] if b"r" in fields else fields["r"])
+                stored = fields or {}
+                readings = json.loads(stored.get(b"r") or stored.get("r") or "[]")
                 if metrics is not None:
                     readings = [
                         {**r, "metrics": {k: v for k, v in r["metrics"].items() if k in metrics}}
