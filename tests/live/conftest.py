@@ -79,7 +79,7 @@ def start_api(settings: Settings, workdir: Path, redis_url: str, name: str) -> A
     return Api(proc, f"http://127.0.0.1:{port}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live_redis(workdir: Path) -> Iterator[ManagedProcess]:
     """A Redis only these tests use (the restart test restarts it)."""
     proc = start_redis(workdir)
@@ -87,7 +87,7 @@ def live_redis(workdir: Path) -> Iterator[ManagedProcess]:
     proc.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def apis(settings: Settings, workdir: Path, live_redis: ManagedProcess) -> Iterator[list[Api]]:
     """Processes A and B."""
     redis_url = f"redis://127.0.0.1:{live_redis.port}/0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import timedelta
 
 import httpx
@@ -267,8 +268,13 @@ class TestBackPressure:
     ) -> None:
         device = await make_device()
         token = await viewer(engine, make_user, device)
-        # The slow client buffers at most one message and stops reading.
-        slow = await connect(api_b.ws, max_queue=1, max_size=None)
+        # The slow client buffers at most one message, has a tiny receive buffer, and stops
+        # reading: the server's send queue fills.
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", int(api_b.url.rsplit(":", 1)[1])))
+        # No compression: the test's repetitive events would otherwise shrink to nothing.
+        slow = await connect(api_b.ws, sock=raw, max_queue=1, max_size=None, compression=None)
         opened.append(slow)
         await send(slow, type="auth", token=token)
         assert (await recv(slow))["type"] == "authenticated"
@@ -277,23 +283,40 @@ class TestBackPressure:
         fast = await authed(api_b.ws, token, opened)
         await send(fast, type="subscribe", id="f", channel="device.readings", device_id=device.id)
         assert (await recv(fast))["type"] == "subscribed"
+        # ~600 kB an event (few readings, long strings: cheap to store, big to send): the
+        # server's kernel send buffer (up to 4 MB here) is full within a dozen.
         big = {
-            "readings": [{"metrics": {f"m{i}": float(j) for i in range(40)}} for j in range(300)]
+            "readings": [
+                {"metrics": {f"text_{i}": f"{j:03d}" + "x" * 250 for i in range(40)}}
+                for j in range(60)
+            ]
         }
         loop = asyncio.get_running_loop()
-        for _ in range(30):
+        for _ in range(40):
             started = loop.time()
             assert (await post(api_a, device, big)).status_code == 202
             assert loop.time() - started < 2.0  # ingest is not held up by the slow client
-            message = await recv(fast)  # the fast client keeps getting every flush
-            assert message["id"] == "f"
-            while len(message["data"]["readings"]) < 300:
-                message = await recv(fast)  # a flush may split one post in two messages
-            if slow.state.name == "CLOSED":
+            got = 0
+            while got < 60:  # the fast client gets every reading of every flush, at once
+                message = await recv(fast, timeout=2)
+                assert message["id"] == "f"
+                got += len(message["data"]["readings"])
+            if await cut_off(api_b) > 0:
                 break
+        assert await cut_off(api_b) == 1
         code, reason = await closed_with(slow, timeout=10)
         assert code == 1013
-        assert "slow" in reason or "queue" in reason
+        assert "slow" in reason
+
+
+async def cut_off(api: Api) -> float:
+    """Sockets the process has cut off for reading too slowly (from /metrics)."""
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        text = (await http.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith('sensorhub_live_disconnects_total{reason="slow_consumer"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 class TestRedisRestart:
