@@ -190,9 +190,14 @@ class LiveHub:
         ping_s = 2.0
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(_BARRIER, *self._channels)
+                wanted = set(self._channels)
+                await pubsub.subscribe(_BARRIER, *wanted)
                 self._pubsub = pubsub
                 self.connected = True
+                # Channels first wanted while that subscribe was on its way.
+                missed = set(self._channels) - wanted
+                if missed:
+                    await pubsub.subscribe(*missed)
                 if self.degraded_since is not None:
                     notice = {"type": "resumed", "since": self.degraded_since.isoformat()}
                     self.degraded_since = None
