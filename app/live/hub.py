@@ -61,6 +61,7 @@ class LiveHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._barrier: asyncio.Event | None = None
         self.closing = False
+        self._stopped = False
 
     # --- life ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -78,11 +79,13 @@ class LiveHub:
             with contextlib.suppress(Exception):
                 await conn.flush(timeout_s=0.5)
             conn.close(CLOSE_GOING_AWAY, "the server is shutting down; reconnect", "shutdown")
+        # redis-py may turn a cancellation inside `get_message` into a timeout it swallows:
+        # the loops also stop on this flag, and are waited for a bounded time.
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=3.0)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
@@ -155,7 +158,7 @@ class LiveHub:
 
     # --- Redis --------------------------------------------------------------------------------
     async def _follow(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 await self._follow_once()
             except asyncio.CancelledError:
@@ -204,7 +207,7 @@ class LiveHub:
                     for conn in list(self.connections):
                         conn.control(notice)
                 last_heard = next_ping = loop.time()
-                while True:
+                while not self._stopped:
                     message = await pubsub.get_message(timeout=0.5)
                     now = loop.time()
                     if message is not None:
@@ -276,7 +279,7 @@ class LiveHub:
 
     # --- permissions and polled kinds ---------------------------------------------------------
     async def _recheck_loop(self) -> None:
-        while True:
+        while not self._stopped:
             await asyncio.sleep(self.settings.live_recheck_s)
             try:
                 await self.renew_leases()
