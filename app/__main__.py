@@ -87,6 +87,9 @@ def main() -> None:
         port=settings.port,
         proxy_headers=False,
         log_config=None,
+        # Server pings keep sockets alive through proxies and find dead clients.
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_interval_s,
     )
 
 

@@ -9,6 +9,8 @@ from app.auth.quotas import enforce_rate_limit
 from app.auth.router import router as auth_router
 from app.catalog.router import router as catalog_router
 from app.commands.router import router as commands_router
+from app.live.router import router as live_router
+from app.live.router import socket_router
 from app.readings.router import router as readings_router
 from app.users.router import router as users_router
 
@@ -21,3 +23,6 @@ api_router.include_router(readings_router)
 api_router.include_router(catalog_router)
 api_router.include_router(commands_router)
 api_router.include_router(alerts_router)
+api_router.include_router(live_router)
+
+__all__ = ["api_router", "socket_router"]

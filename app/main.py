@@ -14,7 +14,7 @@ from app import __version__, schema
 from app.alerts.cache import RuleCache
 from app.alerts.evaluator import AlertEvaluator
 from app.alerts.notifier import Notifier
-from app.api import api_router
+from app.api import api_router, socket_router
 from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
@@ -31,6 +31,8 @@ from app.core.prometheus import PrometheusMiddleware
 from app.core.prometheus import router as metrics_router
 from app.core.services import SensorhubApp, Services, services_of
 from app.core.startup import wait_for_dependencies
+from app.live.hub import LiveHub
+from app.live.publish import ReadingsFanout
 from app.migrations import runner as migrations
 from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
@@ -105,8 +107,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Stopped after the batcher (callbacks run last-in first-out): the last flushes are
         # evaluated, then the evaluator writes its state.
         stack.push_async_callback(alert_evaluator.stop)
+        live = LiveHub(settings, engine=engine, redis=redis_client)
+        live.start()
+        # Runs after the batcher's last flush (callbacks run in reverse): what that flush
+        # published reaches the sockets, then they close with 1001.
+        stack.push_async_callback(live.close)
+        fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
         batcher = IngestBatcher.from_settings(
-            engine, settings, cache=device_contexts, listeners=[alert_evaluator]
+            engine, settings, cache=device_contexts, listeners=[alert_evaluator, fanout]
         )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
@@ -132,6 +140,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             command_waker=command_waker,
             alert_rules=alert_rules,
             alert_evaluator=alert_evaluator,
+            live=live,
             on_sign_in=onboarding.welcome,
             refresh_metrics=refresh_metrics,
         )
@@ -170,4 +179,5 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router)
+    app.include_router(socket_router)
     return app

@@ -19,6 +19,8 @@ from app.alerts import events
 from app.alerts.models import AlarmEvent, AlertRule
 from app.core import collections
 from app.core.db import database
+from app.live import publish as live_publish
+from app.live.channels import ALARMS
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +40,13 @@ class Notifier:
     ) -> None:
         """Count a transition and, if the rule wants it, record and enqueue its notification."""
         await self._count(event, rule.severity.value)
+        doc = events.event_doc(rule, alarm_doc, event)
+        if self.redis is not None:  # live `alarms` subscribers of the device (best effort)
+            await live_publish.publish(
+                self.redis, ALARMS, str(alarm_doc["device_id"]), doc["payload"]
+            )
         if not events.wanted(rule, event):
             return
-        doc = events.event_doc(rule, alarm_doc, event)
         try:
             await database(self.engine)[collections.ALERT_EVENTS].insert_one(doc)
         except DuplicateKeyError:

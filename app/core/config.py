@@ -297,6 +297,28 @@ class Settings(BaseSettings):
     alert_webhook_backoff_max_s: int = Field(default=600, ge=1)
     # Notification events not handed to a worker within this many seconds are re-enqueued.
     alert_notify_grace_s: int = Field(default=60, ge=1)
+    # --- live streams (app/live: WS /api/v1/ws and the SSE readings stream) ------------------
+    # The first message of a socket must be `auth`, within this many seconds.
+    ws_auth_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Messages waiting to be sent to one socket; past it the socket is cut (1013) or coalesced.
+    ws_send_queue: int = Field(default=256, ge=1, le=100_000)
+    ws_max_subscriptions: int = Field(default=50, ge=1, le=10_000)
+    ws_max_connections_per_user: int = Field(default=20, ge=1, le=10_000)
+    # Messages one socket may send per second (counted by the rate limiter).
+    ws_messages_per_s: int = Field(default=20, ge=1, le=10_000)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    # A socket with no subscription and no message from its client for this long is closed.
+    ws_idle_timeout_s: float = Field(default=300.0, gt=0)
+    # `reauth` is sent this many seconds before the token expires.
+    ws_reauth_notice_s: float = Field(default=60.0, ge=0)
+    # How often every subscription's permission is checked again (grant removals end it).
+    live_recheck_s: float = Field(default=2.0, gt=0, le=60)
+    # Most devices one folder.devices subscription follows (the first by id).
+    live_folder_max_devices: int = Field(default=1000, ge=1, le=100_000)
+    # Readings kept per device in Redis for SSE `Last-Event-ID` resume (a capped stream).
+    live_sse_buffer: int = Field(default=1000, ge=0, le=100_000)
+    # Seconds between SSE keep-alive comments.
+    live_sse_keepalive_s: float = Field(default=15.0, gt=0)
     # --- rate limiting (app/ratelimit) -------------------------------------------------------
     rate_limit_enabled: bool = True
     rate_limit_anonymous_limit: int = Field(default=60, ge=1)

@@ -55,7 +55,7 @@ async def _check(name: str, probe: Awaitable[Any], timeout: float) -> tuple[str,
 
 @router.get(
     "/ready",
-    summary="Readiness: MongoDB and Redis answer",
+    summary="Readiness: MongoDB and Redis answer, the live feed is subscribed",
     responses={
         200: {"model": ReadyRead},
         503: {"description": "A dependency did not answer in time"},
@@ -72,6 +72,8 @@ async def ready(request: Request, services: ServicesDep) -> JSONResponse:
             _check("redis", redis.ping(services.redis), timeout),
         )
     )
+    # The live streams' Redis subscription (its own connection, followed in the background).
+    results["live"] = "ok" if services.live.connected else "unavailable"
     failed = sorted(name for name, status in results.items() if status != "ok")
     if failed:
         error = ServiceUnavailable(f"Not ready: {', '.join(failed)} unavailable")

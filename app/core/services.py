@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from app.commands.waker import CommandWaker
     from app.core.config import Settings
     from app.core.db import MongoClient
+    from app.live.hub import LiveHub
     from app.ratelimit.service import RateLimiter
     from app.readings.batcher import IngestBatcher
     from app.readings.context import DeviceContextCache
@@ -59,6 +60,8 @@ class Services:
     # Alert rules per device (cleared on rule changes) and the evaluator fed by the batcher.
     alert_rules: RuleCache
     alert_evaluator: AlertEvaluator
+    # Live streams: this process's shared Redis subscription and its sockets.
+    live: LiveHub
     # What happens when a person is first seen (welcome email, invites): the users domain's.
     on_sign_in: SignInHook
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.
