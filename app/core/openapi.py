@@ -91,6 +91,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "permissions", "description": "Share folders, products and devices (owners)."},
     {"name": "commands", "description": "Users send devices commands; devices poll and answer."},
     {"name": "alerts", "description": "Alert rules on readings and presence; alarms, ack, clear."},
+    {"name": "live", "description": "Readings as they are stored: Server-Sent Events (and WS)."},
     {"name": "operations", "description": "Liveness, readiness and metrics."},
 ]
 

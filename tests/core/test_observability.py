@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -133,6 +134,12 @@ class TestTracing:
     async def test_probes_are_never_traced(
         self, sentry_app: FastAPI, sentry_endpoint: SentryEndpoint
     ) -> None:
+        async with client_for(sentry_app) as http:
+            # Ready once the live feed's subscription (made in the background) is up.
+            deadline = time.monotonic() + 15
+            while (await http.get("/ready")).status_code != 200:
+                assert time.monotonic() < deadline, "never ready"
+                await asyncio.sleep(0.1)
         start = len(sentry_endpoint.envelopes)
         async with client_for(sentry_app) as http:
             for path in ("/health", "/ready", "/metrics", "/health", "/openapi.json"):
