@@ -9,6 +9,7 @@ from app.auth.router import router as auth_router
 from app.catalog.router import router as catalog_router
 from app.commands.router import router as commands_router
 from app.readings.router import router as readings_router
+from app.stats.router import router as stats_router
 from app.users.router import router as users_router
 
 # Every API request passes the rate limiter (app/auth/quotas.py, app/ratelimit). Each domain
@@ -19,3 +20,4 @@ api_router.include_router(users_router)
 api_router.include_router(readings_router)
 api_router.include_router(catalog_router)
 api_router.include_router(commands_router)
+api_router.include_router(stats_router)

@@ -33,6 +33,8 @@ from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContextCache
+from app.stats import service as stats_service
+from app.stats.counters import ReadingCounters
 from app.users import onboarding
 from app.worker import stats as worker_stats
 from app.worker.factory import create_celery
@@ -80,7 +82,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await migrations.ensure_current(engine, settings)
         await db.check_timeseries(db.database(engine), schema.readings_spec(settings))
         device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
-        batcher = IngestBatcher.from_settings(engine, settings, cache=device_contexts)
+        batcher = IngestBatcher.from_settings(
+            engine,
+            settings,
+            cache=device_contexts,
+            listeners=[ReadingCounters(engine, redis_client)],
+        )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
         # clients close.
@@ -105,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             batcher=batcher,
             command_waker=command_waker,
             on_sign_in=onboarding.welcome,
+            alarm_counter=stats_service.no_alarms,
             refresh_metrics=refresh_metrics,
         )
         logger.info("started", extra={"environment": settings.environment})
