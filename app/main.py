@@ -17,6 +17,7 @@ from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
 from app.commands import events as command_events
 from app.commands.waker import CommandWaker
+from app.console.router import router as console_router
 from app.core import db, openapi, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -150,4 +151,5 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router)
+    app.include_router(console_router)
     return app

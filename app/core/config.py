@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # --- Firebase --------------------------------------------------------------------------
     firebase_project_id: str = "demo-sensorhub"
     firebase_auth_emulator_host: str | None = None
+    # The web console's Firebase web config (public values from the Firebase console's
+    # project settings); the auth domain defaults to `<project id>.firebaseapp.com`.
+    console_firebase_api_key: str = "demo-api-key"
+    console_firebase_auth_domain: str | None = None
 
     # --- worker: email delivery, outbox and cleanup (app/worker) ---------------------------
     smtp_host: str = "127.0.0.1"
