@@ -19,6 +19,7 @@ export class HistoryChart {
   private plot: uPlot | null = null;
   private range: [number, number] | null = null;
   private busy = false;
+  private again = false;
 
   constructor(private box: HTMLElement, private deviceId: string, private tz: () => string) {
     this.reload();
@@ -33,7 +34,10 @@ export class HistoryChart {
   }
 
   private async load(): Promise<void> {
-    if (this.busy) return;
+    if (this.busy) {
+      this.again = true; // load once more when the current one ends
+      return;
+    }
     this.busy = true;
     this.box.setAttribute("aria-busy", "true");
     try {
@@ -66,6 +70,10 @@ export class HistoryChart {
     } finally {
       this.busy = false;
       this.box.removeAttribute("aria-busy");
+      if (this.again) {
+        this.again = false;
+        this.reload();
+      }
     }
   }
 

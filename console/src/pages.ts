@@ -196,7 +196,7 @@ export function devicePage(deviceId: string): () => void {
         h("dt", {}, "Last seen"), h("dd", {}, when(status.last_seen_at)), h("dt", {}, "Detail"), h("dd", {}, h("pre", {}, JSON.stringify(status.detail ?? {}, null, 1)))));
   })().catch(showError);
 
-  let lastTs = "";
+  let lastTs: string | null | undefined;
   stops.push(watchLatest(deviceId, (l) => {
     const box = document.getElementById("latest");
     if (!box) return;
@@ -204,10 +204,8 @@ export function devicePage(deviceId: string): () => void {
     box.replaceChildren(entries.length
       ? h("dl", { class: "latest" }, ...entries.flatMap(([name, v]) => [h("dt", {}, name), h("dd", { "data-metric": name }, String(v.value), h("small", {}, ` at ${when(v.ts)}`))]))
       : h("p", { class: "muted" }, "No readings yet."));
-    if (l.ts && l.ts !== lastTs) {
-      if (lastTs) chart.reload();
-      lastTs = l.ts;
-    }
+    if (lastTs !== undefined && l.ts !== lastTs) chart.reload();
+    lastTs = l.ts ?? null;
   }, showError));
   return () => { for (const stop of stops) stop(); chart.destroy(); };
 }
