@@ -12,7 +12,7 @@ import httpx
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import ARTIFACTS
-from tests.fixtures.identities import PASSWORD, EmulatorRest
+from tests.fixtures.identities import PASSWORD, MakeUser
 
 PHONE = {"width": 375, "height": 740}
 
@@ -135,14 +135,17 @@ class TestOperatorJourney:
 
 class TestSharing:
     async def test_shared_folder_shows_its_device_to_the_second_user(
-        self, browser: Browser, console_api: str, emulator_rest: EmulatorRest
+        self, browser: Browser, console_api: str, make_user: MakeUser
     ) -> None:
         errors: list[str] = []
         owner = await _open(browser, console_api, errors)
         await _sign_up(owner, _email())
         fleet = await _create_fleet(owner, console_api)
-        bob = _email()
-        await emulator_rest.sign_up(email=bob, password=PASSWORD, display_name=None)
+        # A verified address the API already knows: the share is a grant at once.
+        bob_user = await make_user(email_verified=True)
+        bob = bob_user.email
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1") as api:
+            assert (await api.get("/auth/me", headers=bob_user.headers)).status_code == 200
         await owner.goto(f"{console_api}/console/#/")
         await owner.get_by_role("link", name="share").first.click()
         await owner.locator("input[name=share_email]").fill(bob)
