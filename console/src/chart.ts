@@ -66,7 +66,7 @@ export class HistoryChart {
         for (const n of agg.metrics as string[]) series[n] = buckets.map((b) => b.values[n]?.avg ?? null);
       }
       window.sensorhubChart = { mode: interval ? "aggregate" : "raw", interval, x, series };
-      this.draw(x, series);
+      this.draw(x, series, [start / 1000, end / 1000]);
     } finally {
       this.busy = false;
       this.box.removeAttribute("aria-busy");
@@ -77,18 +77,20 @@ export class HistoryChart {
     }
   }
 
-  private draw(x: number[], series: Record<string, (number | null)[]>): void {
+  private draw(x: number[], series: Record<string, (number | null)[]>, range: [number, number]): void {
     const names = Object.keys(series);
     const data = [x, ...names.map((n) => series[n])] as uPlot.AlignedData;
     const colors = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c"];
     const width = Math.max(280, this.box.clientWidth || 600);
     this.plot?.destroy();
+    this.box.replaceChildren();
     this.plot = new uPlot(
       {
         width,
         height: 260,
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), this.tz()),
         series: [{}, ...names.map((n, i) => ({ label: n, stroke: colors[i % colors.length], spanGaps: true }))],
+        scales: { x: { time: true, range: () => range } },
         cursor: { drag: { x: true, y: false } },
         hooks: {
           setSelect: [
