@@ -17,6 +17,7 @@ import httpx
 from _stack import MASTER_TOKEN, local_stack
 from bson import ObjectId
 
+from app.catalog.presence import document
 from app.core.models import utcnow
 
 
@@ -41,11 +42,11 @@ def main() -> None:
         with stack.mongo() as client:
             coll = client[stack.db_name]["devices"]
             for i, device in enumerate(devices[: len(devices) // 3]):
-                presence = {
-                    "last_seen_at": now - timedelta(seconds=i % 200),
-                    "reported_status": "error" if i % 10 == 0 else "ok",
-                    "detail": {},
-                }
+                presence = document(
+                    now=now - timedelta(seconds=i % 200),
+                    reported_status="error" if i % 10 == 0 else "ok",
+                    detail={},
+                )
                 coll.update_one({"_id": ObjectId(device.id)}, {"$set": {"presence": presence}})
         url = stack.start_api()
         headers = {"Authorization": f"Bearer {MASTER_TOKEN}"}

@@ -2,9 +2,9 @@
 
 What a user sees of the devices is the union of two parts (the same as the permission
 filter): the subtrees of the folders they hold grants on, and devices shared with them
-directly. The first is counted by the server with indexed `count_documents` and one `$group`
-on string fields; the second is bounded by the user's grants and counted here, so no query
-puts ObjectIds inside an aggregation (see mongo-compat.md, row 1).
+directly. The first is counted by the server with two `$group`s matching on strings and the
+integer `presence.last_seen_ms`; the second is bounded by the user's grants and counted here,
+so no query puts ObjectIds or date ranges inside an aggregation (mongo-compat.md, rows 1-2).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bson import ObjectId, json_util
+from bson import ObjectId
 from odmantic import AIOEngine
 from redis.asyncio import Redis
 
@@ -169,44 +169,32 @@ async def _device_counts(
             clauses.append(db.in_chunks("folder_path", scope.folders))
         if product_id is not None:
             clauses.append({"product_id": product_id})
+        recent = presence.recent_ms_filter(now=now, offline_after_s=offline_s)
         collection = db.collection(engine, Device)
 
-        def where(*more: Doc) -> Doc:
-            parts = [*clauses, *more]
-            return {"$and": parts} if parts else {}
+        def grouped(match: list[Doc], key: str, **more: Doc) -> Any:
+            where = {"$and": match} if match else {}
+            group = {"_id": key, "n": {"$sum": 1}, **more}
+            return collection.aggregate([{"$match": where}, {"$group": group}]).to_list(None)
 
-        online, error, groups = await asyncio.gather(
-            collection.count_documents(
-                where(
-                    presence.status_filter(DeviceStatus.ONLINE, now=now, offline_after_s=offline_s)
-                )
-            ),
-            collection.count_documents(
-                where(
-                    presence.status_filter(DeviceStatus.ERROR, now=now, offline_after_s=offline_s)
-                )
-            ),
-            collection.aggregate(
-                [
-                    {"$match": where()},
-                    {
-                        "$group": {
-                            "_id": "$product_id",
-                            "n": {"$sum": 1},
-                            "seen": {"$max": "$presence.last_seen_at"},
-                        }
-                    },
-                ]
-            ).to_list(None),
+        # Two grouped aggregations on strings and integers (each one pass over an index
+        # range on real MongoDB; count_documents' constant group is far slower embedded).
+        by_product, recent_by_status = await asyncio.gather(
+            grouped(clauses, "$product_id", seen={"$max": "$presence.last_seen_ms"}),
+            grouped([*clauses, recent], "$presence.reported_status"),
         )
         total = 0
-        for group in groups:
+        for group in by_product:
             products[str(group["_id"])] += int(group["n"])
             total += int(group["n"])
-            newest = _later(newest, group.get("seen"))
-        statuses[DeviceStatus.ONLINE] += online
-        statuses[DeviceStatus.ERROR] += error
-        statuses[DeviceStatus.OFFLINE] += total - online - error
+            if isinstance(group.get("seen"), int | float):
+                newest = _later(newest, datetime.fromtimestamp(group["seen"] / 1000, UTC))
+        live = 0
+        for group in recent_by_status:
+            status = DeviceStatus.ERROR if group["_id"] == "error" else DeviceStatus.ONLINE
+            statuses[status] += int(group["n"])
+            live += int(group["n"])
+        statuses[DeviceStatus.OFFLINE] += total - live
     for doc in scope.direct:
         raw = doc.get("presence")
         statuses[presence.derive_status(raw, now=now, offline_after_s=offline_s)] += 1
@@ -217,8 +205,7 @@ async def _device_counts(
 
 def _later(current: datetime | None, value: object) -> datetime | None:
     if isinstance(value, str):
-        # The embedded server returns a `$max` of dates as extended JSON text.
-        value = json_util.loads(value) if value.startswith("{") else datetime.fromisoformat(value)
+        value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         return current
     if value.tzinfo is None:

@@ -13,6 +13,7 @@ from bson import ObjectId
 from fastapi import FastAPI
 
 from app.catalog.models import Device, Folder, Product
+from app.catalog.presence import document
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
 from app.core.services import services_of
@@ -33,9 +34,7 @@ async def _seen(
     mongo_db: MongoDatabase, device: Device, *, ago_s: float, status: str | None
 ) -> None:
     presence = {
-        "last_seen_at": utcnow() - timedelta(seconds=ago_s),
-        "reported_status": status,
-        "detail": {},
+        **document(now=utcnow() - timedelta(seconds=ago_s), reported_status=status, detail={}),
     }
     await mongo_db.devices.update_one({"_id": device.id}, {"$set": {"presence": presence}})
 
