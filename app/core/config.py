@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=1000, ge=1)
     shares_per_resource_max: int = Field(default=200, ge=1)
+    # Seconds the fleet statistics' device counts are reused for the same scope and filters
+    # (0 = count on every request). Readings per minute and alarms are always fresh.
+    stats_cache_s: float = Field(default=5.0, ge=0, le=300)
     # Deepest folder tree (a top-level folder has depth 1).
     folder_max_depth: int = Field(default=16, ge=1, le=100)
 

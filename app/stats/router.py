@@ -35,4 +35,5 @@ async def fleet_stats(
         product_id=product_id,
         offline_after_s=services.settings.device_offline_after_s,
         alarm_counter=services.alarm_counter,
+        cache_s=services.settings.stats_cache_s,
     )

@@ -10,6 +10,8 @@ so no query puts ObjectIds or date ranges inside an aggregation (mongo-compat.md
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ async def fleet(
     product_id: str | None,
     offline_after_s: int,
     alarm_counter: AlarmCounter,
+    cache_s: float = 0.0,
 ) -> FleetStats:
     """The statistics of the devices the caller can see below `folder_id`, of `product_id`."""
     if folder_id is not None:
@@ -76,7 +79,15 @@ async def fleet(
     scope = await _scope(engine, principal=principal, folder_id=folder_id, product_id=product_id)
     now = datetime.now(UTC)
     (statuses, products, newest), rates, alarms = await asyncio.gather(
-        _device_counts(engine, scope, product_id=product_id, now=now, offline_s=offline_after_s),
+        _cached_counts(
+            engine,
+            redis,
+            scope,
+            product_id=product_id,
+            now=now,
+            offline_s=offline_after_s,
+            cache_s=cache_s,
+        ),
         counters.per_minute(
             redis, _counter_fields(scope, product_id=product_id), now_s=now.timestamp()
         ),
@@ -155,6 +166,52 @@ def _counter_fields(scope: Scope, *, product_id: str | None) -> list[str]:
     else:
         names += [counters.folder_field(f, product_id) for f in scope.folders]
     return names
+
+
+CACHE_PREFIX = "stats:devices:"
+
+
+def _cache_key(scope: Scope, *, product_id: str | None) -> str:
+    """The same visible devices and filters give the same key (whoever asks)."""
+    parts = {
+        "folders": scope.folders,
+        "direct": sorted(str(d["_id"]) for d in scope.direct),
+        "product": product_id,
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    return CACHE_PREFIX + digest
+
+
+async def _cached_counts(
+    engine: AIOEngine,
+    redis: Redis,
+    scope: Scope,
+    *,
+    product_id: str | None,
+    now: datetime,
+    offline_s: int,
+    cache_s: float,
+) -> tuple[Counter[DeviceStatus], Counter[str], datetime | None]:
+    """`_device_counts`, reused for `cache_s` seconds by every caller with the same scope."""
+    key = _cache_key(scope, product_id=product_id) if cache_s > 0 else None
+    if key is not None:
+        cached = await redis.get(key)
+        if cached:
+            data = json.loads(cached)
+            newest = datetime.fromisoformat(data["newest"]) if data["newest"] else None
+            statuses = Counter({DeviceStatus(k): v for k, v in data["statuses"].items()})
+            return statuses, Counter(data["products"]), newest
+    statuses, products, newest = await _device_counts(
+        engine, scope, product_id=product_id, now=now, offline_s=offline_s
+    )
+    if key is not None:
+        data = {
+            "statuses": {k.value: v for k, v in statuses.items()},
+            "products": dict(products),
+            "newest": newest.isoformat() if newest else None,
+        }
+        await redis.set(key, json.dumps(data), px=int(cache_s * 1000))
+    return statuses, products, newest
 
 
 async def _device_counts(

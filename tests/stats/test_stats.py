@@ -202,3 +202,31 @@ class TestAlarmsArePluggable:
         )
         assert result.active_alarms_by_severity["critical"] == 2
         assert result.active_alarms_by_severity["info"] == 0
+
+
+class TestCountsCache:
+    async def test_reused_within_cache_s_and_fresh_without(self, app: FastAPI) -> None:
+        services = services_of(app)
+        engine = services.engine
+        owner = user_principal()
+        folder = await new_folder(engine, owner=owner)
+        product = await new_product(engine, owner=owner, folder=folder)
+        await new_device(engine, owner=owner, product=product, folder=folder)
+
+        async def total(cache_s: float) -> int:
+            result = await stats_service.fleet(
+                engine,
+                services.redis,
+                principal=owner,
+                folder_id=None,
+                product_id=None,
+                offline_after_s=300,
+                alarm_counter=stats_service.no_alarms,
+                cache_s=cache_s,
+            )
+            return result.devices_total
+
+        assert await total(60) == 1
+        await new_device(engine, owner=owner, product=product, folder=folder)
+        assert await total(60) == 1  # the cached counts
+        assert await total(0) == 2
