@@ -89,6 +89,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "devices", "description": "Device instances, their keys and derived status."},
     {"name": "readings", "description": "Devices post readings; users read history and values."},
     {"name": "permissions", "description": "Share folders, products and devices (owners)."},
+    {"name": "commands", "description": "Queue commands for devices; devices poll and answer."},
     {"name": "stats", "description": "Fleet statistics over what you can see."},
     {"name": "operations", "description": "Liveness, readiness and metrics."},
 ]
