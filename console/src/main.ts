@@ -3,18 +3,21 @@ import "./style.css";
 import { useToken } from "./api";
 import * as auth from "./auth";
 import { h } from "./dom";
-import { createPage, devicePage, fleetPage, sharePage } from "./pages";
+import { call } from "./api";
+import { adminPage, createPage, devicePage, fleetPage, sharePage } from "./pages";
 import { signInPage } from "./signin";
 
 let signedIn = false;
 let stopPage: (() => void) | void;
 
-function nav(email: string | null): void {
+async function nav(email: string | null): Promise<void> {
   const el = document.getElementById("nav")!;
   if (!email) return el.replaceChildren();
+  const me = await call("GET", "/auth/me").catch(() => ({ is_admin: false }));
   el.replaceChildren(
     h("a", { href: "#/" }, "Fleet"),
     h("a", { href: "#/new" }, "Create"),
+    me.is_admin ? h("a", { href: "#/admin" }, "Users") : "",
     h("span", { class: "who" }, email),
     h("button", { type: "button", class: "link", onclick: () => auth.logOut() }, "Sign out"),
   );
@@ -29,6 +32,7 @@ function route(): void {
   const parts = hash.split("/").filter(Boolean);
   if (parts[0] === "device" && parts[1]) stopPage = devicePage(parts[1]);
   else if (parts[0] === "new") createPage();
+  else if (parts[0] === "admin") adminPage();
   else if (parts[0] === "share" && parts[1] && parts[2]) sharePage(parts[1], parts[2]);
   else stopPage = fleetPage();
 }
@@ -38,7 +42,7 @@ window.addEventListener("hashchange", route);
 auth
   .start((user) => {
     signedIn = user !== null;
-    nav(user?.email ?? null);
+    nav(user?.email ?? null).catch(() => undefined);
     route();
   })
   .catch((err) => {

@@ -275,3 +275,23 @@ export function sharePage(kind: string, id: string): void {
   mount(form);
   load().catch(showError);
 }
+
+export function adminPage(): void {
+  const list = h("div", {}, loading());
+  mount(h("h1", {}, "Users"), list);
+  const load = async () => {
+    const page = await call("GET", `/users?limit=200`);
+    list.replaceChildren(h("table", { class: "users" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Email"), h("th", {}, "Roles"), h("th", {}, "Disabled"), h("th", {}, "Actions"))),
+      h("tbody", {}, ...(page.items as Json[]).map((u) => {
+        const admin = (u.roles as string[]).includes("admin");
+        const act = (label: string, change: Json) => h("button", { type: "button", class: "secondary", onclick: async (e: Event) => {
+          await busy(e.currentTarget as HTMLButtonElement, () => call("PATCH", `/users/${q(u.uid)}`, change));
+          await load();
+        } }, label);
+        return h("tr", {}, h("td", {}, u.email ?? u.uid), h("td", {}, (u.roles as string[]).join(", ") || "—"), h("td", {}, u.disabled ? "yes" : "no"),
+          h("td", {}, act(u.disabled ? "Enable" : "Disable", { disabled: !u.disabled }), " ", act(admin ? "Remove admin" : "Make admin", { admin: !admin })));
+      }))));
+  };
+  load().catch((err) => list.replaceChildren(h("p", { class: "flash error" }, errorText(err))));
+}
