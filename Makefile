@@ -21,7 +21,7 @@ export_lock = $(BIN)/uv export --quiet --frozen --no-emit-project $(2) > $(1).ne
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-install: $(STAMP) system-deps node_modules/.installed  ## install the locked Python packages, redis-server and the Firebase emulator
+install: $(STAMP) system-deps node_modules/.installed console  ## install the locked Python packages, redis-server and the Firebase emulator
 
 # A new or changed lock rebuilds the venv from scratch, so it holds exactly the locked set:
 # pip checks every file against the lock's hashes, and the project goes in without deps.
@@ -40,6 +40,9 @@ system-deps:
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (apt)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium for the browser tests (apt)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	@command -v npm >/dev/null || { \
 		echo "installing Node.js and npm (apt)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
@@ -47,6 +50,15 @@ system-deps:
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+CONSOLE_SOURCES := $(shell find console -type f 2>/dev/null)
+
+.PHONY: console
+console: app/console/static/index.html  ## build the web console (Vite) into app/console/static; prints its size
+
+app/console/static/index.html: $(CONSOLE_SOURCES) package-lock.json node_modules/.installed
+	npm run --silent console-check
+	npm run --silent console
 
 run: install  ## start MongoDB (embedded), Redis, Firebase emulator, SMTP sink, API, worker and beat
 	@bash scripts/dev.sh

@@ -12,6 +12,7 @@ from app.commands.router import router as commands_router
 from app.live.router import router as live_router
 from app.live.router import socket_router
 from app.readings.router import router as readings_router
+from app.stats.router import router as stats_router
 from app.users.router import router as users_router
 
 # Every API request passes the rate limiter (app/auth/quotas.py, app/ratelimit). Each domain
@@ -24,5 +25,6 @@ api_router.include_router(catalog_router)
 api_router.include_router(commands_router)
 api_router.include_router(alerts_router)
 api_router.include_router(live_router)
+api_router.include_router(stats_router)
 
 __all__ = ["api_router", "socket_router"]

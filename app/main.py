@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__, schema
+from app.alerts import service as alarms_service
 from app.alerts.cache import RuleCache
 from app.alerts.evaluator import AlertEvaluator
 from app.alerts.notifier import Notifier
@@ -20,6 +21,7 @@ from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
 from app.commands import events as command_events
 from app.commands.waker import CommandWaker
+from app.console.router import router as console_router
 from app.core import db, openapi, redis
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -38,6 +40,7 @@ from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContextCache
+from app.stats.counters import ReadingCounters
 from app.users import onboarding
 from app.worker import stats as worker_stats
 from app.worker.factory import create_celery
@@ -114,7 +117,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(live.close)
         fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
         batcher = IngestBatcher.from_settings(
-            engine, settings, cache=device_contexts, listeners=[alert_evaluator, fanout]
+            engine,
+            settings,
+            cache=device_contexts,
+            listeners=[alert_evaluator, fanout, ReadingCounters(engine, redis_client)],
         )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
@@ -142,6 +148,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             alert_evaluator=alert_evaluator,
             live=live,
             on_sign_in=onboarding.welcome,
+            alarm_counter=alarms_service.active_by_severity,
             refresh_metrics=refresh_metrics,
         )
         logger.info("started", extra={"environment": settings.environment})
@@ -180,4 +187,5 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
     app.include_router(metrics_router)
     app.include_router(api_router)
     app.include_router(socket_router)
+    app.include_router(console_router)
     return app

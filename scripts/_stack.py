@@ -175,6 +175,10 @@ class Stack:
             db["devices"].insert_many(docs)
         return devices
 
+    def stop_last(self) -> None:
+        """Stop the process started last (e.g. one API of several)."""
+        self.processes.pop().stop()
+
     def stop(self) -> None:
         """Stop every process started here."""
         for proc in reversed(self.processes):

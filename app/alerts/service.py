@@ -80,6 +80,26 @@ async def counts(engine: AIOEngine, *, principal: Principal, folder_id: str | No
     return AlarmCounts(total=total, by_severity=by_severity)
 
 
+async def active_by_severity(
+    engine: AIOEngine, *, principal: Principal, folder_id: str | None, product_id: str | None
+) -> dict[str, int]:
+    """Active alarms the caller can see, by severity: the fleet statistics' alarm counter."""
+    readable = await access.readable_alarms(engine, principal=principal)
+    scope: list[dict[str, Any]] = [{"status": "active"}]
+    if folder_id:
+        scope.append({"folder_path": {"$in": [folder_id]}})
+    if product_id:
+        scope.append({"product_id": product_id})
+    pipeline = [
+        {"$match": and_filters(readable, *scope)},
+        {"$group": {"_id": "$severity", "n": {"$sum": 1}}},
+    ]
+    return {
+        str(row["_id"]): int(row["n"])
+        async for row in db.collection(engine, Alarm).aggregate(pipeline)
+    }
+
+
 async def get_for(engine: AIOEngine, *, principal: Principal, alarm_id: str, role: Role) -> Alarm:
     """An alarm of a device the caller holds `role` on (404 when it cannot see the device)."""
     alarm = await db.find_by_id(engine, Alarm, alarm_id)

@@ -84,8 +84,28 @@ def status_filter(status: DeviceStatus, *, now: datetime, offline_after_s: int) 
 
 
 def document(*, now: datetime, reported_status: str | None, detail: Doc) -> Doc:
-    """The presence sub-document, always written whole."""
-    return {"last_seen_at": now, "reported_status": reported_status, "detail": detail}
+    """The presence sub-document, always written whole.
+
+    `last_seen_ms` repeats `last_seen_at` as epoch milliseconds: aggregations (the fleet
+    statistics) compare it, since a date range inside an aggregation `$match` is not portable
+    (mongo-compat.md, row 2).
+    """
+    return {
+        "last_seen_at": now,
+        "last_seen_ms": epoch_ms(now),
+        "reported_status": reported_status,
+        "detail": detail,
+    }
+
+
+def epoch_ms(at: datetime) -> int:
+    """Milliseconds since the epoch."""
+    return int(at.timestamp() * 1000)
+
+
+def recent_ms_filter(*, now: datetime, offline_after_s: int) -> Doc:
+    """Devices heard from within `offline_after_s` (by `last_seen_ms`; aggregation-safe)."""
+    return {"presence.last_seen_ms": {"$gte": epoch_ms(now) - offline_after_s * 1000}}
 
 
 def refresh_op(

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # --- Firebase --------------------------------------------------------------------------
     firebase_project_id: str = "demo-sensorhub"
     firebase_auth_emulator_host: str | None = None
+    # The web console's Firebase web config (public values from the Firebase console's
+    # project settings); the auth domain defaults to `<project id>.firebaseapp.com`.
+    console_firebase_api_key: str = "demo-api-key"
+    console_firebase_auth_domain: str | None = None
 
     # --- worker: email delivery, outbox and cleanup (app/worker) ---------------------------
     smtp_host: str = "127.0.0.1"
@@ -125,6 +129,9 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=1000, ge=1)
     shares_per_resource_max: int = Field(default=200, ge=1)
+    # Seconds the fleet statistics' device counts are reused for the same scope and filters
+    # (0 = count on every request). Readings per minute and alarms are always fresh.
+    stats_cache_s: float = Field(default=5.0, ge=0, le=300)
     # Deepest folder tree (a top-level folder has depth 1).
     folder_max_depth: int = Field(default=16, ge=1, le=100)
 

@@ -92,6 +92,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "commands", "description": "Users send devices commands; devices poll and answer."},
     {"name": "alerts", "description": "Alert rules on readings and presence; alarms, ack, clear."},
     {"name": "live", "description": "Readings as they are stored: Server-Sent Events (and WS)."},
+    {"name": "stats", "description": "Fleet statistics over what you can see."},
     {"name": "operations", "description": "Liveness, readiness and metrics."},
 ]
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from app.ratelimit.service import RateLimiter
     from app.readings.batcher import IngestBatcher
     from app.readings.context import DeviceContextCache
+    from app.stats.service import AlarmCounter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +65,8 @@ class Services:
     live: LiveHub
     # What happens when a person is first seen (welcome email, invites): the users domain's.
     on_sign_in: SignInHook
+    # Active alarms by severity for the fleet statistics (the alerts domain's, once wired).
+    alarm_counter: AlarmCounter
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.
     refresh_metrics: Callable[[], Awaitable[None]]
 

@@ -1,0 +1,1 @@
+"""The web console: the built single-page app under `/console`, and its `config.json`."""

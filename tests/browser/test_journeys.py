@@ -1,0 +1,162 @@
+"""The journeys a new operator makes in the console, in real Chromium against the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Any
+
+import httpx
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser.conftest import ARTIFACTS
+from tests.fixtures.identities import PASSWORD, MakeUser
+
+PHONE = {"width": 375, "height": 740}
+
+
+def _email() -> str:
+    return f"op-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def _open(browser: Browser, url: str, errors: list[str]) -> Page:
+    context = await browser.new_context(viewport=PHONE)
+    page = await context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(f"{url}/console/")
+    return page
+
+
+async def _sign_up(page: Page, email: str) -> None:
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("heading", name="Fleet")).to_be_visible(timeout=15_000)
+
+
+async def _create_fleet(page: Page, url: str) -> dict[str, str]:
+    """Folder, product (with a set_interval command) and device through the Create page."""
+    names = {k: f"{k}-{uuid.uuid4().hex[:6]}" for k in ("folder", "product", "device")}
+    await page.goto(f"{url}/console/#/new")
+    await page.locator("input[name=folder_name]").fill(names["folder"])
+    await page.locator("#create-folder").click()
+    await expect(page.locator(".flash.ok")).to_contain_text(names["folder"])
+    await page.locator("input[name=product_name]").fill(names["product"])
+    await page.locator("input[name=sku]").fill(f"SKU-{uuid.uuid4().hex[:6]}")
+    await page.locator("#create-product").click()
+    await expect(page.locator(".flash.ok")).to_contain_text(names["product"])
+    await page.locator("input[name=device_name]").fill(names["device"])
+    await page.locator("input[name=serial]").fill(f"SN-{uuid.uuid4().hex[:8]}")
+    await page.locator("select[name=product_id]").select_option(label=names["product"])
+    await page.locator("select[name=device_folder]").select_option(label=names["folder"])
+    await page.locator("#create-device").click()
+    key_box = page.locator("#device-key")
+    await expect(key_box).to_have_text(re.compile(r"^dk_"), timeout=10_000)
+    await expect(page.locator(".key .warning")).to_contain_text("shown once")
+    names["key"] = (await key_box.text_content() or "").strip()
+    href = await page.locator("#open-device").get_attribute("href") or ""
+    names["device_id"] = href.rsplit("/", 1)[-1]
+    return names
+
+
+async def _chart(page: Page) -> dict[str, Any]:
+    data: dict[str, Any] = await page.evaluate("window.sensorhubChart ?? null") or {}
+    return data
+
+
+class TestOperatorJourney:
+    async def test_sign_up_create_post_watch_command(
+        self, browser: Browser, console_api: str
+    ) -> None:
+        errors: list[str] = []
+        page = await _open(browser, console_api, errors)
+        await _sign_up(page, _email())
+        fleet = await _create_fleet(page, console_api)
+        await page.screenshot(path=ARTIFACTS / "journey-create.png", full_page=True)
+
+        await page.locator("#open-device").click()
+        await expect(page.locator("#latest")).to_contain_text("No readings yet", timeout=10_000)
+        device = {"X-Device-Key": fleet["key"]}
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+            values = [20.5, 21.25, 22.75]
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"readings": [{"metrics": {"temperature": v}} for v in values]},
+                headers=device,
+            )
+            assert resp.status_code == 202, resp.text
+            posted = time.monotonic()
+            # The newest value shows within 2 s, without a reload.
+            await expect(page.locator("[data-metric=temperature]")).to_contain_text(
+                "22.75", timeout=2_000
+            )
+            assert time.monotonic() - posted < 2.0
+            # The chart was given the posted values (not only drawn a canvas).
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                chart = await _chart(page)
+                if sorted(v for v in chart.get("series", {}).get("temperature", []) if v) == values:
+                    break
+                await asyncio.sleep(0.1)
+            assert chart["mode"] == "raw"
+            assert sorted(chart["series"]["temperature"]) == values
+            await page.screenshot(path=ARTIFACTS / "journey-device.png", full_page=True)
+
+            # A command from the generated form reaches `successful` when the device answers.
+            await page.locator("input[name=param-seconds]").fill("30")
+            await page.locator("#send-command").click()
+            await expect(page.locator("#command-state")).to_contain_text("set_interval")
+            polled = await api.get(
+                f"/devices/{fleet['device_id']}/commands/next", params={"wait": 10}, headers=device
+            )
+            assert polled.status_code == 200, polled.text
+            delivery = polled.json()
+            assert delivery["params"] == {"seconds": 30}
+            answered = await api.post(
+                f"/devices/{fleet['device_id']}/commands/{delivery['id']}/result",
+                json={"delivery_id": delivery["delivery_id"], "status": "successful"},
+                headers=device,
+            )
+            assert answered.status_code in (200, 202), answered.text
+            await expect(page.locator("#command-state")).to_have_attribute(
+                "data-state", "successful", timeout=5_000
+            )
+        await page.screenshot(path=ARTIFACTS / "journey-command.png", full_page=True)
+
+        await page.goto(f"{console_api}/console/#/")
+        await expect(page.locator("[data-count=devices] strong")).to_have_text("1")
+        await expect(page.locator("#device-list")).to_contain_text(fleet["device"])
+        await page.screenshot(path=ARTIFACTS / "journey-fleet.png", full_page=True)
+        assert errors == []
+
+
+class TestSharing:
+    async def test_shared_folder_shows_its_device_to_the_second_user(
+        self, browser: Browser, console_api: str, make_user: MakeUser
+    ) -> None:
+        errors: list[str] = []
+        owner = await _open(browser, console_api, errors)
+        await _sign_up(owner, _email())
+        fleet = await _create_fleet(owner, console_api)
+        # A verified address the API already knows: the share is a grant at once.
+        bob_user = await make_user(email_verified=True)
+        bob = bob_user.email
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1") as api:
+            assert (await api.get("/auth/me", headers=bob_user.headers)).status_code == 200
+        await owner.goto(f"{console_api}/console/#/")
+        await owner.get_by_role("link", name="share").first.click()
+        await owner.locator("input[name=share_email]").fill(bob)
+        await owner.locator("#share").click()
+        await expect(owner.locator(".flash.ok")).to_contain_text(bob)
+        await owner.screenshot(path=ARTIFACTS / "journey-share.png", full_page=True)
+
+        other = await _open(browser, console_api, errors)
+        await other.get_by_label("Email").fill(bob)
+        await other.get_by_label("Password").fill(PASSWORD)
+        await other.get_by_role("button", name="Sign in").click()
+        await expect(other.locator("#device-list")).to_contain_text(fleet["device"], timeout=15_000)
+        await other.screenshot(path=ARTIFACTS / "journey-shared.png", full_page=True)
+        assert errors == []
