@@ -251,3 +251,31 @@ class TestRacingProcesses:
         duplicate = {**alarms[0], "_id": ObjectId()}
         with pytest.raises(DuplicateKeyError):
             await database(engine)["alarms"].insert_one(duplicate)
+
+
+class TestFleetStatistics:
+    async def test_active_alarms_are_counted_by_severity(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        engine: AIOEngine,
+        make_device: MakeDevice,
+        master_headers: dict[str, str],
+    ) -> None:
+        device = await make_device()
+        product = await product_of(engine, device)
+        await new_rule(
+            engine,
+            scope=product,
+            severity=Severity.CRITICAL,
+            condition={"type": "threshold", "metric": "temperature", "op": ">", "value": 30},
+        )
+        await services_of(app).alert_rules.changed()
+        await post(client, device, [(1, 40)])
+        await settle(app)
+        resp = await client.get(
+            "/api/v1/stats", params={"product_id": str(product.id)}, headers=master_headers
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["active_alarms_by_severity"]["critical"] == 1
+        assert resp.json()["active_alarms_by_severity"]["major"] == 0
