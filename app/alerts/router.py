@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, status
 
 from app.alerts import rules as rules_service
 from app.alerts import service as alarms_service
-from app.alerts.cache import RuleCache
 from app.alerts.exceptions import (
     AlarmAlreadyCleared,
     AlarmNotFound,
@@ -40,12 +39,6 @@ from app.core.routing import API_PREFIX
 from app.core.services import Services, ServicesDep
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
-
-
-def _cache(services: Services) -> RuleCache:
-    cache = services.alert_rules
-    assert isinstance(cache, RuleCache)
-    return cache
 
 
 def _notifier(services: Services) -> Notifier:
@@ -91,7 +84,7 @@ async def create_rule(
         principal=principal,
         rule_in=body,
         settings=services.settings,
-        changes=_cache(services),
+        changes=services.alert_rules,
     )
     return RuleRead.of(rule)
 
@@ -125,7 +118,7 @@ async def update_rule(body: RuleUpdate, rule: RuleForEdit, services: ServicesDep
         rule=rule,
         rule_in=body,
         settings=services.settings,
-        changes=_cache(services),
+        changes=services.alert_rules,
     )
     return RuleRead.of(updated)
 
@@ -133,7 +126,7 @@ async def update_rule(body: RuleUpdate, rule: RuleForEdit, services: ServicesDep
 @router.delete("/alert-rules/{rule_id}", **NO_CONTENT)
 async def delete_rule(rule: RuleForEdit, services: ServicesDep) -> None:
     """Delete a rule (editor on its scope); its active alarms are cleared."""
-    await rules_service.delete(services.engine, rule=rule, changes=_cache(services))
+    await rules_service.delete(services.engine, rule=rule, changes=services.alert_rules)
 
 
 @router.get("/alarms", response_model=Page[AlarmRead])

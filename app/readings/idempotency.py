@@ -20,7 +20,6 @@ from bson import ObjectId
 from odmantic import AIOEngine
 from pymongo.errors import PyMongoError
 
-from app.core import idempotency as idempotency_key
 from app.core.idempotency import IdempotencyKeyReused
 from app.core.models import utcnow
 from app.readings import repository
@@ -37,9 +36,6 @@ class Claim:
     replay: dict[str, Any] | None
     # Taken over from an earlier attempt, which may have stored some of the readings.
     resumed: bool = False
-
-
-check_key = idempotency_key.check_key  # one rule for every route that takes the header
 
 
 def fingerprint(body: bytes) -> str:

@@ -14,6 +14,7 @@ from odmantic import AIOEngine
 
 from app.catalog import presence
 from app.core.config import Settings
+from app.core.idempotency import check_key
 from app.core.metrics import READINGS_INGESTED
 from app.core.models import utcnow
 from app.readings import idempotency, metric_names, repository, validation
@@ -44,7 +45,7 @@ async def receive(
     cache: DeviceContextCache | None = None,
 ) -> IngestAnswer:
     """Check, store (group commit) and answer a device's readings; idempotent with a key."""
-    key = None if idempotency_key is None else idempotency.check_key(idempotency_key)
+    key = None if idempotency_key is None else check_key(idempotency_key)
     now = utcnow()
     try:
         rules = validation.Rules.of(
