@@ -268,7 +268,7 @@ class Sweeper:
         old = [
             doc["_id"]
             for doc in self.db[collections.ALARMS]
-            .find({"status": AlarmStatus.CLEARED.value, "cleared_ms": {"$lt": cutoff}}, {"_id": 1})
+            .find({"status": AlarmStatus.CLEARED.value, "closed_ms": {"$lt": cutoff}}, {"_id": 1})
             .limit(self.page)
         ]
         if not old:

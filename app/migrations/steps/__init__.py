@@ -16,6 +16,7 @@ from app.migrations.steps import (
     m0002_latest_at_ms,
     m0003_commands,
     m0004_alerts,
+    m0005_alarm_closed_ms,
 )
 
 
@@ -48,5 +49,10 @@ STEPS: list[Step] = [
         "0004_alerts",
         "create the alert rules, alarms, rule states, notification events and delivery logs",
         m0004_alerts.apply,
+    ),
+    Step(
+        "0005_alarm_closed_ms",
+        "cleared alarms keep a server-clock `closed_ms` that retention counts from",
+        m0005_alarm_closed_ms.apply,
     ),
 ]
