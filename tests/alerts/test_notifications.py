@@ -1,5 +1,5 @@
 """Notifications: signed webhooks, SSRF refusal, retries and their log, per-rule interval, and
-emails through the outbox, once per transition (also when a crashed worker re-runs)."""
+emails through the outbox, once per transition (also when a crashed worker re-runs, and when the worker process is killed mid-send)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -21,6 +22,7 @@ from app.alerts import events, notify, webhooks
 from app.alerts.models import AlarmEvent, AlertRule
 from app.core.config import Settings
 from app.core.db import database
+from app.core.models import utcnow
 from app.core.services import services_of
 from app.emails.models import EmailOutbox
 from app.worker.context import WorkerContext
@@ -30,7 +32,7 @@ from tests.fixtures.alerts import alarms_of, new_rule
 from tests.fixtures.catalog import MASTER, new_device, new_product
 from tests.fixtures.readings import MakeDevice
 from tests.fixtures.servers import ManagedProcess, SmtpSink
-from tests.fixtures.worker import eventually
+from tests.fixtures.worker import ensure_running, eventually, kill, start
 
 SECRET = "webhook-secret-" + "x" * 16
 
@@ -267,3 +269,56 @@ class TestEmailOncePerTransition:
             (True, False),
             (False, True),
         ]
+
+    async def test_a_worker_killed_inside_the_smtp_hand_off_sends_once_after_a_restart(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        engine: AIOEngine,
+        make_device: MakeDevice,
+        celery_worker: ManagedProcess,
+        worker_settings: Settings,
+        worker_celery: Any,
+        smtp_sink: SmtpSink,
+    ) -> None:
+        """The real process is killed (SIGKILL) while the SMTP server holds its message: the
+        email is not lost and, once the worker is back, arrives exactly once."""
+        to = f"ops-killed-{id(self)}@example.com"
+        device = await make_device()
+        await new_rule(
+            engine,
+            scope=await product_of(engine, device),
+            condition=THRESHOLD,
+            notify={"emails": [to]},
+            name="Hot room",
+        )
+        await services_of(app).alert_rules.changed()
+        outbox = database(engine)["email_outbox"]
+        smtp_sink.held.add(to)
+        try:
+            await post(client, device, [(1, 31)])
+            await settle(app)
+            await eventually(lambda: to in smtp_sink.waiting, what="the worker in the hand-off")
+            await asyncio.to_thread(kill, celery_worker)
+            smtp_sink.held.discard(to)
+            entry = await outbox.find_one({"to": to})
+            assert entry is not None
+            assert entry["status"] == "sending"  # claimed by the dead worker
+            # Its lease (EMAIL_LEASE_S, 30 s at least) is over: the claim's stamp is moved back
+            # instead of waiting (a whole-document write: mongo-compat row 3).
+            entry["updated_at"] = utcnow() - timedelta(seconds=worker_settings.email_lease_s + 1)
+            await outbox.replace_one({"_id": entry["_id"]}, entry)
+            await asyncio.to_thread(start, celery_worker, worker_settings)
+        finally:
+            smtp_sink.held.discard(to)
+            await asyncio.to_thread(ensure_running, celery_worker, worker_settings)
+        [message] = await eventually(lambda: received(smtp_sink, to), what="the email, resent")
+        assert "raised" in message["Subject"]
+        marker = EmailOutbox(to=f"marker-{id(self)}@example.com", template="welcome", context={})
+        await outbox.insert_one(marker.model_dump_doc())
+        worker_celery.send_task("emails.send", args=[str(marker.id)])
+        await eventually(lambda: received(smtp_sink, marker.to), what="the marker email")
+        assert len(received(smtp_sink, to)) == 1
+        sent = await outbox.find_one({"to": to})
+        assert sent is not None
+        assert sent["status"] == "sent"
