@@ -1,5 +1,6 @@
 """Notifications: signed webhooks, SSRF refusal, retries and their log, per-rule interval, and
-emails through the outbox, once per transition (also when a crashed worker re-runs, and when the worker process is killed mid-send)."""
+emails through the outbox, once per transition (also when a crashed worker's tasks re-run, and
+when the worker process is killed in the middle of sending)."""
 
 from __future__ import annotations
 
