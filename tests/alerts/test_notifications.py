@@ -34,6 +34,7 @@ from tests.fixtures.catalog import MASTER, new_device, new_product
 from tests.fixtures.readings import MakeDevice
 from tests.fixtures.servers import ManagedProcess, SmtpSink
 from tests.fixtures.worker import ensure_running, eventually, kill, start
+from tests.worker.test_emails import parts
 
 SECRET = "webhook-secret-" + "x" * 16
 
@@ -323,3 +324,52 @@ class TestEmailOncePerTransition:
         sent = await outbox.find_one({"to": to})
         assert sent is not None
         assert sent["status"] == "sent"
+
+
+class TestDigest:
+    async def test_what_the_interval_held_back_arrives_as_one_email(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        engine: AIOEngine,
+        make_device: MakeDevice,
+        celery_worker: ManagedProcess,
+        worker_celery: Any,
+        smtp_sink: SmtpSink,
+    ) -> None:
+        """A flapping value: the first raise is emailed at once, the three transitions after
+        it within the rule's interval come as one digest when it ends, and nothing else."""
+        to = f"ops-digest-{id(self)}@example.com"
+        device = await make_device()
+        await new_rule(
+            engine,
+            scope=await product_of(engine, device),
+            condition=THRESHOLD,
+            notify={"emails": [to], "min_interval_s": 4, "digest": True},
+            name="Flapping room",
+        )
+        await services_of(app).alert_rules.changed()
+        await post(client, device, [(1, 31)])
+        await settle(app)
+        [first] = await eventually(lambda: received(smtp_sink, to), what="the raise email")
+        assert "raised" in first["Subject"]
+        for second, value in ((2, 20), (3, 35), (4, 20)):
+            await post(client, device, [(second, value)])
+            await settle(app)
+        messages = await eventually(
+            lambda: len(received(smtp_sink, to)) == 2 and received(smtp_sink, to),
+            what="the digest email",
+        )
+        digest = messages[1]
+        assert "digest" in digest["Subject"]
+        assert "3 notifications" in digest["Subject"]
+        text = parts(digest)["text/plain"]
+        assert text.count("cleared for") == 2
+        assert text.count("raised for") == 1
+        # A marker email sent last: the worker has caught up and sent nothing more.
+        outbox = database(engine)["email_outbox"]
+        marker = EmailOutbox(to=f"marker-{id(self)}@example.com", template="welcome", context={})
+        await outbox.insert_one(marker.model_dump_doc())
+        worker_celery.send_task("emails.send", args=[str(marker.id)])
+        await eventually(lambda: received(smtp_sink, marker.to), what="the marker email")
+        assert len(received(smtp_sink, to)) == 2

@@ -17,6 +17,7 @@ from app.migrations.steps import (
     m0003_commands,
     m0004_alerts,
     m0005_alarm_closed_ms,
+    m0006_alert_digests,
 )
 
 
@@ -54,5 +55,10 @@ STEPS: list[Step] = [
         "0005_alarm_closed_ms",
         "cleared alarms keep a server-clock `closed_ms` that retention counts from",
         m0005_alarm_closed_ms.apply,
+    ),
+    Step(
+        "0006_alert_digests",
+        "index notification events by `digest`, for the emails that collect held-back ones",
+        m0006_alert_digests.apply,
     ),
 ]
