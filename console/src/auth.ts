@@ -28,8 +28,8 @@ export async function start(onChange: (user: User | null) => void): Promise<void
   onAuthStateChanged(auth, onChange);
 }
 
-export async function idToken(): Promise<string | null> {
-  return auth?.currentUser ? auth.currentUser.getIdToken() : null;
+export async function idToken(fresh = false): Promise<string | null> {
+  return auth?.currentUser ? auth.currentUser.getIdToken(fresh) : null;
 }
 
 export async function signIn(email: string, password: string): Promise<void> {

@@ -21,7 +21,7 @@ export function field(label: string, input: HTMLElement): HTMLElement {
   return h("div", { class: "field" }, h("label", { for: id }, label), input);
 }
 
-export function mount(...nodes: Node[]): void {
+export function mount(...nodes: (Node | string)[]): void {
   const app = document.getElementById("app")!;
   app.replaceChildren(...nodes);
 }
