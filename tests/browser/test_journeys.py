@@ -160,3 +160,74 @@ class TestSharing:
         await expect(other.locator("#device-list")).to_contain_text(fleet["device"], timeout=15_000)
         await other.screenshot(path=ARTIFACTS / "journey-shared.png", full_page=True)
         assert errors == []
+
+
+class TestAlarms:
+    async def test_rule_raises_an_alarm_that_the_operator_acknowledges(
+        self, browser: Browser, console_api: str
+    ) -> None:
+        errors: list[str] = []
+        page = await _open(browser, console_api, errors)
+        await _sign_up(page, _email())
+        fleet = await _create_fleet(page, console_api)
+
+        # A threshold rule on the device, from the Alarms page's rule editor.
+        await page.get_by_role("link", name="Alarms", exact=True).click()
+        await expect(page.get_by_role("heading", name="Alarms", exact=True)).to_be_visible()
+        await page.locator("input[name=rule_name]").fill("Too warm")
+        await page.locator("select[name=scope_type]").select_option("device")
+        await page.locator("select[name=scope_id]").select_option(label=fleet["device"])
+        await page.locator("select[name=rule_severity]").select_option("critical")
+        await page.locator("input[name=cond-metric]").fill("temperature")
+        await page.locator("select[name=cond-op]").select_option(">")
+        await page.locator("input[name=cond-value]").fill("30")
+        await page.locator("#save-rule").click()
+        await expect(page.locator(".flash.ok")).to_contain_text("Too warm")
+        await expect(page.locator("#rule-list")).to_contain_text("temperature > 30")
+
+        # The device posts a reading over it; its page shows the alarm without a reload.
+        await page.goto(f"{console_api}/console/#/device/{fleet['device_id']}")
+        await expect(page.locator("#device-alarms")).to_contain_text("No alarms", timeout=10_000)
+        device = {"X-Device-Key": fleet["key"]}
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"readings": [{"metrics": {"temperature": 35.5}}]},
+                headers=device,
+            )
+            assert resp.status_code == 202, resp.text
+            row = page.locator("#device-alarms tr[data-status=active]")
+            await expect(row).to_contain_text("Too warm", timeout=10_000)
+            await expect(row).to_contain_text("35.5")
+            await expect(row).to_have_attribute("data-acknowledged", "false")
+
+            # The Alarms page lists it (active, not acknowledged) across the fleet.
+            await page.get_by_role("link", name="Alarms", exact=True).click()
+            await page.locator("select[name=acknowledged]").select_option("false")
+            await page.locator("select[name=severity]").select_option("critical")
+            await page.get_by_role("button", name="Filter").click()
+            fleet_row = page.locator("#alarm-list tr[data-status=active]")
+            await expect(fleet_row).to_contain_text(fleet["device"])
+            await page.screenshot(path=ARTIFACTS / "journey-alarms.png", full_page=True)
+            await page.go_back()
+
+            # Acknowledge it on the device page: the page and the API both say so.
+            await page.get_by_role("button", name="Acknowledge: Too warm").click()
+            await expect(page.locator(".flash.ok")).to_contain_text("acknowledged")
+            row = page.locator("#device-alarms tr[data-status=active]")
+            await expect(row).to_have_attribute("data-acknowledged", "true")
+            await expect(row.locator(".state")).to_have_text("active, acknowledged")
+            alarms = await api.get("/alarms", params={"status": "active"}, headers=device)
+            assert alarms.status_code == 200, alarms.text
+            [alarm] = alarms.json()["items"]
+            assert alarm["rule_name"] == "Too warm"
+            assert alarm["acknowledged"] is True
+            assert alarm["acknowledged_by"]
+            await page.screenshot(path=ARTIFACTS / "journey-alarm-ack.png", full_page=True)
+
+            # Clearing it by hand leaves no Clear button; the API says cleared.
+            await page.get_by_role("button", name="Clear: Too warm").click()
+            await expect(page.locator("#device-alarms tr[data-status=cleared]")).to_have_count(1)
+            cleared = await api.get("/alarms", params={"status": "cleared"}, headers=device)
+            assert [a["id"] for a in cleared.json()["items"]] == [alarm["id"]]
+        assert errors == []
