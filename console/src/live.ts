@@ -2,14 +2,14 @@
 // authenticates with the user's Firebase ID token, then each page subscribes to the channels
 // it shows. The socket reconnects with backoff; while it is down each watcher polls the HTTP
 // API instead, and after every (re)subscription it fetches once to catch up on what it missed.
-// `window.sensorhubLive` exposes the state and an event count (the browser tests assert on it).
+// `window.sensorhubLive` exposes the state and event counts (the browser tests assert on them).
 import { call, type Json } from "./api";
 
 export type Stop = () => void;
 
 declare global {
   interface Window {
-    sensorhubLive?: { state: "connecting" | "live" | "polling"; events: number; subscriptions: number };
+    sensorhubLive?: { state: "connecting" | "live" | "polling"; events: number; byChannel: Record<string, number>; subscriptions: number };
   }
 }
 
@@ -39,7 +39,7 @@ class LiveClient {
   private token: (fresh: boolean) => Promise<string | null> = async () => null;
 
   constructor() {
-    window.sensorhubLive = { state: "polling", events: 0, subscriptions: 0 };
+    window.sensorhubLive = { state: "polling", events: 0, byChannel: {}, subscriptions: 0 };
   }
 
   useToken(source: (fresh: boolean) => Promise<string | null>): void {
@@ -129,7 +129,9 @@ class LiveClient {
     } else if (m.type === "subscribed") {
       this.subs.get(m.id)?.onSubscribed();
     } else if (m.type === "event") {
-      window.sensorhubLive!.events++;
+      const counts = window.sensorhubLive!;
+      counts.events++;
+      counts.byChannel[m.channel] = (counts.byChannel[m.channel] ?? 0) + 1;
       this.subs.get(m.id)?.onEvent(m.data ?? {});
     } else if (m.type === "error" && m.id) {
       const sub = this.subs.get(m.id);

@@ -62,6 +62,11 @@ async def _create_fleet(page: Page, url: str) -> dict[str, str]:
     return names
 
 
+async def _live_events(page: Page, channel: str) -> int:
+    """How many events of `channel` the console's WebSocket has delivered so far."""
+    return int(await page.evaluate(f"window.sensorhubLive?.byChannel['{channel}'] ?? 0"))
+
+
 async def _chart(page: Page) -> dict[str, Any]:
     data: dict[str, Any] = await page.evaluate("window.sensorhubChart ?? null") or {}
     return data
@@ -79,6 +84,13 @@ class TestOperatorJourney:
 
         await page.locator("#open-device").click()
         await expect(page.locator("#latest")).to_contain_text("No readings yet", timeout=10_000)
+        # The page follows the device over the WebSocket (no polling while it is up).
+        await page.wait_for_function(
+            "window.sensorhubLive?.state === 'live' && window.sensorhubLive.subscriptions >= 3",
+            timeout=10_000,
+        )
+        await page.wait_for_timeout(200)  # let the subscriptions be confirmed
+        events_before = await _live_events(page, "device.latest")
         device = {"X-Device-Key": fleet["key"]}
         async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
             values = [20.5, 21.25, 22.75]
@@ -94,6 +106,7 @@ class TestOperatorJourney:
                 "22.75", timeout=2_000
             )
             assert time.monotonic() - posted < 2.0
+            assert await _live_events(page, "device.latest") > events_before, "no live event"
             # The chart was given the posted values (not only drawn a canvas).
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -115,6 +128,7 @@ class TestOperatorJourney:
             assert polled.status_code == 200, polled.text
             delivery = polled.json()
             assert delivery["params"] == {"seconds": 30}
+            events_before = await _live_events(page, "device.commands")
             answered = await api.post(
                 f"/devices/{fleet['device_id']}/commands/{delivery['id']}/result",
                 json={"delivery_id": delivery["delivery_id"], "status": "successful"},
@@ -124,6 +138,8 @@ class TestOperatorJourney:
             await expect(page.locator("#command-state")).to_have_attribute(
                 "data-state", "successful", timeout=5_000
             )
+            assert await _live_events(page, "device.commands") > events_before
+            assert await page.evaluate("window.sensorhubLive.state") == "live"
         await page.screenshot(path=ARTIFACTS / "journey-command.png", full_page=True)
 
         await page.goto(f"{console_api}/console/#/")
