@@ -140,11 +140,33 @@ class TestOperatorJourney:
             )
             assert await _live_events(page, "device.commands") > events_before
             assert await page.evaluate("window.sensorhubLive.state") == "live"
-        await page.screenshot(path=ARTIFACTS / "journey-command.png", full_page=True)
+            await page.screenshot(path=ARTIFACTS / "journey-command.png", full_page=True)
 
-        await page.goto(f"{console_api}/console/#/")
-        await expect(page.locator("[data-count=devices] strong")).to_have_text("1")
-        await expect(page.locator("#device-list")).to_contain_text(fleet["device"])
+            # A heartbeat reporting an error: status and detail refresh without a reload.
+            beat = await api.post(
+                f"/devices/{fleet['device_id']}/heartbeat",
+                json={"status": "error", "detail": {"battery": 3.05}},
+                headers=device,
+            )
+            assert beat.status_code == 200, beat.text
+            await expect(page.locator("h1[data-status=error]")).to_be_visible(timeout=6_000)
+            await expect(page.locator("#heartbeat [data-field=detail]")).to_contain_text("3.05")
+            await expect(page.locator("#heartbeat [data-field=reported]")).to_have_text("error")
+
+            # The fleet's status dot follows the device live (folder.devices).
+            await page.goto(f"{console_api}/console/#/")
+            await expect(page.locator("[data-count=devices] strong")).to_have_text("1")
+            await expect(page.locator("#device-list")).to_contain_text(fleet["device"])
+            row = page.locator(f"#device-list li[data-device='{fleet['device_id']}']")
+            await expect(row.locator(".dot.error")).to_be_visible()
+            await page.wait_for_function(
+                "window.sensorhubLive?.byChannel['folder.devices'] >= 1", timeout=10_000
+            )
+            beat = await api.post(
+                f"/devices/{fleet['device_id']}/heartbeat", json={"status": "ok"}, headers=device
+            )
+            assert beat.status_code == 200, beat.text
+            await expect(row.locator(".dot.online")).to_be_visible(timeout=6_000)
         await page.screenshot(path=ARTIFACTS / "journey-fleet.png", full_page=True)
         assert errors == []
 
