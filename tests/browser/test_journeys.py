@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.identities import PASSWORD, MakeUser
@@ -295,4 +295,61 @@ class TestGoogleSignIn:
         await page.get_by_role("button", name="Continue").click()
         await expect(page.locator(".who")).to_have_text(email)
         await page.screenshot(path=ARTIFACTS / "journey-google.png", full_page=True)
+        assert errors == []
+
+
+class TestLiveFallback:
+    async def test_polls_while_the_socket_is_down_then_goes_live_again(
+        self, browser: Browser, console_api: str
+    ) -> None:
+        errors: list[str] = []
+        page = await _open(browser, console_api, errors)
+        sockets: list[WebSocketRoute] = []
+        blocked = False
+
+        async def through(ws: WebSocketRoute) -> None:
+            if blocked:
+                await ws.close(code=1012, reason="test: server restarting")
+                return
+            sockets.append(ws)
+            ws.connect_to_server()
+
+        await page.route_web_socket(re.compile(r"/api/v1/ws$"), through)
+        await _sign_up(page, _email())
+        fleet = await _create_fleet(page, console_api)
+        await page.locator("#open-device").click()
+        await page.wait_for_function("window.sensorhubLive?.state === 'live'", timeout=10_000)
+
+        # The socket drops and stays down: the page polls and still shows new values.
+        blocked = True
+        for ws in sockets:
+            await ws.close(code=1012, reason="test: server restarting")
+        await page.wait_for_function("window.sensorhubLive.state !== 'live'", timeout=5_000)
+        live_events = await _live_events(page, "device.latest")
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"metrics": {"temperature": 18.5}},
+                headers={"X-Device-Key": fleet["key"]},
+            )
+            assert resp.status_code == 202, resp.text
+            await expect(page.locator("[data-metric=temperature]")).to_contain_text(
+                "18.5", timeout=3_000
+            )
+            assert await _live_events(page, "device.latest") == live_events
+
+            # The server is back: the page reconnects (with backoff) and follows live again.
+            blocked = False
+            await page.wait_for_function("window.sensorhubLive.state === 'live'", timeout=20_000)
+            await page.wait_for_timeout(200)  # the subscriptions are confirmed
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"metrics": {"temperature": 19.25}},
+                headers={"X-Device-Key": fleet["key"]},
+            )
+            assert resp.status_code == 202, resp.text
+            await expect(page.locator("[data-metric=temperature]")).to_contain_text(
+                "19.25", timeout=2_000
+            )
+            assert await _live_events(page, "device.latest") > live_events
         assert errors == []
