@@ -194,7 +194,7 @@ class TestSharing:
         other = await _open(browser, console_api, errors)
         await other.get_by_label("Email").fill(bob)
         await other.get_by_label("Password").fill(PASSWORD)
-        await other.get_by_role("button", name="Sign in").click()
+        await other.get_by_role("button", name="Sign in", exact=True).click()
         await expect(other.locator("#device-list")).to_contain_text(fleet["device"], timeout=15_000)
         await other.screenshot(path=ARTIFACTS / "journey-shared.png", full_page=True)
         assert errors == []
