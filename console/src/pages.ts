@@ -64,7 +64,18 @@ export function fleetPage(): () => void {
     const old = list.querySelector(`li[data-device="${CSS.escape(deviceId)}"] .dot`);
     if (old) old.replaceWith(dot(st));
   };
-  const quietReload = () => loadDevices(true);
+  // While the socket is down every watcher polls: one list reload at most every 5 s for all.
+  let lastReload = 0;
+  let reloadTimer: number | undefined;
+  const quietReload = async () => {
+    if (reloadTimer !== undefined) return;
+    const wait = Math.max(0, lastReload + 5000 - Date.now());
+    reloadTimer = window.setTimeout(() => {
+      reloadTimer = undefined;
+      lastReload = Date.now();
+      loadDevices(true).catch(() => undefined);
+    }, wait);
+  };
   function follow(items: Json[], folderIds: string[]): void {
     const want = new Map<string, () => () => void>();
     for (const id of (folderId ? [folderId] : folderIds).slice(0, 20)) want.set(`f:${id}`, () => watchFolder(id, setDot, quietReload));
@@ -78,6 +89,7 @@ export function fleetPage(): () => void {
   }
   let rootFolders: string[] = [];
   async function loadDevices(quiet = false): Promise<void> {
+    lastReload = Date.now();
     if (!quiet) list.replaceChildren(loading());
     const params = new URLSearchParams({ limit: "100" });
     if (folderId) params.set("folder_id", folderId);
@@ -104,6 +116,7 @@ export function fleetPage(): () => void {
   const timer = window.setInterval(() => { loadStats().catch(() => undefined); }, 10_000);
   return () => {
     window.clearInterval(timer);
+    window.clearTimeout(reloadTimer);
     for (const stop of watching.values()) stop();
   };
 }
