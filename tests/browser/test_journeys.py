@@ -268,6 +268,25 @@ class TestAlarms:
             await expect(page.locator("#device-alarms tr[data-status=cleared]")).to_have_count(1)
             cleared = await api.get("/alarms", params={"status": "cleared"}, headers=device)
             assert [a["id"] for a in cleared.json()["items"]] == [alarm["id"]]
+
+        # Rule editing on the Alarms page: edit, disable, enable, delete.
+        await page.get_by_role("link", name="Alarms", exact=True).click()
+        rules = page.locator("#rule-list")
+        await page.get_by_role("button", name="Edit rule Too warm").click()
+        await expect(page.locator("#rule-form-title")).to_have_text("Edit rule Too warm")
+        await expect(page.locator("select[name=scope_id]")).to_be_disabled()
+        await page.locator("input[name=cond-value]").fill("40")
+        await page.locator("input[name=rule_name]").fill("Much too warm")
+        await page.locator("#save-rule").click()
+        await expect(rules).to_contain_text("Much too warm")
+        await expect(rules).to_contain_text("temperature > 40")
+        await page.get_by_role("button", name="Disable rule Much too warm").click()
+        await expect(rules).to_contain_text("(disabled)")
+        await page.get_by_role("button", name="Enable rule Much too warm").click()
+        await expect(rules).not_to_contain_text("(disabled)")
+        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.get_by_role("button", name="Delete rule Much too warm").click()
+        await expect(rules).to_contain_text("No rules yet")
         assert errors == []
 
 
