@@ -1,7 +1,7 @@
 // Alarms: a device's alarms (on its page) and the fleet's (the Alarms page), with acknowledge
 // and clear; alert rules with a form generated per condition type (README "Alerts").
 import { call, type Json } from "./api";
-import { busy, errorText, field, flash, h, loading, mount, showError, when } from "./dom";
+import { busy, errorText, field, flash, h, loading, mount, showError, throttle, when } from "./dom";
 import { watchAlarms } from "./live";
 
 const q = encodeURIComponent;
@@ -79,9 +79,18 @@ export function alarmsPage(query: URLSearchParams): () => void {
       cursor = page.next_cursor;
       more.hidden = !cursor;
       list.replaceChildren(alarmTable(shown, () => load(), true));
+      followShown();
     } catch (err) {
       list.replaceChildren(h("p", { class: "flash error" }, errorText(err)));
     }
+  };
+  // Live: the `alarms` channel of each device shown (at most 20); others every 15 s.
+  const refresh = throttle(() => load(), 2000);
+  const watching = new Map<string, () => void>();
+  const followShown = () => {
+    const ids = new Set([...new Set(shown.map((a) => a.device_id as string))].slice(0, 20));
+    for (const [id, stop] of watching) if (!ids.has(id)) { stop(); watching.delete(id); }
+    for (const id of ids) if (!watching.has(id)) watching.set(id, watchAlarms(id, async () => refresh.run()));
   };
   filters.addEventListener("submit", (e) => { e.preventDefault(); load(); });
   more.addEventListener("click", () => busy(more, () => load(true)));
@@ -91,7 +100,12 @@ export function alarmsPage(query: URLSearchParams): () => void {
   load();
   const stopRules = rulesEditor(rules, deviceId);
   const timer = window.setInterval(() => { if (!document.hidden && !cursor) load().catch(() => undefined); }, 15_000);
-  return () => { window.clearInterval(timer); stopRules(); };
+  return () => {
+    window.clearInterval(timer);
+    refresh.stop();
+    for (const stop of watching.values()) stop();
+    stopRules();
+  };
 }
 
 type FieldSpec = [name: string, kind: "text" | "number" | "op", required: boolean, hint?: string];

@@ -69,3 +69,20 @@ export async function busy<T>(button: HTMLButtonElement | null, work: () => Prom
 export function when(ts: string | null | undefined): string {
   return ts ? new Date(ts).toLocaleString() : "never";
 }
+
+/** Run `work` at most once every `ms` however often `run` is called (the last call wins). */
+export function throttle(work: () => Promise<void>, ms: number): { run: () => void; stop: () => void } {
+  let last = Date.now(); // the page has just loaded what it shows
+  let timer: number | undefined;
+  return {
+    run: () => {
+      if (timer !== undefined) return;
+      timer = window.setTimeout(() => {
+        timer = undefined;
+        last = Date.now();
+        work().catch(() => undefined);
+      }, Math.max(0, last + ms - Date.now()));
+    },
+    stop: () => window.clearTimeout(timer),
+  };
+}

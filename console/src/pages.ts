@@ -34,7 +34,8 @@ export function fleetPage(): () => void {
     counts.replaceChildren(
       ...[["Devices", s.devices_total], ["Online", s.devices_by_status.online], ["Offline", s.devices_by_status.offline],
         ["Error", s.devices_by_status.error], ["Readings this minute", rpm], ["Active alarms", alarms]]
-        .map(([label, n]) => h("div", { class: "count", "data-count": String(label).toLowerCase() }, h("strong", {}, String(n)), h("span", {}, String(label)))),
+        .map(([label, n]) => h(label === "Active alarms" ? "a" : "div", { class: "count", "data-count": String(label).toLowerCase(), href: label === "Active alarms" ? "#/alarms" : undefined },
+          h("strong", {}, String(n)), h("span", {}, String(label)))),
       h("p", { class: "muted" }, `Last seen: ${when(s.last_seen_at)}`),
     );
   }
