@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # Seconds a device key's lookup is kept in memory (0 = look up every request). Rotation
     # and deletion revoke it everywhere at once over Redis; this bounds hand-made DB changes.
     device_key_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    # Seconds each API process may keep a session's user, a user's grants and a device's
+    # access path in memory (0 = read them every request). Logout, disabling, role and grant
+    # removals, moves and deletions reach every process over Redis at once; this bounds only
+    # changes made in the database by hand.
+    auth_cache_s: float = Field(default=30.0, ge=0, le=3600)
     # Absolute lifetime of an API session (from sign-in); refresh rotation cannot extend it.
     session_max_age_s: int = Field(default=30 * 86_400, ge=300)
     # Seconds a refresh may reuse a Firebase account lookup (disabled, deleted, signed out

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from app.auth.firebase import FirebaseAuth
     from app.auth.identities import SignInHook
     from app.auth.key_cache import DeviceKeyCache
+    from app.auth.principal_cache import PrincipalCache
+    from app.auth.seen import SeenRecorder
+    from app.catalog.permissions.access_cache import AccessCache
     from app.commands.waker import CommandWaker
     from app.core.config import Settings
     from app.core.db import MongoClient
@@ -52,6 +55,11 @@ class Services:
     celery: Celery
     firebase: FirebaseAuth
     device_keys: DeviceKeyCache
+    # Session users, grants and device access paths, forgotten on change over Redis.
+    principals: PrincipalCache
+    access: AccessCache
+    # "Last seen" writes, off the request path.
+    seen: SeenRecorder
     auth_failures: AuthFailureGate
     limiter: RateLimiter
     device_contexts: DeviceContextCache

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import CurrentPrincipal
-from app.catalog.dependencies import DeviceForView
+from app.catalog.dependencies import DeviceRefForView
 from app.catalog.exceptions import DeviceNotFound
 from app.core.models import IdPath
 from app.core.openapi import DEVICE_KEY, accepts, raises
@@ -62,8 +62,11 @@ async def get_ingest_device(
 
 
 @raises(DeviceNotFound)
-async def get_readable_device(device: DeviceForView, services: ServicesDep) -> DeviceContext:
-    """A device the caller may view (the catalog's permission check; 404 when invisible)."""
+async def get_readable_device(device: DeviceRefForView, services: ServicesDep) -> DeviceContext:
+    """A device the caller may view (the catalog's permission check; 404 when invisible).
+
+    The check reads the catalog's access cache, the context is cached too: warm, only the
+    readings asked for are read from MongoDB."""
     context = await services.device_contexts.get(services.engine, str(device.id))
     if context is None:
         raise DeviceNotFound()
