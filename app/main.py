@@ -43,6 +43,7 @@ from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContextCache
+from app.readings.latest_cache import LatestValues
 from app.stats.counters import ReadingCounters
 from app.users import onboarding
 from app.worker import stats as worker_stats
@@ -128,11 +129,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # published reaches the sockets, then they close with 1001.
         stack.push_async_callback(live.close)
         fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
+        latest_values = LatestValues(redis_client, ttl_s=settings.latest_cache_s)
         batcher = IngestBatcher.from_settings(
             engine,
             settings,
             cache=device_contexts,
             listeners=[alert_evaluator, fanout, ReadingCounters(engine, redis_client)],
+            latest_values=latest_values,
         )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
@@ -158,6 +161,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             limiter=limiter,
             device_contexts=device_contexts,
             batcher=batcher,
+            latest_values=latest_values,
             command_waker=command_waker,
             alert_rules=alert_rules,
             alert_evaluator=alert_evaluator,

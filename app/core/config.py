@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     idempotency_lease_s: float = Field(default=60.0, gt=0, le=3600)
     presence_throttle_s: float = Field(default=30.0, ge=0)
     readings_context_cache_s: float = Field(default=5.0, ge=0)
+    # Seconds a device's latest values stay copied in Redis after their last write or fill
+    # (0 = read device_latest in MongoDB every time). Flushes keep the copy current; this
+    # bounds only a copy left behind while Redis was unreachable.
+    latest_cache_s: float = Field(default=600.0, ge=0, le=86_400)
     # --- device commands (app/commands) --------------------------------------------------------
     # Longest `wait` a device's long-poll may ask for; longer waits are cut to it.
     commands_poll_max_wait_s: float = Field(default=30.0, ge=0, le=300)

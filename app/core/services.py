@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from app.ratelimit.service import RateLimiter
     from app.readings.batcher import IngestBatcher
     from app.readings.context import DeviceContextCache
+    from app.readings.latest_cache import LatestValues
     from app.stats.service import AlarmCounter
 
 
@@ -64,6 +65,8 @@ class Services:
     limiter: RateLimiter
     device_contexts: DeviceContextCache
     batcher: IngestBatcher
+    # Redis copies of device_latest (GET /readings/latest reads them).
+    latest_values: LatestValues
     # Waiting command long-polls of this process, woken over Redis (app/commands/waker.py).
     command_waker: CommandWaker
     # Alert rules per device (cleared on rule changes) and the evaluator fed by the batcher.
