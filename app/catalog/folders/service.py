@@ -105,16 +105,20 @@ async def update(
         await crud.get_for(
             engine, Folder, principal=principal, resource_id=folder_in.parent_id, role=Role.EDITOR
         )
-    await moves.move(
-        engine,
-        folder=folder,
-        parent_id=folder_in.parent_id,
-        changes=changes,
-        scope_of=lambda parent: _scope(parent, folder.created_by),
-        max_depth=max_depth,
-    )
-    if access is not None:  # every path through the folder changed
-        await access.resources_changed([str(folder.id)])
+    try:
+        await moves.move(
+            engine,
+            folder=folder,
+            parent_id=folder_in.parent_id,
+            changes=changes,
+            scope_of=lambda parent: _scope(parent, folder.created_by),
+            max_depth=max_depth,
+        )
+    finally:
+        # Every path through the folder may have changed, even by a move that failed half
+        # way where there are no transactions.
+        if access is not None:
+            await access.resources_changed([str(folder.id)])
     return await crud.get(engine, Folder, str(folder.id))
 
 
@@ -160,11 +164,13 @@ async def delete(
             raise ProductInUse("devices outside this folder use a product inside it")
     # The subtree goes by its path, one command per collection whatever its size.
     below = {"$in": [fid]}  # `$in`: equality on an array element is not portable
-    await devices.delete_many({"folder_path": below})
-    await products.delete_many({"folder_path": below})
-    await folders.delete_many({"$or": [{"_id": folder.id}, {"ancestors": below}]})
-    if access is not None:  # cached paths of everything below carry the folder's tag
-        await access.resources_changed([fid])
+    try:
+        await devices.delete_many({"folder_path": below})
+        await products.delete_many({"folder_path": below})
+        await folders.delete_many({"$or": [{"_id": folder.id}, {"ancestors": below}]})
+    finally:
+        if access is not None:  # cached paths of everything below carry the folder's tag
+            await access.resources_changed([fid])
     for ids, rtype in (
         (device_ids, ResourceType.DEVICE),
         (product_ids, ResourceType.PRODUCT),
