@@ -87,11 +87,18 @@ async def authenticate(
     """
     if device_keys.looks_like_device_key(token):
         return await authenticate_device(engine, key=token, key_cache=key_cache)
+    verified = tokens.verified_access(settings, token)
+    if verified is not None:
+        session_user = await _session_user(engine, claims=verified, principals=principals)
+        return Authentication(
+            principal=identities.principal_for_user(settings, session_user), user=session_user
+        )
     if _is_master(settings, token):
         return Authentication(principal=MASTER_PRINCIPAL)
     if tokens.is_ours(settings, token):
         claims = tokens.decode(settings, token, typ=tokens.ACCESS)
         session_user = await _session_user(engine, claims=claims, principals=principals)
+        tokens.remember_access(settings, token, claims)
         return Authentication(
             principal=identities.principal_for_user(settings, session_user), user=session_user
         )
