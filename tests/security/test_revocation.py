@@ -1,15 +1,17 @@
 """Rights cached by one API process still end at once when another process takes them away.
 
 Two API processes share MongoDB and Redis: process A (the shared app) makes each change, and
-process B, which has just served the user (so its caches hold the session, the grants and
-the device's path), must refuse the user's next request within 100 ms.
+process B (uvicorn in a process of its own), which has just served the user (so its caches
+hold the session, the grants and the device's path), must refuse the user's next request
+within 100 ms.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,29 +20,32 @@ from odmantic import AIOEngine
 
 from app.catalog.models import Device, Folder
 from app.core.config import Settings
-from app.core.services import services_of
-from tests.fixtures.app import client_for
 from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
 from tests.fixtures.catalog_http import principal_of
 from tests.fixtures.identities import MakeUser, TestUser, bearer
-from tests.fixtures.worker import eventually
+from tests.fixtures.servers import ManagedProcess
+from tests.live.conftest import Api, start_api
 
 API = "/api/v1"
 WITHIN_S = 0.1
 
 
+@pytest.fixture(scope="module")
+def process_b(settings: Settings, workdir: Path, redis_server: ManagedProcess) -> Iterator[Api]:
+    """A second API process of the deployment (uvicorn, in a process of its own) on the same
+    MongoDB and Redis; it follows every change feed from its start."""
+    api = start_api(
+        settings, workdir, f"redis://127.0.0.1:{redis_server.port}/0", "api-revocation-b"
+    )
+    yield api
+    api.proc.stop()
+
+
 @pytest.fixture
-async def process_b(
-    make_settings: Callable[..., Settings], app_with: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A second API process of the deployment, subscribed to every change feed."""
-    async with app_with(make_settings()) as other:
-        services = services_of(other)
-        await eventually(
-            lambda: services.principals.live and services.access.live and services.device_keys.live
-        )
-        async with client_for(other) as http:
-            yield http
+async def there(process_b: Api) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on process B."""
+    async with httpx.AsyncClient(base_url=process_b.url, timeout=10) as http:
+        yield http
 
 
 @dataclass
@@ -103,103 +108,95 @@ async def served(http: httpx.AsyncClient, path: str, headers: dict[str, str]) ->
 
 class TestSessionChangesReachTheOtherProcess:
     async def test_logout(
-        self, client: httpx.AsyncClient, process_b: httpx.AsyncClient, viewer: Viewer
+        self, client: httpx.AsyncClient, there: httpx.AsyncClient, viewer: Viewer
     ) -> None:
-        await served(process_b, viewer.latest, viewer.headers)
+        await served(there, viewer.latest, viewer.headers)
         resp = await client.post(f"{API}/auth/logout", json={"refresh_token": viewer.refresh_token})
         assert resp.status_code == 204, resp.text
-        assert (
-            await refused_within(process_b, viewer.latest, viewer.headers, refused=401) <= WITHIN_S
-        )
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=401) <= WITHIN_S
 
     async def test_disabling_the_user(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
     ) -> None:
-        await served(process_b, viewer.latest, viewer.headers)
+        await served(there, viewer.latest, viewer.headers)
         resp = await client.patch(
             f"{API}/users/{viewer.user.uid}", json={"disabled": True}, headers=master_headers
         )
         assert resp.status_code == 200, resp.text
-        elapsed = await refused_within(process_b, viewer.latest, viewer.headers, refused=403)
+        elapsed = await refused_within(there, viewer.latest, viewer.headers, refused=403)
         assert elapsed <= WITHIN_S
 
     async def test_removing_the_admin_claim(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         make_user: MakeUser,
         master_headers: dict[str, str],
     ) -> None:
         admin = await make_user(admin=True)
         headers = bearer((await session_of(client, admin))["access_token"])
-        await served(process_b, f"{API}/users", headers)
+        await served(there, f"{API}/users", headers)
         resp = await client.patch(
             f"{API}/users/{admin.uid}", json={"admin": False}, headers=master_headers
         )
         assert resp.status_code == 200, resp.text
-        assert await refused_within(process_b, f"{API}/users", headers, refused=403) <= WITHIN_S
+        assert await refused_within(there, f"{API}/users", headers, refused=403) <= WITHIN_S
 
 
 class TestCatalogChangesReachTheOtherProcess:
     async def test_removing_the_grant(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
     ) -> None:
-        await served(process_b, viewer.latest, viewer.headers)
+        await served(there, viewer.latest, viewer.headers)
         resp = await client.delete(
             f"{API}/folders/{viewer.parent.id}/permissions/{viewer.user.uid}",
             headers=master_headers,
         )
         assert resp.status_code == 204, resp.text
-        assert (
-            await refused_within(process_b, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
-        )
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
 
     async def test_deleting_the_device(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
     ) -> None:
-        await served(process_b, viewer.latest, viewer.headers)
+        await served(there, viewer.latest, viewer.headers)
         resp = await client.delete(f"{API}/devices/{viewer.device.id}", headers=master_headers)
         assert resp.status_code == 204, resp.text
-        assert (
-            await refused_within(process_b, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
-        )
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
 
     async def test_moving_the_device_out(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
         engine: AIOEngine,
     ) -> None:
         elsewhere = await new_folder(engine, owner=user_principal())
-        await served(process_b, viewer.latest, viewer.headers)
+        await served(there, viewer.latest, viewer.headers)
         resp = await client.patch(
             f"{API}/devices/{viewer.device.id}",
             json={"folder_id": str(elsewhere.id)},
             headers=master_headers,
         )
         assert resp.status_code == 200, resp.text
-        assert (
-            await refused_within(process_b, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
-        )
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
 
     async def test_moving_a_folder_above_it_out(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
         engine: AIOEngine,
@@ -208,21 +205,19 @@ class TestCatalogChangesReachTheOtherProcess:
         # takes the device out of the grant's reach.
         child_id = viewer.device.folder_id
         elsewhere = await new_folder(engine, owner=user_principal())
-        await served(process_b, viewer.latest, viewer.headers)
+        await served(there, viewer.latest, viewer.headers)
         resp = await client.patch(
             f"{API}/folders/{child_id}",
             json={"parent_id": str(elsewhere.id)},
             headers=master_headers,
         )
         assert resp.status_code == 200, resp.text
-        assert (
-            await refused_within(process_b, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
-        )
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
 
     async def test_a_new_grant_works_at_once(
         self,
         client: httpx.AsyncClient,
-        process_b: httpx.AsyncClient,
+        there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
         engine: AIOEngine,
@@ -232,7 +227,7 @@ class TestCatalogChangesReachTheOtherProcess:
         product = await new_product(engine, owner=user_principal(), folder=other)
         device, _ = await new_device(engine, owner=user_principal(), product=product, folder=other)
         path = f"{API}/devices/{device.id}/readings/latest"
-        await served(process_b, viewer.latest, viewer.headers)
-        assert (await process_b.get(path, headers=viewer.headers)).status_code == 404
+        await served(there, viewer.latest, viewer.headers)
+        assert (await there.get(path, headers=viewer.headers)).status_code == 404
         await grant(engine, principal=principal_of(viewer.user), resource=other, role="viewer")
-        assert (await process_b.get(path, headers=viewer.headers)).status_code == 200
+        assert (await there.get(path, headers=viewer.headers)).status_code == 200
