@@ -17,7 +17,6 @@ from app.auth import quotas
 from app.auth.dependencies import CurrentPrincipal
 from app.auth.principal import Principal
 from app.catalog import crud
-from app.catalog.exceptions import DeviceNotFound
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
@@ -70,27 +69,6 @@ ProductForOwner = Annotated[Product, Depends(resource_dep(Product, Role.OWNER, p
 DeviceForView = Annotated[Device, Depends(resource_dep(Device, Role.VIEWER, path="device_id"))]
 DeviceForEdit = Annotated[Device, Depends(resource_dep(Device, Role.EDITOR, path="device_id"))]
 DeviceForOwner = Annotated[Device, Depends(resource_dep(Device, Role.OWNER, path="device_id"))]
-
-
-@raises(DeviceNotFound, NotAllowed)
-async def get_device_for_view(
-    device_id: IdPath, services: ServicesDep, principal: CurrentPrincipal
-) -> crud.DeviceRef:
-    """The device `{device_id}` (its id and access path, not the document), for a viewer.
-
-    For routes that read a device's data rather than the device: warm, it costs no MongoDB
-    read (the caller's grants and the device's path are cached, see `AccessCache`).
-    """
-    return await crud.device_access_for(
-        services.engine,
-        principal=principal,
-        device_id=device_id,
-        role=Role.VIEWER,
-        access=services.access,
-    )
-
-
-DeviceRefForView = Annotated[crud.DeviceRef, Depends(get_device_for_view)]
 
 
 @dataclass(frozen=True, slots=True)
