@@ -60,13 +60,15 @@ class MongoCounter(monitoring.CommandListener):
 
 
 _COUNTER = MongoCounter()
+_REGISTERED: list[bool] = []
 
 
 @pytest.fixture(scope="module")
 def mongo_counter() -> Iterator[MongoCounter]:
     """The listener (pymongo cannot unregister one; it records only while armed)."""
-    if _COUNTER not in monitoring._LISTENERS.command_listeners:
-        monitoring.register(_COUNTER)
+    if not _REGISTERED:
+        monitoring.register(_COUNTER)  # applies to clients made from now on
+        _REGISTERED.append(True)
     yield _COUNTER
     _COUNTER.armed = False
 
