@@ -228,6 +228,9 @@ class Settings(BaseSettings):
     ingest_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
     ingest_flush_max_docs: int = Field(default=5000, ge=1)
     ingest_flushes_in_flight: int = Field(default=4, ge=1, le=64)
+    # Also flush at once when no flush is being written (and when the one being written
+    # ends), instead of waiting the interval: readings gather while the database works.
+    ingest_flush_when_idle: bool = True
     # After a write whose outcome is unknown (connection lost, failover, timeout), how long a
     # flush keeps querying back the readings' ids and inserting the missing ones before it
     # answers 503 (the request's Idempotency-Key is kept for the retry).
