@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -153,11 +154,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             alarm_counter=alarms_service.active_by_severity,
             refresh_metrics=refresh_metrics,
         )
+        if settings.gc_tuning:
+            stack.callback(_untune_gc, gc.get_threshold())
+            _tune_gc()
         logger.info("started", extra={"environment": settings.environment})
         try:
             yield
         finally:
             app.services = None
+
+
+# Young collections every 10,000 net allocations instead of 700: a request allocates a few
+# hundred objects, almost none of them in cycles.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def _tune_gc() -> None:
+    """Collect once, then freeze what start-up made: it lives as long as the process, and
+    every full collection would otherwise walk it (the p99 of small requests)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _untune_gc(thresholds: tuple[int, int, int]) -> None:
+    """Undo `_tune_gc` (tests start and stop many apps in one process)."""
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
