@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     app_name: str = "Sensorhub"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # API processes `python -m app` starts on HOST:PORT (uvicorn workers sharing the socket);
+    # one per core. Each has its own group commit; limits and caches hold across them.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
