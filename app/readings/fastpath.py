@@ -1,9 +1,10 @@
 """Single-reading ingest without the router: `POST /api/v1/devices/{id}/readings` with a key.
 
 Most devices post one reading per request, and FastAPI's routing and dependency resolution
-cost more CPU than everything else on that path. For the common request (an `X-Device-Key`
-header, a well-formed device id and `Idempotency-Key`), `IngestRoute` runs the very same steps
-as the route's dependencies, in the same order, by calling the same functions:
+cost more CPU than everything else on that path. For the common request (a device key in
+`X-Device-Key` or `Authorization: Bearer dk_...`, a well-formed device id and
+`Idempotency-Key`), `IngestRoute` runs the very same steps as the route's dependencies, in the
+same order, by calling the same functions:
 
 1. `authenticate_request` (key check; failures count against the client address);
 2. the router-wide limit, which a device skips on this self-limited route;
@@ -29,6 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import dependencies as auth_dependencies
+from app.auth import device_keys
 from app.core.routing import API_PREFIX
 from app.core.services import services_of
 from app.readings import ingest
@@ -38,6 +40,8 @@ _PATH = re.compile(rf"^{re.escape(API_PREFIX)}/devices/([0-9a-f]{{24}})/readings
 # The route's `Idempotency-Key` header pattern; any other value is the router's to refuse.
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _DEVICE_KEY = auth_dependencies.DEVICE_KEY_HEADER.lower().encode()
+# `Authorization: Bearer dk_...`, the other way a device sends its key.
+_BEARER_DEVICE_KEY = b"bearer " + device_keys.KEY_PREFIX.encode()
 
 Handler = Callable[[Request, Exception], Any]
 
@@ -62,13 +66,17 @@ class IngestRoute:
         match = _PATH.match(scope["path"])
         if match is None:
             return None
-        device_key = idempotency_key = None
+        device_key = authorization = idempotency_key = None
         for name, value in scope["headers"]:
             if name == _DEVICE_KEY:
                 device_key = value
+            elif name == b"authorization" and authorization is None:
+                authorization = value
             elif name == b"idempotency-key" and idempotency_key is None:
                 idempotency_key = value.decode("latin-1")
-        if device_key is None:
+        if device_key is None and (
+            authorization is None or authorization[:10].lower() != _BEARER_DEVICE_KEY
+        ):
             return None
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
             return None

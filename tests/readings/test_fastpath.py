@@ -1,30 +1,59 @@
 """Single-reading ingest skips the router: its answers must be the router's, case by case.
 
-`X-Device-Key` requests take `app.readings.fastpath`; the same key sent as
-`Authorization: Bearer` takes the documented route through FastAPI. Each case is sent both
-ways, for two devices in the same state, and the answers compared.
+The shared app serves device-key POSTs with `app.readings.fastpath`; a second app on the same
+servers and database is built without that fast route, so every request goes through FastAPI
+and the documented route. Each case is sent to both, for two devices in the same state, with
+the key in either header, and the answers compared.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from bson import ObjectId
 
+from app.core.config import Settings
+from app.core.middleware import RequestMiddleware
+from app.main import create_app
+from tests.fixtures.app import client_for
 from tests.fixtures.readings import MakeDevice, TestDevice
 
 RATE_LIMIT_HEADERS = ("ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelimit-remaining")
 
 
-def routerless(device: TestDevice) -> dict[str, str]:
+def key_header(device: TestDevice) -> dict[str, str]:
     return {"X-Device-Key": device.key}
 
 
-def routed(device: TestDevice) -> dict[str, str]:
+def bearer(device: TestDevice) -> dict[str, str]:
     return {"Authorization": f"Bearer {device.key}"}
+
+
+@pytest.fixture(scope="module")
+async def routed(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on an app like the shared one, but without the fast route."""
+    app = create_app(settings)
+    patched = 0
+    for middleware in app.user_middleware:
+        if middleware.cls is RequestMiddleware and middleware.kwargs.get("fast_routes"):
+            middleware.kwargs["fast_routes"] = ()
+            patched += 1
+    assert patched == 1
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
+        async with client_for(app) as http:
+            yield http
+
+
+@pytest.fixture(params=[key_header, bearer], ids=["x-device-key", "bearer"])
+def how(request: pytest.FixtureRequest) -> Callable[[TestDevice], dict[str, str]]:
+    """The header a device sends its key in."""
+    fn: Callable[[TestDevice], dict[str, str]] = request.param
+    return fn
 
 
 def shape(resp: httpx.Response) -> dict[str, Any]:
@@ -55,16 +84,21 @@ CASES: dict[str, tuple[Any, dict[str, str]]] = {
 class TestSameAnswers:
     @pytest.mark.parametrize("case", list(CASES))
     async def test_body_cases(
-        self, client: httpx.AsyncClient, make_device: MakeDevice, case: str
+        self,
+        client: httpx.AsyncClient,
+        routed: httpx.AsyncClient,
+        make_device: MakeDevice,
+        how: Callable[[TestDevice], dict[str, str]],
+        case: str,
     ) -> None:
         body, headers = CASES[case]
         answers = []
-        for how in (routerless, routed):
+        for http in (client, routed):
             device = await make_device()
             kwargs: dict[str, Any] = (
                 {"content": body} if isinstance(body, bytes) else {"json": body}
             )
-            resp = await client.post(
+            resp = await http.post(
                 f"/api/v1/devices/{device.id}/readings",
                 headers={**how(device), **headers, "Content-Type": "application/json"},
                 **kwargs,
@@ -73,13 +107,17 @@ class TestSameAnswers:
         assert answers[0] == answers[1]
 
     async def test_idempotent_replay(
-        self, client: httpx.AsyncClient, make_device: MakeDevice
+        self,
+        client: httpx.AsyncClient,
+        routed: httpx.AsyncClient,
+        make_device: MakeDevice,
+        how: Callable[[TestDevice], dict[str, str]],
     ) -> None:
         answers = []
-        for how in (routerless, routed):
+        for http in (client, routed):
             device = await make_device()
             for _ in range(2):
-                resp = await client.post(
+                resp = await http.post(
                     f"/api/v1/devices/{device.id}/readings",
                     json={"metrics": {"temperature": 3}},
                     headers={**how(device), "Idempotency-Key": "k-1"},
@@ -89,13 +127,17 @@ class TestSameAnswers:
         assert answers[0]["replayed"] == "true"
 
     async def test_over_the_product_limit(
-        self, client: httpx.AsyncClient, make_device: MakeDevice
+        self,
+        client: httpx.AsyncClient,
+        routed: httpx.AsyncClient,
+        make_device: MakeDevice,
+        how: Callable[[TestDevice], dict[str, str]],
     ) -> None:
         answers = []
-        for how in (routerless, routed):
+        for http in (client, routed):
             device = await make_device(ingest_limit_per_minute=1)
             for _ in range(2):
-                resp = await client.post(
+                resp = await http.post(
                     f"/api/v1/devices/{device.id}/readings",
                     json={"metrics": {"temperature": 3}},
                     headers=how(device),
@@ -110,13 +152,18 @@ class TestSameAnswers:
 
     @pytest.mark.parametrize("target", ["other", "missing"])
     async def test_another_devices_id(
-        self, client: httpx.AsyncClient, make_device: MakeDevice, target: str
+        self,
+        client: httpx.AsyncClient,
+        routed: httpx.AsyncClient,
+        make_device: MakeDevice,
+        how: Callable[[TestDevice], dict[str, str]],
+        target: str,
     ) -> None:
         answers = []
-        for how in (routerless, routed):
+        for http in (client, routed):
             device, other = await make_device(), await make_device()
             device_id = other.id if target == "other" else str(ObjectId())
-            resp = await client.post(
+            resp = await http.post(
                 f"/api/v1/devices/{device_id}/readings",
                 json={"metrics": {"temperature": 3}},
                 headers=how(device),
@@ -125,12 +172,18 @@ class TestSameAnswers:
         assert answers[0] == answers[1]
         assert answers[0]["status"] == 404
 
-    async def test_unknown_key(self, client: httpx.AsyncClient, make_device: MakeDevice) -> None:
+    async def test_unknown_key(
+        self,
+        client: httpx.AsyncClient,
+        routed: httpx.AsyncClient,
+        make_device: MakeDevice,
+        how: Callable[[TestDevice], dict[str, str]],
+    ) -> None:
         device = await make_device()
         fake = TestDevice(context=device.context, key="dk_" + "x" * 40)
         answers = []
-        for how in (routerless, routed):
-            resp = await client.post(
+        for http in (client, routed):
+            resp = await http.post(
                 f"/api/v1/devices/{device.id}/readings",
                 json={"metrics": {"temperature": 3}},
                 headers=how(fake),
@@ -155,7 +208,7 @@ class TestSameAnswers:
         resp = await client.post(
             f"/api/v1/devices/{device.id}/readings",
             json={"metrics": {"temperature": 3}},
-            headers=routerless(device),
+            headers=key_header(device),
         )
         assert resp.status_code == 202
         assert posted((await client.get("/metrics")).text) == before + 1
