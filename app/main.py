@@ -218,6 +218,7 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,
         header_hooks=[recorded_headers],
+        access_log_sample_rate=settings.access_log_sample_rate,
         # Single-reading ingest skips the router (same steps, far less CPU; see the module).
         fast_routes=[IngestRoute(ingest_route, app.exception_handlers)],
     )

@@ -11,6 +11,7 @@ all in one pass, in the same order as before: metrics and the access log see eve
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 import uuid
@@ -84,7 +85,8 @@ class RequestMiddleware(HttpMiddleware):
     """Request id, access log, metrics, body cap, recorded headers and hot routes, in one layer.
 
     - Every request gets an id (the caller's `X-Request-Id` if safe), echoed on the answer and
-      in the logging context; it is logged once, by route template, never by raw path.
+      in the logging context; it is logged once, by route template, never by raw path (every
+      error, and `access_log_sample_rate` of the successes).
     - Every request is counted and timed by method, route template and status.
     - A body over `max_body_bytes` is answered 413 before the app reads it (a chunked body is
       buffered up to the cap, then replayed).
@@ -100,9 +102,11 @@ class RequestMiddleware(HttpMiddleware):
         max_body_bytes: int,
         header_hooks: Sequence[HeaderHook] = (),
         fast_routes: Sequence[FastRoute] = (),
+        access_log_sample_rate: float = 1.0,
     ) -> None:
         super().__init__(app)
         self.max_body_bytes = max_body_bytes
+        self.sample_rate = access_log_sample_rate
         self.header_hooks = tuple(header_hooks)
         self.fast_routes = tuple(fast_routes)
         self._series = _Series()
@@ -153,7 +157,9 @@ class RequestMiddleware(HttpMiddleware):
             method = scope["method"]
             elapsed = time.perf_counter() - started
             self._series.record(method if method in _METHODS else "OTHER", route, status, elapsed)
-            if access_logger.isEnabledFor(logging.INFO):
+            if access_logger.isEnabledFor(logging.INFO) and (
+                status >= 400 or self.sample_rate >= 1.0 or random.random() < self.sample_rate
+            ):
                 access_logger.info(
                     "request",
                     extra={
