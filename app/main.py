@@ -157,7 +157,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.gc_tuning:
             stack.callback(_untune_gc, gc.get_threshold())
             _tune_gc()
-        logger.info("started", extra={"environment": settings.environment})
+        # "uvloop" when uvicorn found it (the lock has it, with httptools): worth a glance.
+        event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        logger.info(
+            "started", extra={"environment": settings.environment, "event_loop": event_loop}
+        )
         try:
             yield
         finally:
