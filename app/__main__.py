@@ -85,6 +85,8 @@ def main() -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
+        # uvicorn's processes share the socket; each runs the app's lifespan (own batcher).
+        workers=settings.web_concurrency,
         proxy_headers=False,
         log_config=None,
         # Server pings keep sockets alive through proxies and find dead clients.

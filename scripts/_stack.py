@@ -69,6 +69,8 @@ class Stack:
     db_name: str
     workdir: Path
     processes: list[ManagedProcess] = field(default_factory=list)
+    # Base URL -> process id of each API started (its process group: uvicorn and its workers).
+    pids: dict[str, int] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for an API process on this stack (settings are read from it)."""
@@ -117,7 +119,10 @@ class Stack:
 
         proc.start(timeout=60, ready=ready)
         self.processes.append(proc)
-        return f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        assert proc.proc is not None
+        self.pids[url] = proc.proc.pid
+        return url
 
     def mongo(self) -> MongoClient[dict[str, Any]]:
         """A synchronous client on the stack's MongoDB."""

@@ -2,12 +2,18 @@
 the store itself, in one run on one store.
 
 1. Batches of 1,000 readings: POST through the API vs the raw driver `insert_many` of the
-   same documents (target ratio >= 0.7).
+   same documents (target ratio >= 0.9).
 2. Single-reading requests at concurrency 32: the API vs a bare FastAPI endpoint doing one
-   `insert_one` per request (target ratio >= 0.7).
+   `insert_one` per request (target ratio >= 1.5), with both servers' CPU per request read
+   from `/proc` (target: the API's <= 1.0 ms) and both p99 latencies (target: the API's <= 2x
+   the bare endpoint's). Requests are sent by a light keep-alive client (`_loadgen.py`), so
+   the client's own CPU does not cap what is measured.
 
 Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and two API processes on
 127.0.0.1; runs for about two minutes. Prints the figures last.
+
+With `--processes N` it compares single-reading ingest of an API started with
+`WEB_CONCURRENCY=N` against one process (target with N=2: >= 1.6x).
 
 With `--rules N` it measures alert evaluation instead: the same API process ingests batches
 for devices of a product without rules and of a product with N threshold and anomaly rules
@@ -22,9 +28,11 @@ import asyncio
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import _loadgen
 import httpx
 from _stack import Device, Stack, local_stack
 from bson import ObjectId
@@ -113,25 +121,47 @@ async def api_batches(url: str, devices: list[Device], batches: int) -> float:
     return accepted / elapsed
 
 
-async def singles(url: str, devices: list[Device], requests: int, *, prefix: str) -> float:
-    """Requests per second of single-reading POSTs at concurrency 32 (all must be 202)."""
-    limits = httpx.Limits(max_connections=CONCURRENCY_SINGLE)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+def single_requests(url: str, devices: list[Device], requests: int, *, prefix: str) -> list[bytes]:
+    """Prepared single-reading POSTs, cycling over the devices."""
+    body = json.dumps({"metrics": {"temperature": 21.5, "humidity": 40}}).encode()
+    return [
+        _loadgen.request_bytes(
+            "POST",
+            url,
+            f"{prefix}/devices/{devices[i % len(devices)].id}/readings",
+            body,
+            {"X-Device-Key": devices[i % len(devices)].key, "Content-Type": "application/json"},
+        )
+        for i in range(requests)
+    ]
 
-        async def post(i: int) -> None:
-            device = devices[i % len(devices)]
-            resp = await client.post(
-                f"{prefix}/devices/{device.id}/readings",
-                content=json.dumps({"metrics": {"temperature": 21.5, "humidity": 40}}),
-                headers={"X-Device-Key": device.key, "Content-Type": "application/json"},
-            )
-            if resp.status_code != 202:
-                raise RuntimeError(f"{resp.status_code}: {resp.text[:200]}")
 
-        await post(0)  # warm up connections and caches
-        started = time.perf_counter()
-        await gather_limited(CONCURRENCY_SINGLE, [lambda i=i: post(i) for i in range(requests)])
-        return requests / (time.perf_counter() - started)
+@dataclass
+class Singles:
+    """One run of single-reading requests: rate, latencies and the server's CPU per request."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float
+
+
+def singles(
+    stack: Stack, url: str, devices: list[Device], requests: int, *, prefix: str
+) -> Singles:
+    """Single-reading POSTs at concurrency 32 (all must be 202), with the server's CPU."""
+    warm = single_requests(url, devices, CONCURRENCY_SINGLE * 2, prefix=prefix)
+    asyncio.run(_loadgen.run(url, warm, concurrency=CONCURRENCY_SINGLE))
+    prepared = single_requests(url, devices, requests, prefix=prefix)
+    cpu_before = _loadgen.cpu_seconds(stack.pids[url])
+    result = asyncio.run(_loadgen.run(url, prepared, concurrency=CONCURRENCY_SINGLE))
+    cpu = _loadgen.cpu_seconds(stack.pids[url]) - cpu_before
+    return Singles(
+        rate=result.rate,
+        p50_ms=result.percentile(0.5) * 1000,
+        p99_ms=result.percentile(0.99) * 1000,
+        cpu_ms=cpu / requests * 1000,
+    )
 
 
 def evaluations(url: str) -> float:
@@ -237,6 +267,32 @@ def flush_sizes(url: str) -> tuple[float, float]:
     return values.get("sum", 0.0), values.get("count", 0.0)
 
 
+def processes_main(args: argparse.Namespace) -> None:
+    """Single-reading rate of an API with WEB_CONCURRENCY=N against one process."""
+    with local_stack() as stack:
+        devices = stack.seed(64, ingest_limit_per_minute=1_000_000)
+        one = stack.start_api()
+        many = stack.start_api(WEB_CONCURRENCY=str(args.processes))
+        ratios = []
+        for round_ in range(args.rounds):
+            if round_ % 2 == 0:
+                single = singles(stack, one, devices, args.requests, prefix="/api/v1")
+                multi = singles(stack, many, devices, args.requests, prefix="/api/v1")
+            else:
+                multi = singles(stack, many, devices, args.requests, prefix="/api/v1")
+                single = singles(stack, one, devices, args.requests, prefix="/api/v1")
+            ratios.append(multi.rate / single.rate)
+            print(
+                f"round {round_ + 1}: {args.processes} processes {multi.rate:,.0f}/s "
+                f"(p99 {multi.p99_ms:.1f} ms), one process {single.rate:,.0f}/s "
+                f"(p99 {single.p99_ms:.1f} ms) ({ratios[-1]:.2f})"
+            )
+    print(
+        f"processes ratio {statistics.median(ratios):.2f} (WEB_CONCURRENCY={args.processes} vs 1, "
+        f"median of {args.rounds} rounds; target >= 1.6)"
+    )
+
+
 def main() -> None:
     """Alternate both comparisons for `--rounds` rounds; print the median ratios last.
 
@@ -246,14 +302,23 @@ def main() -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 per round")
-    parser.add_argument("--requests", type=int, default=1200, help="single requests per round")
+    parser.add_argument("--requests", type=int, default=3000, help="single requests per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument(
         "--rules", type=int, default=0, help="measure N alert rules on the product instead"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="measure an API with WEB_CONCURRENCY=N against one process instead",
+    )
     args = parser.parse_args()
     if args.rules:
         rules_main(args)
+        return
+    if args.processes:
+        processes_main(args)
         return
     with local_stack() as stack:
         devices = stack.seed(32, ingest_limit_per_minute=1_000_000)
@@ -261,7 +326,7 @@ def main() -> None:
             product_id = client[stack.db_name]["devices"].find_one()["product_id"]
         api = stack.start_api()
         bare = stack.start_api("scripts._bare_app:create_bare_app")
-        batch_ratios, single_ratios = [], []
+        batch_ratios, single_ratios, api_runs, bare_runs = [], [], [], []
         flushed, flushes = 0.0, 0.0
         for round_ in range(args.rounds):
             raw_first = round_ % 2 == 0
@@ -272,39 +337,57 @@ def main() -> None:
             def api_batch() -> float:
                 return asyncio.run(api_batches(api, devices, args.batches))
 
-            def bare_single() -> float:
-                return asyncio.run(singles(bare, devices, args.requests, prefix=""))
+            def bare_single() -> Singles:
+                return singles(stack, bare, devices, args.requests, prefix="")
 
-            def api_single() -> float:
+            def api_single() -> Singles:
                 nonlocal flushed, flushes
                 before = flush_sizes(api)
-                rate = asyncio.run(singles(api, devices, args.requests, prefix="/api/v1"))
+                run = singles(stack, api, devices, args.requests, prefix="/api/v1")
                 after = flush_sizes(api)
                 flushed, flushes = flushed + after[0] - before[0], flushes + after[1] - before[1]
-                return rate
+                return run
 
             if raw_first:
                 raw_rate, api_rate = raw(), api_batch()
-                bare_rate, single_rate = bare_single(), api_single()
+                bare_run, api_run = bare_single(), api_single()
             else:
                 api_rate, raw_rate = api_batch(), raw()
-                single_rate, bare_rate = api_single(), bare_single()
+                api_run, bare_run = api_single(), bare_single()
             batch_ratios.append(api_rate / raw_rate)
-            single_ratios.append(single_rate / bare_rate)
+            single_ratios.append(api_run.rate / bare_run.rate)
+            api_runs.append(api_run)
+            bare_runs.append(bare_run)
             print(
                 f"round {round_ + 1}: batch api {api_rate:,.0f}/s raw {raw_rate:,.0f}/s "
-                f"({batch_ratios[-1]:.2f}); single api {single_rate:,.0f}/s "
-                f"bare {bare_rate:,.0f}/s ({single_ratios[-1]:.2f})"
+                f"({batch_ratios[-1]:.2f}); single api {api_run.rate:,.0f}/s "
+                f"bare {bare_run.rate:,.0f}/s ({single_ratios[-1]:.2f}); "
+                f"cpu/req api {api_run.cpu_ms:.2f} ms bare {bare_run.cpu_ms:.2f} ms; "
+                f"p99 api {api_run.p99_ms:.1f} ms bare {bare_run.p99_ms:.1f} ms"
             )
     if flushes:
         print(f"single ingest: {flushed / flushes:.1f} readings per group-commit flush on average")
+
+    def median(runs: list[Singles], name: str) -> float:
+        return statistics.median(getattr(run, name) for run in runs)
+
     print(
-        f"batch ratio  {statistics.median(batch_ratios):.2f} (median of {args.rounds} rounds; "
-        "target >= 0.7)"
+        f"single p99   api {median(api_runs, 'p99_ms'):.1f} ms, bare "
+        f"{median(bare_runs, 'p99_ms'):.1f} ms (median of {args.rounds} rounds; "
+        "target: api <= 2x bare)"
     )
     print(
-        f"single ratio {statistics.median(single_ratios):.2f} (median of {args.rounds} rounds; "
-        "target >= 0.7)"
+        f"API CPU per single-reading request {median(api_runs, 'cpu_ms'):.2f} ms, bare endpoint "
+        f"{median(bare_runs, 'cpu_ms'):.2f} ms (from /proc, median of {args.rounds} rounds; "
+        "target: api <= 1.0 ms)"
+    )
+    print(
+        f"batch ratio  {statistics.median(batch_ratios):.2f} (median of {args.rounds} rounds; "
+        "target >= 0.9)"
+    )
+    print(
+        f"single ratio {statistics.median(single_ratios):.2f} (median of {args.rounds} rounds, "
+        f"concurrency {CONCURRENCY_SINGLE}; target >= 1.5)"
     )
 
 

@@ -11,6 +11,7 @@ REQUESTS requests per variant and ~40 s in total. Prints its figures last.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import socket
 import statistics
@@ -30,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.auth.dependencies import get_optional_principal  # noqa: E402
 from app.auth.quotas import enforce_rate_limit  # noqa: E402
 from app.core.config import Settings  # noqa: E402
+from app.core.middleware import RequestMiddleware  # noqa: E402
 from app.core.services import SensorhubApp, Services, services_of  # noqa: E402
-from app.ratelimit.middleware import RateLimitHeadersMiddleware  # noqa: E402
+from app.ratelimit.middleware import recorded_headers  # noqa: E402
 from app.ratelimit.service import create_limiter  # noqa: E402
 
 REQUESTS = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
@@ -122,26 +124,11 @@ def build_app(settings: Settings) -> SensorhubApp:
     app.services = Services(  # type: ignore[arg-type]
         settings=settings,
         limiter=create_limiter(settings),
-        **dict.fromkeys(
-            (
-                "mongo_client",
-                "engine",
-                "redis",
-                "celery",
-                "firebase",
-                "device_keys",
-                "principals",
-                "access",
-                "seen",
-                "latest_values",
-                "auth_failures",
-                "device_contexts",
-                "batcher",
-                "command_waker",
-                "on_sign_in",
-                "refresh_metrics",
-            )
-        ),
+        **{
+            field.name: None
+            for field in dataclasses.fields(Services)
+            if field.init and field.name not in ("settings", "limiter")
+        },
     )
     limited = APIRouter(prefix="/on", dependencies=[Depends(enforce_rate_limit)])
     # The same caller resolution without the limiter, so the difference is the limiter alone.
@@ -154,7 +141,7 @@ def build_app(settings: Settings) -> SensorhubApp:
     plain.add_api_route("/ping", ping, response_model=dict[str, str])
     app.include_router(limited)
     app.include_router(plain)
-    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(RequestMiddleware, max_body_bytes=1 << 20, header_hooks=[recorded_headers])
     return app
 
 

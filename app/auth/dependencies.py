@@ -52,6 +52,13 @@ async def get_authentication(
 
     Failures count against the client address (`auth_failures`): past the limit, 429.
     """
+    return await authenticate_request(request, services)
+
+
+async def authenticate_request(
+    request: Request, services: Services
+) -> auth_service.Authentication | None:
+    """`get_authentication` without FastAPI, for routes served outside the router."""
     if DEVICE_KEY_HEADER not in request.headers and "authorization" not in request.headers:
         return None
     address = ratelimit.client_ip(request)
@@ -97,10 +104,6 @@ async def get_optional_principal(authentication: AuthenticationDep) -> Principal
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
-def _any_caller(principal: Principal) -> None:
-    """Every authenticated kind is welcome."""
-
-
 @openapi.raises(UserRequired)
 def _people_only(principal: Principal) -> None:
     """Refuse devices."""
@@ -115,6 +118,31 @@ def _admins_only(principal: Principal) -> None:
         raise AdminRequired("This endpoint is for administrators")
 
 
+async def admit(
+    services: Services,
+    authentication: auth_service.Authentication | None,
+    check: Callable[[Principal], None],
+) -> Principal:
+    """Require credentials, apply `check`, and only then record the caller as seen."""
+    if authentication is None:
+        raise CredentialsRequired("This endpoint needs credentials")
+    check(authentication.principal)
+    await auth_service.accept(
+        services.engine,
+        services.celery,
+        settings=services.settings,
+        authentication=authentication,
+        on_sign_in=services.on_sign_in,
+        seen=services.seen,
+        principals=services.principals,
+    )
+    return authentication.principal
+
+
+def any_caller(principal: Principal) -> None:
+    """Every authenticated kind is welcome."""
+
+
 def _principal_dependency(
     check: Callable[[Principal], None], doc: str, *, schemes: tuple[str, ...]
 ) -> Callable[..., Awaitable[Principal]]:
@@ -122,19 +150,7 @@ def _principal_dependency(
     caller as seen (so a refused request writes nothing)."""
 
     async def dependency(services: ServicesDep, authentication: AuthenticationDep) -> Principal:
-        if authentication is None:
-            raise CredentialsRequired("This endpoint needs credentials")
-        check(authentication.principal)
-        await auth_service.accept(
-            services.engine,
-            services.celery,
-            settings=services.settings,
-            authentication=authentication,
-            on_sign_in=services.on_sign_in,
-            seen=services.seen,
-            principals=services.principals,
-        )
-        return authentication.principal
+        return await admit(services, authentication, check)
 
     dependency.__doc__ = doc
     refused = getattr(check, openapi.ERRORS_ATTR, ())
@@ -143,7 +159,7 @@ def _principal_dependency(
 
 
 get_current_principal = _principal_dependency(
-    _any_caller,
+    any_caller,
     "Any authenticated caller (user, admin, master or device).",
     schemes=(BEARER, MASTER, DEVICE_KEY),
 )

@@ -36,9 +36,20 @@ class Settings(BaseSettings):
     app_name: str = "Sensorhub"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # API processes `python -m app` starts on HOST:PORT (uvicorn workers sharing the socket);
+    # one per core. Each has its own group commit; limits and caches hold across them.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Once started, freeze the objects made so far (modules, routes, schemas) out of the cyclic
+    # garbage collector's sight and collect the young generation less often: collections no
+    # longer walk the whole app mid-request (single-reading ingest p99 ~180 ms -> ~45 ms).
+    gc_tuning: bool = True
+    # Share of successful requests (status < 400) written to the access log, 0 to 1; errors
+    # are always logged. Each JSON line costs ~17 us, 4% of a single-reading ingest's CPU:
+    # busy ingest fleets may log a sample (Prometheus still counts every request).
+    access_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
 
     # --- MongoDB ---------------------------------------------------------------------------
     mongodb_url: str = "mongodb://127.0.0.1:27017"
@@ -233,6 +244,9 @@ class Settings(BaseSettings):
     ingest_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
     ingest_flush_max_docs: int = Field(default=5000, ge=1)
     ingest_flushes_in_flight: int = Field(default=4, ge=1, le=64)
+    # Also flush at once when no flush is being written (and when the one being written
+    # ends), instead of waiting the interval: readings gather while the database works.
+    ingest_flush_when_idle: bool = True
     # After a write whose outcome is unknown (connection lost, failover, timeout), how long a
     # flush keeps querying back the readings' ids and inserting the missing ones before it
     # answers 503 (the request's Idempotency-Key is kept for the retry).

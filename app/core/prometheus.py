@@ -1,49 +1,20 @@
-"""HTTP metrics by route template, and `GET /metrics` for Prometheus."""
+"""`GET /metrics` for Prometheus (HTTP requests are counted by `app.core.middleware`)."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import time
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import SecretStr
-from starlette.types import Message, Receive, Scope, Send
 
 from app.core.errors import Forbidden, NotFound
-from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from app.core.middleware import UNMATCHED_ROUTE, HttpMiddleware
+from app.core.middleware import UNMATCHED_ROUTE
 from app.core.openapi import raises
 from app.core.services import ServicesDep
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class PrometheusMiddleware(HttpMiddleware):
-    """Count and time every HTTP request by method, route template and status."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve the request, then record it under the template the router matched."""
-        started = time.perf_counter()
-        status = 500
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            # The router stores the matched route in the (shared) scope; its `path` is the
-            # template, e.g. /api/v1/devices/{device_id}, never the raw path.
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            HTTP_LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
-
+__all__ = ["UNMATCHED_ROUTE", "router"]
 
 router = APIRouter(tags=["operations"])
 

@@ -1,7 +1,8 @@
 """Where the counters live: Redis (redis-py asyncio) or Upstash (REST); the same Lua script.
 
 Each backend runs the script with EVALSHA and falls back to EVAL when the server does not
-know it yet (after a restart or a flush), so a check is one round trip in the steady state.
+know it yet (after a restart or a flush), so a check is one round trip in the steady state;
+the Redis backend sends the checks of one event-loop turn in one pipeline.
 Every call has a deadline: neither client has a useful default timeout.
 """
 
@@ -45,8 +46,18 @@ def _ints(result: Any) -> list[int]:
     return [int(value) for value in result]
 
 
+_Check = tuple[Sequence[str], Sequence[int], "asyncio.Future[Any]"]
+
+
 class RedisBackend:
-    """redis-py asyncio on `redis://` or `rediss://`, with short connect and socket timeouts."""
+    """redis-py asyncio on `redis://` or `rediss://`, with short connect and socket timeouts.
+
+    The checks of concurrent requests are sent together: every check made during one turn of
+    the event loop joins one pipeline (one write, one read, one pooled connection), sent on
+    the next turn. Each check is still its own script call, atomic on the server and run in
+    order, so counts stay exact; only the client's per-call work is shared. A check alone in
+    its turn waits for nothing but that turn.
+    """
 
     name = "redis"
 
@@ -60,18 +71,64 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
+        self._pending: list[_Check] = []
+        self._sends: set[asyncio.Task[None]] = set()
 
     async def run(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
-        """EVALSHA, or EVAL when the script is not cached on the server."""
+        """EVALSHA, or EVAL when the script is not cached on the server (in a pipeline)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._send_pending)
+        self._pending.append((keys, args, future))
         async with asyncio.timeout(self.timeout_s * 2):
-            try:
-                result = await self.client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-            except NoScriptError:
-                result = await self.client.eval(SLIDING_WINDOW_LUA, len(keys), *keys, *args)
+            result = await future
         return _ints(result)
+
+    def _send_pending(self) -> None:
+        checks, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(checks))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, checks: list[_Check]) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                results = await self._pipeline(checks, sha=True)
+                missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+                if missing:  # after a restart or a flush: none of these ran, run them now
+                    again = await self._pipeline([checks[i] for i in missing], sha=False)
+                    for i, result in zip(missing, again, strict=True):
+                        results[i] = result
+        except BaseException as exc:  # the callers decide locally on any failure
+            error = exc if isinstance(exc, Exception) else ConnectionError(repr(exc))
+            for _, _, future in checks:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(checks, results, strict=True):
+            if future.done():  # its caller gave up waiting
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _pipeline(self, checks: list[_Check], *, sha: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args, _ in checks:
+            if sha:
+                pipe.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            else:
+                pipe.eval(SLIDING_WINDOW_LUA, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def aclose(self) -> None:
         """Close the connection pool."""
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
         await self.client.aclose()
 
 

@@ -2,7 +2,8 @@
 
 This module knows policies and keys, not callers: which policy and key a caller gets is
 decided by `app.auth.quotas`. Decisions are recorded on the request's state so that
-`RateLimitHeadersMiddleware` can put the headers on whatever response the route produces.
+the request middleware can put the headers on whatever response the route produces
+(`app.ratelimit.middleware.recorded_headers`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,15 @@
 
 A flush starts `INGEST_FLUSH_INTERVAL_MS` after the first waiting reading arrived, or at once
 when `INGEST_FLUSH_MAX_DOCS` readings wait; at most `INGEST_FLUSHES_IN_FLIGHT` flushes write at
-once (later readings wait, and are written together). Each request awaits a future that
-resolves only after its readings are written, so every 202 answer is durable. After the
-insert, the same flush updates `device_latest` (one bulk write), refreshes device presence
-(throttled) and records the answers of requests that carried an `Idempotency-Key`.
+once (later readings wait, and are written together). With `INGEST_FLUSH_WHEN_IDLE` a flush
+also starts at once when no other is being written, and as soon as the one being written
+ends: readings are never held back while the database is idle, and under load they gather
+while a flush is written, so flushes grow with the load by themselves.
+
+Each request awaits a future that resolves only after its readings are written, so every 202
+answer is durable. After the insert, the same flush updates `device_latest` (one bulk write),
+refreshes device presence (throttled) and records the answers of requests that carried an
+`Idempotency-Key`.
 
 Partial failures are reported honestly: documents the server refused are named by
 `BulkWriteError` and returned to their request as failed positions; an error whose outcome is
@@ -96,10 +101,12 @@ class IngestBatcher:
         listeners: Sequence[FlushListener] = (),
         reconcile_timeout_s: float = 15.0,
         latest_values: LatestValues | None = None,
+        flush_when_idle: bool = False,
     ) -> None:
         self.engine = engine
         # Redis copies of device_latest, offered the same values in the same flush.
         self.latest_values = latest_values
+        self.flush_when_idle = flush_when_idle
         self.reconcile_timeout_s = reconcile_timeout_s
         self.listeners = tuple(listeners)
         self._notifications: set[asyncio.Task[None]] = set()
@@ -140,6 +147,7 @@ class IngestBatcher:
             listeners=listeners,
             reconcile_timeout_s=settings.ingest_reconcile_timeout_s,
             latest_values=latest_values,
+            flush_when_idle=settings.ingest_flush_when_idle,
         )
 
     @property
@@ -195,6 +203,8 @@ class IngestBatcher:
                 continue
             deadline = self._queue[0].enqueued_at + self.flush_interval_s
             while not self._closing and self._queued_docs < self.max_docs:
+                if self.flush_when_idle and not self._flushes:
+                    break  # the database is idle: holding the readings back gains nothing
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -211,6 +221,8 @@ class IngestBatcher:
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         self._flushes.discard(task)
         self._slots.release()
+        if self.flush_when_idle and not self._flushes:
+            self._full.set()  # wake the loop: what gathered meanwhile goes now
 
     def _take(self) -> list[_Item]:
         taken: list[_Item] = []

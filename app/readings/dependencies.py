@@ -8,13 +8,14 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import CurrentPrincipal
+from app.auth.principal import Principal
 from app.catalog import crud
 from app.catalog.exceptions import DeviceNotFound
 from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
 from app.core.models import IdPath
 from app.core.openapi import DEVICE_KEY, accepts, raises
-from app.core.services import ServicesDep
+from app.core.services import Services, ServicesDep
 from app.ratelimit import dependencies as ratelimit
 from app.ratelimit.exceptions import RateLimitExceeded
 from app.readings.context import DeviceContext
@@ -30,6 +31,13 @@ async def get_own_device(
     services: ServicesDep,
 ) -> DeviceContext:
     """The device whose key made the request; any other device id is 404."""
+    return await own_device(connection, device_id=device_id, principal=principal, services=services)
+
+
+async def own_device(
+    connection: HTTPConnection, *, device_id: str, principal: Principal, services: Services
+) -> DeviceContext:
+    """`get_own_device` without FastAPI, for routes served outside the router."""
     if not principal.is_device:
         raise DeviceKeyRequired("Only a device, with its own key, may post readings")
     if principal.device_id != device_id:
@@ -56,10 +64,17 @@ async def get_ingest_device(
     A product's limit is capped by RATE_LIMIT_DEVICE_MAX here too, for products stored
     before the cap was lowered.
     """
+    return await count_ingest(request, device=device, services=services)
+
+
+async def count_ingest(
+    connection: HTTPConnection, *, device: DeviceContext, services: Services
+) -> DeviceContext:
+    """`get_ingest_device` without FastAPI, for routes served outside the router."""
     limit = device.telemetry.ingest_limit_per_minute
     if limit is not None:
         limit = min(limit, services.settings.rate_limit_device_max)
-    await ratelimit.check_device(request, device.device_id, limit_per_minute=limit)
+    await ratelimit.check_device(connection, device.device_id, limit_per_minute=limit)
     return device
 
 

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime
 from app.catalog.exceptions import DeviceNotFound
 from app.catalog.telemetry import METRIC_NAME, METRIC_NAME_PATTERN
 from app.core.openapi import raises, raw_body
+from app.core.responses import ModelResponse
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.ratelimit.dependencies import limits_itself
@@ -156,12 +157,12 @@ async def list_readings(
         ),
     ] = None,
     order: Literal["asc", "desc"] = "desc",
-) -> ReadingsPage:
+) -> ModelResponse:
     """Readings of [start, end) (default: the last 24 hours), newest first unless order=asc."""
     max_limit = services.settings.readings_history_max_limit
     if limit > max_limit:
         raise QueryInvalid(f"limit may be at most {max_limit}")
-    return await queries.history(
+    page = await queries.history(
         services.engine,
         device_id=device.device_id,
         start=start,
@@ -172,6 +173,7 @@ async def list_readings(
         descending=order == "desc",
         max_span=timedelta(days=services.settings.readings_history_max_span_days),
     )
+    return ModelResponse(page)  # built and validated by the query: encoded once
 
 
 @router.get("/readings/latest", response_model=LatestRead, summary="Latest value of each metric")
@@ -210,10 +212,10 @@ async def aggregate_readings(
         ),
     ] = "UTC",
     fill: Literal["none", "null"] = "none",
-) -> AggregateRead:
+) -> ModelResponse:
     """Per bucket of `interval` (1m, 15m, 1h, 1d, 1w, 1mo ...; days and longer start at local
     midnight in `tz`), the functions of `agg` (avg, min, max, sum, count, first, last)."""
-    return await queries.aggregate(
+    answer = await queries.aggregate(
         services.engine,
         context=device,
         start=start,
@@ -227,6 +229,7 @@ async def aggregate_readings(
         max_cells=services.settings.readings_aggregate_max_cells,
         max_span=timedelta(days=services.settings.readings_aggregate_max_span_days),
     )
+    return ModelResponse(answer)  # built and validated by the query: encoded once
 
 
 @router.get(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from app import __version__
 from app.core.config import Settings
+from app.core.middleware import RequestMiddleware
 from tests.fixtures.app import client_for
 from tests.fixtures.servers import start_mongodb, start_redis
 
@@ -112,3 +115,37 @@ class TestRequestId:
     async def test_unsafe_id_is_replaced(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/health", headers={"X-Request-ID": "bad id\t<script>"})
         assert response.headers["x-request-id"] != "bad id\t<script>"
+
+
+class TestAccessLogSampling:
+    async def _logged(self, rate: float, paths: list[str]) -> list[int]:
+        """Statuses of the access-log records written for GETs of `paths`."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            status = 200 if scope["path"] == "/ok" else 404
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logger = logging.getLogger("app.access")
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        try:
+            wrapped = RequestMiddleware(app, max_body_bytes=1024, access_log_sample_rate=rate)
+            transport = httpx.ASGITransport(app=wrapped)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                for path in paths:
+                    await http.get(path)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        return [r.status for r in records]  # type: ignore[attr-defined]
+
+    async def test_every_request_by_default(self) -> None:
+        assert await self._logged(1.0, ["/ok", "/ok", "/missing"]) == [200, 200, 404]
+
+    async def test_errors_always_successes_sampled(self) -> None:
+        assert await self._logged(0.0, ["/ok", "/missing", "/ok"]) == [404]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from asgi_lifespan import LifespanManager
 from app.core import db, redis
 from app.core.config import Settings
 from app.core.startup import StartupError, wait_for_dependencies
-from app.main import create_app
+from app.main import GC_THRESHOLDS, create_app
 from tests.fixtures.servers import ROOT, free_port, start_redis
 
 
@@ -63,6 +64,25 @@ class TestRetry:
         with pytest.raises(StartupError):
             async with LifespanManager(create_app(settings)):
                 pass
+
+
+class TestGarbageCollector:
+    async def test_tuned_while_running_and_restored_after(
+        self, make_settings: Callable[..., Settings]
+    ) -> None:
+        before = gc.get_threshold()
+        async with LifespanManager(create_app(make_settings(gc_tuning=True))):
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+
+    async def test_left_alone_when_switched_off(
+        self, make_settings: Callable[..., Settings]
+    ) -> None:
+        before = gc.get_threshold(), gc.get_freeze_count()
+        async with LifespanManager(create_app(make_settings(gc_tuning=False))):
+            assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
 def _start_late(workdir: Path, port: int):  # type: ignore[no-untyped-def]

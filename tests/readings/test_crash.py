@@ -38,6 +38,7 @@ def start_api(settings: Settings, workdir: Path) -> tuple[ManagedProcess, str]:
         "RATE_LIMIT_DEVICE_LIMIT": "1000000",
         # A long flush window: most readings are waiting in memory when the kill comes.
         "INGEST_FLUSH_INTERVAL_MS": "200",
+        "INGEST_FLUSH_WHEN_IDLE": "false",
     }
     argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]

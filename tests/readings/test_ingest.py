@@ -140,6 +140,34 @@ class TestGroupCommit:
         for d in devices:
             assert len(await stored(mongo_db, d)) == 10
 
+    async def test_idle_database_writes_at_once_and_readings_gather_meanwhile(
+        self,
+        engine: AIOEngine,
+        settings: Settings,
+        make_device: MakeDevice,
+        mongo_db: MongoDatabase,
+    ) -> None:
+        devices = [await make_device() for _ in range(4)]
+        # An interval no test could wait for: only the idle rule can start these flushes.
+        async with running_batcher(
+            engine, flush_interval_s=600, max_docs=10_000, flush_when_idle=True
+        ) as batcher:
+            async with asyncio.timeout(30):
+                first = await post(
+                    engine, batcher, devices[0], settings, body({"metrics": {"temperature": 0}})
+                )
+                assert first.result.accepted == 1
+                answers = await asyncio.gather(
+                    *(
+                        post(engine, batcher, d, settings, body({"metrics": {"temperature": i}}))
+                        for i in range(1, 11)
+                        for d in devices
+                    )
+                )
+            assert all(a.result.accepted == 1 for a in answers)
+            assert batcher.flush_count < 41  # gathered while a flush was written
+        assert sum([len(await stored(mongo_db, d)) for d in devices]) == 41
+
     @pytest.mark.parametrize("in_flight", [1, 3])
     async def test_flushes_in_flight_are_capped(
         self,
@@ -186,7 +214,8 @@ class TestGroupCommit:
         mongo_db: MongoDatabase,
     ) -> None:
         device = await make_device()
-        settings = make_settings(ingest_flush_interval_ms=1000)
+        # A long window, and no flush when idle: readings wait in memory for the shutdown.
+        settings = make_settings(ingest_flush_interval_ms=1000, ingest_flush_when_idle=False)
         async with app_with(settings) as other:
             engine = services_of(other).engine
             batcher = services_of(other).batcher
