@@ -158,6 +158,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.services = None
 
 
+async def drain(app: SensorhubApp) -> None:
+    """Before the server closes connections: the last flush, then every socket closes 1001.
+
+    uvicorn closes open WebSockets with 1012 before the lifespan's shutdown runs; `python -m
+    app` calls this first (once HTTP requests in flight have been answered), so clients get
+    the readings that were acknowledged and then a 1001. The lifespan's own shutdown repeats
+    both steps harmlessly.
+    """
+    services = app.services
+    if services is None:
+        return
+    await services.batcher.stop()
+    await services.live.close_sockets()
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -71,14 +71,29 @@ class LiveHub:
             asyncio.create_task(self._recheck_loop(), name="live-recheck"),
         ]
 
-    async def close(self) -> None:
-        """After the last flush: deliver what was published, then close every socket (1001)."""
+    async def close_sockets(self, *, timeout_s: float = 2.0) -> None:
+        """After the last flush: deliver what was published, then close every socket (1001).
+
+        Waits (at most `timeout_s`) until each socket has sent its close frame. Called by the
+        server before it closes connections itself (`python -m app`), and by `close`.
+        """
+        if self.closing:
+            return
         self.closing = True
         await self._await_barrier(timeout_s=1.0)
-        for conn in list(self.connections):
+        conns = list(self.connections)
+        for conn in conns:
             with contextlib.suppress(Exception):
                 await conn.flush(timeout_s=0.5)
             conn.close(CLOSE_GOING_AWAY, "the server is shutting down; reconnect", "shutdown")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while any(c in self.connections for c in conns):
+                    await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Close every socket (1001) if not done yet, then stop following Redis."""
+        await self.close_sockets()
         # redis-py may turn a cancellation inside `get_message` into a timeout it swallows:
         # the loops also stop on this flag, and are waited for a bounded time.
         self._stopped = True

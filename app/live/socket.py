@@ -127,13 +127,14 @@ async def serve(websocket: WebSocket, services: Services, hub: LiveHub) -> None:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        await hub.remove(conn)
-        if claimed and conn.principal is not None:
-            await hub.release(conn, conn.principal)
+        # The close frame first: the hub counts a socket as gone once it is removed.
         if conn.close_label != "client" and websocket.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await websocket.close(conn.close_code, conn.close_reason)
+        await hub.remove(conn)
+        if claimed and conn.principal is not None:
+            await hub.release(conn, conn.principal)
 
 
 async def _open(websocket: WebSocket, services: Services, hub: LiveHub, conn: Connection) -> bool:
