@@ -135,6 +135,7 @@ def main() -> None:
         # Server pings keep sockets alive through proxies and find dead clients.
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_interval_s,
+        ws_per_message_deflate=settings.ws_compression,
     )
     Server(config, app=app).run()
 

@@ -1,6 +1,7 @@
 """Live fan-out: 500 sockets on 50 devices while 200 readings/s are posted.
 
-Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and two API processes on
+Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and two API processes (run
+as production runs them, `python -m app`) on
 127.0.0.1: devices post to A, half the sockets listen on A and half on B (so events cross
 Redis between processes). Phases, each bounded:
 
@@ -147,8 +148,8 @@ async def main(seconds: float) -> None:
             "WS_MAX_CONNECTIONS_PER_USER": str(SOCKETS * 2),
             "INGEST_FLUSH_INTERVAL_MS": "5",
         }
-        url_a = stack.start_api(**env)
-        url_b = stack.start_api(**env)
+        url_a = stack.start_api(as_module=True, **env)
+        url_b = stack.start_api(as_module=True, **env)
         print(f"phase 1: ingest alone for {seconds:g} s", flush=True)
         alone = await saturate(url_a, devices, seconds)
         print(f"phase 2: {SOCKETS} sockets, {RATE} readings/s for {seconds:g} s", flush=True)

@@ -314,6 +314,9 @@ class Settings(BaseSettings):
     # Messages one socket may send per second (counted by the rate limiter).
     ws_messages_per_s: int = Field(default=20, ge=1, le=10_000)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    # permessage-deflate on sockets (`python -m app`). Off: events are small JSON, and
+    # compressing each one for each socket costs more CPU than fan-out itself.
+    ws_compression: bool = False
     # A socket with no subscription and no message from its client for this long is closed.
     ws_idle_timeout_s: float = Field(default=300.0, gt=0)
     # `reauth` is sent this many seconds before the token expires.

@@ -33,7 +33,7 @@ from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.live import channels
-from app.live.connection import CLOSE_GOING_AWAY, Connection, Subscription
+from app.live.connection import CLOSE_GOING_AWAY, Connection, Subscription, encode
 from app.live.metrics import LIVE_REDIS_CHANNELS, LIVE_SOCKETS, LIVE_SUBSCRIPTIONS
 
 logger = logging.getLogger(__name__)
@@ -256,13 +256,14 @@ class LiveHub:
             return
         if not isinstance(payload, dict):
             return
+        shared = _Encoded(payload)
         for sub in list(listeners):
             try:
-                self._deliver(sub, payload)
+                self._deliver(sub, payload, shared)
             except Exception:
                 logger.exception("live delivery failed")
 
-    def _deliver(self, sub: Subscription, payload: dict[str, Any]) -> None:
+    def _deliver(self, sub: Subscription, payload: dict[str, Any], shared: _Encoded) -> None:
         name = sub.kind.name
         conn = sub.connection
         if name == channels.READINGS:
@@ -275,7 +276,10 @@ class LiveHub:
                 readings = [r for r in readings if r["metrics"]]
                 if not readings:
                     return
-            conn.offer(sub, {"seq": payload.get("sid"), "readings": readings})
+                conn.offer(sub, {"seq": payload.get("sid"), "readings": readings})
+                return
+            data, encoded = shared.readings()
+            conn.offer(sub, data, encoded)
         elif name == channels.LATEST:
             values: dict[str, dict[str, Any]] = {}
             for reading in payload.get("readings") or []:
@@ -290,7 +294,7 @@ class LiveHub:
                 payload, sub.scope_id
             ):
                 return
-            conn.offer(sub, payload)
+            conn.offer(sub, payload, shared.whole())
 
     # --- permissions and polled kinds ---------------------------------------------------------
     async def _recheck_loop(self) -> None:
@@ -406,6 +410,33 @@ class LiveHub:
                     pipe.zadd(key, {conn.id: lease})
                     pipe.expire(key, int(lease - now) + 1)
                 await pipe.execute()
+
+
+class _Encoded:
+    """One Redis message's event data, JSON-encoded at most once for all its subscribers."""
+
+    __slots__ = ("_payload", "_readings", "_whole")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self._payload = payload
+        self._readings: tuple[dict[str, Any], str] | None = None
+        self._whole: str | None = None
+
+    def readings(self) -> tuple[dict[str, Any], str]:
+        """`device.readings` data (unfiltered) and its JSON."""
+        if self._readings is None:
+            data = {
+                "seq": self._payload.get("sid"),
+                "readings": self._payload.get("readings") or [],
+            }
+            self._readings = (data, encode(data))
+        return self._readings
+
+    def whole(self) -> str:
+        """The message itself as event data, in JSON."""
+        if self._whole is None:
+            self._whole = encode(self._payload)
+        return self._whole
 
 
 def _revoked(scope: str) -> str:

@@ -33,6 +33,7 @@ from app.live.connection import (
     CLOSE_UNAUTHORIZED,
     Connection,
     Subscription,
+    encode,
 )
 from app.live.hub import LiveHub, _principal_key
 from app.live.metrics import LIVE_MESSAGES_SENT
@@ -92,11 +93,14 @@ async def serve(websocket: WebSocket, services: Services, hub: LiveHub) -> None:
     settings = services.settings
     await websocket.accept()
 
-    async def send(message: dict[str, Any]) -> None:
-        await websocket.send_text(json.dumps(message, separators=(",", ":"), default=str))
+    async def send_text(text: str) -> None:
+        await websocket.send_text(text)
         LIVE_MESSAGES_SENT.inc()
 
-    conn = Connection(send, queue_limit=settings.ws_send_queue)
+    async def send(message: dict[str, Any]) -> None:
+        await send_text(encode(message))
+
+    conn = Connection(send, queue_limit=settings.ws_send_queue, send_text=send_text)
     hub.add(conn)
     tasks: list[asyncio.Task[None]] = []
     claimed = False
