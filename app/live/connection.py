@@ -107,6 +107,11 @@ class Connection:
         self.close_reason = ""
         self.close_label = "client"
         self.sent = 0
+        # Checked by the hub's timer loop when `timed` (sockets): the token's expiry and
+        # idleness (loop time of the client's last message).
+        self.timed = False
+        self.last_activity = 0.0
+        self.reauth_sent = False
 
     @property
     def pending(self) -> int:

@@ -33,7 +33,14 @@ from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.live import channels
-from app.live.connection import CLOSE_GOING_AWAY, Connection, Subscription, encode
+from app.live.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+    Subscription,
+    encode,
+)
 from app.live.metrics import LIVE_REDIS_CHANNELS, LIVE_SOCKETS, LIVE_SUBSCRIPTIONS
 
 logger = logging.getLogger(__name__)
@@ -69,6 +76,7 @@ class LiveHub:
         self._tasks = [
             asyncio.create_task(self._follow(), name="live-follow"),
             asyncio.create_task(self._recheck_loop(), name="live-recheck"),
+            asyncio.create_task(self._timer_loop(), name="live-timers"),
         ]
 
     async def close_sockets(self, *, timeout_s: float = 2.0) -> None:
@@ -295,6 +303,35 @@ class LiveHub:
             ):
                 return
             conn.offer(sub, payload, shared.whole())
+
+    # --- timers -------------------------------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        """Every 0.2 s, for every socket: token expiry (`reauth`, then 4401) and idleness.
+
+        One loop for the process rather than a timer task per socket: hundreds of sockets
+        would otherwise wake the event loop thousands of times a second for nothing.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._stopped:
+            await asyncio.sleep(0.2)
+            now, at = utcnow(), loop.time()
+            for conn in list(self.connections):
+                if conn.timed and not conn.done.is_set():
+                    self._check_timers(conn, now=now, loop_time=at)
+
+    def _check_timers(self, conn: Connection, *, now: datetime, loop_time: float) -> None:
+        settings = self.settings
+        if conn.expires_at is not None:
+            left = (conn.expires_at - now).total_seconds()
+            if left <= 0:
+                conn.close(CLOSE_UNAUTHORIZED, "the token has expired", "auth_expired")
+                return
+            if left <= settings.ws_reauth_notice_s and not conn.reauth_sent:
+                conn.reauth_sent = True
+                conn.control({"type": "reauth", "expires_at": conn.expires_at.isoformat()})
+        idle = loop_time - conn.last_activity
+        if not conn.subscriptions and idle > settings.ws_idle_timeout_s:
+            conn.close(CLOSE_NORMAL, "idle: no subscription and no message", "idle")
 
     # --- permissions and polled kinds ---------------------------------------------------------
     async def _recheck_loop(self) -> None:
