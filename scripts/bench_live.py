@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 
 import httpx
 from _stack import MASTER_TOKEN, Device, local_stack
@@ -141,12 +143,12 @@ async def paced(url: str, devices: list[Device], seconds: float) -> dict[str, di
     return acked
 
 
-async def open_listeners(urls: tuple[str, str], devices: list[Device]) -> list[Listener]:
+async def open_listeners(urls: tuple[str, str], device_ids: list[str]) -> list[Listener]:
     """SOCKETS sockets, 10 per device, alternately on A and B, each reading in a task."""
     listeners: list[Listener] = []
     for i in range(SOCKETS):
         ws_url = urls[i % 2].replace("http://", "ws://") + "/api/v1/ws"
-        listeners.append(await open_listener(ws_url, devices[i % DEVICES].id))
+        listeners.append(await open_listener(ws_url, device_ids[i % DEVICES]))
     for listener in listeners:
         listener.task = asyncio.create_task(listener.run())
     return listeners
@@ -158,6 +160,62 @@ async def close_listeners(listeners: list[Listener]) -> None:
         await listener.ws.close()
         if listener.task is not None:
             listener.task.cancel()
+
+
+Arrivals = list[tuple[str, dict[int, float], bool]]
+
+
+async def _serve_listeners(pipe: Connection, urls: tuple[str, str], device_ids: list[str]) -> None:
+    listeners: list[Listener] = []
+    while True:
+        command = await asyncio.to_thread(pipe.recv)
+        if command == "open":
+            listeners = await open_listeners(urls, device_ids)
+            pipe.send("opened")
+        elif command == "close":
+            report = [(x.device_id, x.arrived, x.closed) for x in listeners]  # before closing
+            await close_listeners(listeners)
+            pipe.send(report)
+            listeners = []
+        else:
+            return
+
+
+def listener_process(pipe: Connection, urls: tuple[str, str], device_ids: list[str]) -> None:
+    """The sockets live in a process of their own: like real clients, they do not share the
+    load generator's event loop (arrival times use the system-wide monotonic clock)."""
+    asyncio.run(_serve_listeners(pipe, urls, device_ids))
+
+
+class Sockets:
+    """The 500 sockets, opened and closed on command in the listener process."""
+
+    def __init__(self, urls: tuple[str, str], device_ids: list[str]) -> None:
+        self.pipe, child = multiprocessing.get_context("spawn").Pipe()
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=listener_process, args=(child, urls, device_ids), daemon=True
+        )
+        self.proc.start()
+
+    async def ask(self, command: str) -> object:
+        """Send a command, wait for its answer."""
+        await asyncio.to_thread(self.pipe.send, command)
+        return await asyncio.to_thread(self.pipe.recv)
+
+    async def open(self) -> None:
+        """Open, authenticate and subscribe every socket."""
+        assert await self.ask("open") == "opened"
+
+    async def close(self) -> Arrivals:
+        """Close every socket; per socket its device, arrivals and whether it was cut."""
+        arrivals = await self.ask("close")
+        assert isinstance(arrivals, list)
+        return arrivals
+
+    def stop(self) -> None:
+        """End the listener process."""
+        self.pipe.send("exit")
+        self.proc.join(timeout=10)
 
 
 async def main(seconds: float, rounds: int) -> None:
@@ -172,23 +230,23 @@ async def main(seconds: float, rounds: int) -> None:
         url_a = stack.start_api(as_module=True, **env)
         url_b = stack.start_api(as_module=True, **env)
         print(f"latency: {SOCKETS} sockets, {RATE} readings/s for {seconds:g} s", flush=True)
-        listeners = await open_listeners((url_a, url_b), devices)
+        sockets = Sockets((url_a, url_b), [d.id for d in devices])
+        await sockets.open()
         acked = await paced(url_a, devices, seconds)
         await asyncio.sleep(1.0)  # the last events in flight
         latencies: list[float] = []
         lost = 0
         cut = 0
-        for listener in listeners:
-            if listener.closed:
+        for device_id, arrivals, closed in await sockets.close():
+            if closed:
                 cut += 1
                 continue
-            for ms, acked_at in acked[listener.device_id].items():
-                arrived = listener.arrived.get(ms)
+            for ms, acked_at in acked[device_id].items():
+                arrived = arrivals.get(ms)
                 if arrived is None:
                     lost += 1
                 else:
                     latencies.append(max(0.0, arrived - acked_at) * 1000)
-        await close_listeners(listeners)
         # The machine is shared: the two conditions alternate in short windows, so a change
         # in background load falls on both alike.
         window = seconds / rounds
@@ -198,10 +256,11 @@ async def main(seconds: float, rounds: int) -> None:
             print(f"ingest round {r + 1}/{rounds}: alone, then with {SOCKETS} sockets", flush=True)
             rate = await saturate(url_a, devices, window)
             alone = [alone[0] + rate * window, alone[1] + window]
-            listeners = await open_listeners((url_a, url_b), devices)
+            await sockets.open()
             rate = await saturate(url_a, devices, window)
             with_sockets = [with_sockets[0] + rate * window, with_sockets[1] + window]
-            await close_listeners(listeners)
+            await sockets.close()
+        sockets.stop()
         alone_rate = alone[0] / alone[1]
         with_rate = with_sockets[0] / with_sockets[1]
         latencies.sort()
