@@ -41,6 +41,7 @@ from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContextCache
 from app.stats.counters import ReadingCounters
+from app.stats.devices import DeviceCounters
 from app.users import onboarding
 from app.worker import stats as worker_stats
 from app.worker.factory import create_celery
@@ -116,11 +117,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # published reaches the sockets, then they close with 1001.
         stack.push_async_callback(live.close)
         fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
+        device_counters = DeviceCounters(
+            engine, redis_client, touch_every_s=settings.presence_throttle_s
+        )
         batcher = IngestBatcher.from_settings(
             engine,
             settings,
             cache=device_contexts,
-            listeners=[alert_evaluator, fanout, ReadingCounters(engine, redis_client)],
+            listeners=[
+                alert_evaluator,
+                fanout,
+                ReadingCounters(engine, redis_client),
+                device_counters,
+            ],
         )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
@@ -149,6 +158,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             live=live,
             on_sign_in=onboarding.welcome,
             alarm_counter=alarms_service.active_by_severity,
+            device_counters=device_counters,
+            on_devices_changed=device_counters.changed,
             refresh_metrics=refresh_metrics,
         )
         logger.info("started", extra={"environment": settings.environment})
