@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # Seconds the fleet statistics' device counts are reused for the same scope and filters
     # (0 = count on every request). Readings per minute and alarms are always fresh.
     stats_cache_s: float = Field(default=5.0, ge=0, le=300)
+    # How often the worker's beat rebuilds the statistics' device counters from MongoDB
+    # (stats.recount_devices): repairs what a crash or a write outside the API left wrong.
+    stats_recount_interval_s: float = Field(default=600.0, gt=0)
     # Deepest folder tree (a top-level folder has depth 1).
     folder_max_depth: int = Field(default=16, ge=1, le=100)
 

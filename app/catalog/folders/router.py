@@ -85,6 +85,8 @@ async def update_folder(
         folder_in=body,
         max_depth=services.settings.folder_max_depth,
     )
+    if "parent_id" in body.model_fields_set:  # the devices below have a new path
+        await services.on_devices_changed(folder_ids=[str(folder.id)])
     return folder_read(updated)
 
 
@@ -99,3 +101,4 @@ async def delete_folder(
     await folders_service.delete(
         services.engine, folder=folder, recursive=recursive, key_cache=services.device_keys
     )
+    await services.on_devices_changed(folder_ids=[str(folder.id)])
