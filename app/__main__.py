@@ -19,7 +19,7 @@ from app.core import db, redis
 from app.core.config import Settings, get_settings
 from app.core.services import SensorhubApp
 from app.core.startup import StartupError, wait_for_dependencies
-from app.main import create_app, drain
+from app.main import create_app, drain, open_streams
 from app.migrations import runner as migrations
 
 # How long a graceful stop waits for HTTP requests in flight, then for sockets to close.
@@ -31,8 +31,9 @@ class Server(uvicorn.Server):
 
     uvicorn's shutdown closes every open WebSocket with 1012 before the app's lifespan
     shutdown runs. Here, on SIGTERM or Ctrl-C: stop accepting, let HTTP requests in flight
-    finish (their readings are written and published), then `app.main.drain` (the last
-    flush, then 1001 to every socket), then uvicorn's own shutdown.
+    finish (their readings are written and published; SSE streams excepted), then
+    `app.main.drain` (the last flush, then 1001 to every socket and the end of every SSE
+    stream), then uvicorn's own shutdown.
     """
 
     def __init__(self, config: uvicorn.Config, *, app: SensorhubApp) -> None:
@@ -57,7 +58,11 @@ class Server(uvicorn.Server):
         for connection in list(connections):
             if not self._is_socket(connection):
                 connection.shutdown()
-        await self._until(lambda: all(self._is_socket(c) for c in connections), _DRAIN_TIMEOUT_S)
+        # SSE streams are HTTP requests that never end by themselves: the drain ends them.
+        await self._until(
+            lambda: sum(not self._is_socket(c) for c in connections) <= open_streams(self.app),
+            _DRAIN_TIMEOUT_S,
+        )
         if not self.force_exit:
             await drain(self.app)
             await self._until(lambda: not connections, 1.0)

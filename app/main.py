@@ -184,6 +184,12 @@ async def drain(app: SensorhubApp) -> None:
     await services.live.close_sockets()
 
 
+def open_streams(app: SensorhubApp) -> int:
+    """SSE streams open in this process (HTTP requests that only `drain` ends)."""
+    services = app.services
+    return 0 if services is None else services.live.streams
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -110,6 +110,7 @@ class Connection:
         # Checked by the hub's timer loop when `timed` (sockets): the token's expiry and
         # idleness (loop time of the client's last message).
         self.timed = False
+        self.stream = False  # an SSE stream rather than a socket
         self.last_activity = 0.0
         self.reauth_sent = False
 

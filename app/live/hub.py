@@ -175,6 +175,11 @@ class LiveHub:
                     await self._pubsub.unsubscribe(channel)
 
     @property
+    def streams(self) -> int:
+        """Open SSE streams (connections that are not sockets)."""
+        return sum(c.stream for c in self.connections)
+
+    @property
     def redis_channels(self) -> int:
         """Redis channels this process listens to."""
         return len(self._channels)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from odmantic import AIOEngine
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,6 +22,7 @@ from app.core.config import Settings
 from tests.fixtures.identities import MakeUser
 from tests.fixtures.readings import MakeDevice
 from tests.fixtures.servers import ManagedProcess
+from tests.fixtures.worker import eventually
 from tests.live.conftest import Api, authed, recv, send, start_api, until
 from tests.live.test_socket import closed_with, post, viewer
 
@@ -138,9 +140,24 @@ class TestShutdown:
             assert (await recv(ws))["type"] == "authenticated"
             await send(ws, type="subscribe", id="r", channel="device.readings", device_id=device.id)
             assert (await recv(ws))["type"] == "subscribed"
+        # And an SSE stream: an HTTP request that never ends by itself, ended by the drain.
+        http = httpx.AsyncClient(base_url=app_process.url, timeout=10)
+        stream_url = f"/api/v1/devices/{device.id}/readings/stream"
+        frames: list[str] = []
+
+        async def follow() -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.stream("GET", stream_url, headers=headers) as resp:
+                assert resp.status_code == 200
+                async for line in resp.aiter_lines():
+                    frames.append(line)
+
+        streaming = asyncio.create_task(follow())
+        await eventually(lambda: any(f.startswith("retry:") for f in frames), timeout=5)
         resp = await post(app_process, device, {"metrics": {"temperature": 30.5}})
         assert resp.status_code == 202
         assert app_process.proc.proc is not None
+        signalled = time.monotonic()
         app_process.proc.proc.send_signal(signal.SIGTERM)
         for ws in sockets:
             event = await until(ws, "event")
@@ -148,5 +165,12 @@ class TestShutdown:
             code, reason = await closed_with(ws)
             assert code == 1001, (code, reason)
             assert "shutting down" in reason
+        async with asyncio.timeout(5):
+            await streaming
+        await http.aclose()
+        assert "event: error" in frames
+        assert any("shutting down" in f for f in frames if f.startswith("data:"))
         # uvicorn re-raises the signal it handled once it is done: killed by SIGTERM, cleanly.
         assert await asyncio.to_thread(app_process.proc.proc.wait, 15) in (0, -signal.SIGTERM)
+        # Not held up by the open stream (HTTP requests in flight get up to 5 s).
+        assert time.monotonic() - signalled < 4.5
