@@ -19,6 +19,9 @@ from app.api import api_router, socket_router
 from app.auth.failures import AuthFailureGate
 from app.auth.firebase import FirebaseAuth
 from app.auth.key_cache import DeviceKeyCache
+from app.auth.principal_cache import PrincipalCache
+from app.auth.seen import SeenRecorder
+from app.catalog.permissions.access_cache import AccessCache
 from app.commands import events as command_events
 from app.commands.waker import CommandWaker
 from app.console.router import router as console_router
@@ -40,6 +43,7 @@ from app.ratelimit.middleware import RateLimitHeadersMiddleware
 from app.ratelimit.service import create_limiter
 from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContextCache
+from app.readings.latest_cache import LatestValues
 from app.stats.counters import ReadingCounters
 from app.stats.devices import DeviceCounters
 from app.users import onboarding
@@ -78,6 +82,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             name="device-key-revocations",
         )
         stack.push_async_callback(_cancel, revocations)
+        principals = PrincipalCache(ttl_s=settings.auth_cache_s, publisher=redis_client)
+        access = AccessCache(ttl_s=settings.auth_cache_s, publisher=redis_client)
+        for cache, name in ((principals, "principal-changes"), (access, "access-changes")):
+            follower = asyncio.create_task(
+                cache.follow(settings.redis_url, timeout_s=settings.redis_timeout_s), name=name
+            )
+            stack.push_async_callback(_cancel, follower)
+        seen = SeenRecorder(interval_s=settings.user_seen_interval_s)
+        stack.push_async_callback(seen.drain)
         command_waker = CommandWaker(max_waiters=settings.commands_max_waiters)
         wake_ups = asyncio.create_task(
             command_waker.follow(settings.redis_url, timeout_s=settings.redis_timeout_s),
@@ -117,6 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # published reaches the sockets, then they close with 1001.
         stack.push_async_callback(live.close)
         fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
+        latest_values = LatestValues(redis_client, ttl_s=settings.latest_cache_s)
         device_counters = DeviceCounters(
             engine, redis_client, touch_every_s=settings.presence_throttle_s
         )
@@ -130,6 +144,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 ReadingCounters(engine, redis_client),
                 device_counters,
             ],
+            latest_values=latest_values,
         )
         batcher.start()
         # Registered last, so it runs first: acknowledged readings are written before the
@@ -148,10 +163,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             celery=celery,
             firebase=FirebaseAuth(settings),
             device_keys=device_keys,
+            principals=principals,
+            access=access,
+            seen=seen,
             auth_failures=AuthFailureGate(),
             limiter=limiter,
             device_contexts=device_contexts,
             batcher=batcher,
+            latest_values=latest_values,
             command_waker=command_waker,
             alert_rules=alert_rules,
             alert_evaluator=alert_evaluator,

@@ -70,6 +70,7 @@ def collections_(settings: Settings) -> list[CollectionSpec]:
             indexes=[
                 IndexModel([("status", ASCENDING), ("created_ms", ASCENDING)]),
                 IndexModel([("alarm_id", ASCENDING)]),
+                IndexModel([("digest", ASCENDING), ("created_ms", ASCENDING)]),
             ],
         ),
         CollectionSpec(

@@ -74,6 +74,7 @@ def raise_op(
         "first_value": value if first_value is None else first_value,
         "raised_ms": first_ms,
         "cleared_ms": None,
+        "closed_ms": None,
         "acknowledged_ms": None,
         "acknowledged_by": None,
         "cleared_by": None,
@@ -98,6 +99,7 @@ def clear_update(*, at_ms: int, by: str, reason: str | None, value: Any = None) 
         "status": AlarmStatus.CLEARED.value,
         "active_key": cleared_key,
         "cleared_ms": at_ms,
+        "closed_ms": now_ms(),
         "cleared_by": by,
         "cleared_reason": reason,
     }

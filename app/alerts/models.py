@@ -124,6 +124,9 @@ class Alarm(Document):
     raised_ms: int
     last_ms: int
     cleared_ms: int | None = None
+    # Server clock when it was cleared: retention counts from this, not from `cleared_ms` (the
+    # reading time that cleared it), so alarms of back-filled or late data are kept too.
+    closed_ms: int | None = None
     acknowledged_ms: int | None = None
     acknowledged_by: str | None = None
     cleared_by: str | None = None
@@ -139,7 +142,7 @@ class Alarm(Document):
         index("folder_path"),
         index("rule_id"),
         index("status", "severity"),
-        index("cleared_ms"),
+        index("closed_ms"),
     )
 
 

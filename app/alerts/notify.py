@@ -15,7 +15,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from app.alerts import events
+from app.alerts import digest, events
 from app.alerts.context import AlertsContext
 from app.alerts.models import AlertRule
 from app.alerts.webhooks import NOTIFICATIONS_KEY, PENDING, log_entry
@@ -25,8 +25,6 @@ from app.emails.models import EmailOutbox, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
-THROTTLE_PREFIX = "sensorhub:alerts:notified:"
-
 
 def _decide(ctx: AlertsContext, event: dict[str, Any], rule: AlertRule) -> str:
     """'send' or 'suppressed' (the rule's minimum interval), decided once per event."""
@@ -35,7 +33,7 @@ def _decide(ctx: AlertsContext, event: dict[str, Any], rule: AlertRule) -> str:
     interval = int(rule.notify.get("min_interval_s") or 0)
     decision = "send"
     if interval > 0:
-        taken = ctx.redis.set(THROTTLE_PREFIX + str(rule.id), event["_id"], nx=True, ex=interval)
+        taken = ctx.redis.set(digest.throttle_key(str(rule.id)), event["_id"], nx=True, ex=interval)
         decision = "send" if taken else "suppressed"
     coll = ctx.db[collections.ALERT_EVENTS]
     coll.update_one(
@@ -66,8 +64,13 @@ def process_event(
         return "skipped"
     rule = AlertRule.model_validate_doc(rule_doc)
     if _decide(ctx, event, rule) == "suppressed":
-        coll.update_one({"_id": event_id}, {"$set": {"status": events.DONE}})
-        log_entry(ctx, _line(event, "any", None, "suppressed (rule minimum interval)"))
+        done: dict[str, Any] = {"status": events.DONE}
+        why = "suppressed (rule minimum interval)"
+        if rule.notify.get("digest") and rule.notify.get("emails"):
+            done["digest"] = digest.PENDING  # app/alerts/digest.py sends it when the interval ends
+            why = "suppressed (rule minimum interval; in the next digest)"
+        coll.update_one({"_id": event_id}, {"$set": done})
+        log_entry(ctx, _line(event, "any", None, why))
         _count(ctx, "any", "suppressed")
         return "suppressed"
     payload = event["payload"]

@@ -160,6 +160,16 @@ class NotifyIn(_Strict):
     on_ack: bool = False
     # Per rule: notifications closer together than this are suppressed (and logged as such).
     min_interval_s: int = Field(default=0, ge=0, le=86_400)
+    # With min_interval_s: what was suppressed is emailed as one digest once the interval ends.
+    digest: bool = False
+
+    @model_validator(mode="after")
+    def _digest_needs_interval(self) -> NotifyIn:
+        if self.digest and self.min_interval_s == 0:
+            raise PydanticCustomError(
+                "alert_notify_fields", "a digest collects what min_interval_s holds back: set it"
+            )
+        return self
 
 
 class NotifyRead(BaseModel):
@@ -170,6 +180,7 @@ class NotifyRead(BaseModel):
     on_clear: bool
     on_ack: bool
     min_interval_s: int
+    digest: bool
 
 
 class Scope(_Strict):
@@ -224,6 +235,7 @@ class RuleRead(BaseModel):
             "on_clear": stored.get("on_clear", True),
             "on_ack": stored.get("on_ack", False),
             "min_interval_s": stored.get("min_interval_s", 0),
+            "digest": bool(stored.get("digest", False)),
         }
         return cls.model_validate(
             {

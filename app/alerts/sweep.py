@@ -1,4 +1,4 @@
-"""The beat's alert sweep: no_data deadlines, for_s expiry, retention, stuck events.
+"""The beat's alert sweep: no_data deadlines, for_s expiry, retention, stuck events, digests.
 
 Runs every ALERTS_SWEEP_INTERVAL_S under a lock (the worker task takes it), so an alarm fires
 at most that long after its deadline. It reads only what has a deadline:
@@ -20,7 +20,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.alerts import alarms, events
+from app.alerts import alarms, digest, events
 from app.alerts.alarms import DeviceInfo
 from app.alerts.context import AlertsContext
 from app.alerts.models import AlarmEvent, AlarmStatus, AlertRule, ConditionType, active_key
@@ -82,14 +82,17 @@ class Sweeper:
         now_ms: int,
         enqueue: Callable[[str], None],
         enqueue_webhook: Callable[[str], None] | None = None,
+        enqueue_email: Callable[[str], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.now_ms = now_ms
         self.enqueue = enqueue
         self.enqueue_webhook = enqueue_webhook
+        self.enqueue_email = enqueue_email
         self.db = ctx.db
         self.page = ctx.settings.alerts_sweep_page_size
         self.counts = {"devices": 0, "raised": 0, "expired": 0, "deleted": 0, "requeued": 0}
+        self.counts["digests"] = 0
 
     def run(self) -> dict[str, int]:
         """Everything once."""
@@ -97,7 +100,14 @@ class Sweeper:
         self.for_s_expiry()
         self.retention()
         self.requeue_events()
+        self.digests()
         return self.counts
+
+    def digests(self) -> None:
+        """Email what rules with a digest held back, once their interval is over."""
+        # Without a way to enqueue, the outbox beat sends the entries after its grace period.
+        enqueue = self.enqueue_email or (lambda _outbox_id: None)
+        self.counts["digests"] += digest.send_due(self.ctx, page=self.page, enqueue_email=enqueue)
 
     def no_data(self) -> None:
         """Raise no_data alarms for devices silent past their rules' `after_s`."""
@@ -268,7 +278,7 @@ class Sweeper:
         old = [
             doc["_id"]
             for doc in self.db[collections.ALARMS]
-            .find({"status": AlarmStatus.CLEARED.value, "cleared_ms": {"$lt": cutoff}}, {"_id": 1})
+            .find({"status": AlarmStatus.CLEARED.value, "closed_ms": {"$lt": cutoff}}, {"_id": 1})
             .limit(self.page)
         ]
         if not old:

@@ -24,6 +24,7 @@ from app.auth.exceptions import (
 )
 from app.auth.principal import Principal
 from app.core import openapi
+from app.core.feed_cache import InvalidationPending
 from app.core.openapi import ANONYMOUS, BEARER, DEVICE_KEY, MASTER
 from app.core.services import Services, ServicesDep
 from app.ratelimit import dependencies as ratelimit
@@ -81,6 +82,7 @@ async def _authenticate(request: Request, services: Services) -> auth_service.Au
         settings=services.settings,
         token=token,
         key_cache=services.device_keys,
+        principals=services.principals,
     )
 
 
@@ -129,12 +131,14 @@ def _principal_dependency(
             settings=services.settings,
             authentication=authentication,
             on_sign_in=services.on_sign_in,
+            seen=services.seen,
+            principals=services.principals,
         )
         return authentication.principal
 
     dependency.__doc__ = doc
     refused = getattr(check, openapi.ERRORS_ATTR, ())
-    openapi.raises(CredentialsRequired, *refused)(dependency)
+    openapi.raises(CredentialsRequired, InvalidationPending, *refused)(dependency)
     return openapi.accepts(*schemes)(dependency)
 
 

@@ -20,6 +20,8 @@ from pymongo.errors import DuplicateKeyError
 from app.auth.firebase import FirebaseAccount, FirebaseIdentity
 from app.auth.models import User
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
+from app.auth.principal_cache import PrincipalCache
+from app.auth.seen import SeenRecorder
 from app.core import db
 from app.core.config import Settings
 from app.core.models import utcnow
@@ -216,10 +218,14 @@ async def record_sight(
     user: User | None,
     identity: FirebaseIdentity | None,
     on_sign_in: SignInHook,
+    seen: SeenRecorder | None = None,
+    principals: PrincipalCache | None = None,
 ) -> User:
     """Create, update or touch the user behind an accepted request; the stored user.
 
-    The one place where first-sight side effects are triggered (through `on_sign_in`).
+    The one place where first-sight side effects are triggered (through `on_sign_in`). A
+    profile or claim change is announced to `principals` (sessions of the user hold roles);
+    with `seen`, "last seen" is written in the background.
     """
     first_seen = verified_now = False
     if user is None:
@@ -229,10 +235,16 @@ async def record_sight(
         verified_now = first_seen and user.email_verified
     else:
         if identity is not None:
+            stored = user
             user, verified_now = await sync_identity(
                 engine, settings=settings, user=user, identity=identity
             )
-        await touch(engine, settings=settings, user=user)
+            if user is not stored and principals is not None:
+                await principals.user_changed(user.uid)
+        if seen is not None:
+            seen.seen(engine, user)
+        else:
+            await touch(engine, settings=settings, user=user)
     if first_seen or verified_now:
         await on_sign_in(
             engine, celery, user=user, first_seen=first_seen, verified_now=verified_now

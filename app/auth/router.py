@@ -14,6 +14,7 @@ from app.auth.exceptions import (
     RefreshTokenReused,
 )
 from app.auth.schemas import MeRead, RefreshRequest, SessionCreate, SessionTokens
+from app.core.feed_cache import InvalidationPending
 from app.core.openapi import raises
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
@@ -25,7 +26,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @router.post("/session", response_model=SessionTokens)
-@raises(InvalidCredentials, AccountDisabled, IdentityProviderUnavailable)
+@raises(InvalidCredentials, AccountDisabled, IdentityProviderUnavailable, InvalidationPending)
 async def create_session(
     body: SessionCreate, response: Response, services: ServicesDep
 ) -> SessionTokens:
@@ -38,11 +39,18 @@ async def create_session(
         settings=services.settings,
         id_token_in=body.id_token,
         on_sign_in=services.on_sign_in,
+        principals=services.principals,
     )
 
 
 @router.post("/refresh", response_model=SessionTokens)
-@raises(InvalidCredentials, RefreshTokenReused, AccountDisabled, IdentityProviderUnavailable)
+@raises(
+    InvalidCredentials,
+    RefreshTokenReused,
+    AccountDisabled,
+    IdentityProviderUnavailable,
+    InvalidationPending,
+)
 async def refresh(body: RefreshRequest, response: Response, services: ServicesDep) -> SessionTokens:
     """Rotate the session tokens; a refresh token works once.
 
@@ -56,15 +64,19 @@ async def refresh(body: RefreshRequest, response: Response, services: ServicesDe
         settings=services.settings,
         refresh_token_in=body.refresh_token,
         on_sign_in=services.on_sign_in,
+        principals=services.principals,
     )
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
-@raises(InvalidCredentials)
+@raises(InvalidCredentials, InvalidationPending)
 async def logout(body: RefreshRequest, services: ServicesDep) -> None:
     """End the session of this refresh token (its access tokens stop working too)."""
     await auth_service.logout(
-        services.engine, settings=services.settings, refresh_token_in=body.refresh_token
+        services.engine,
+        settings=services.settings,
+        refresh_token_in=body.refresh_token,
+        principals=services.principals,
     )
 
 

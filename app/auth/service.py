@@ -16,7 +16,9 @@ from app.auth.identities import SignInHook
 from app.auth.key_cache import DeviceKeyCache
 from app.auth.models import User
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
+from app.auth.principal_cache import PrincipalCache
 from app.auth.schemas import MeRead, SessionTokens
+from app.auth.seen import SeenRecorder
 from app.core import collections, db
 from app.core.config import Settings
 from app.core.models import utcnow
@@ -76,21 +78,30 @@ async def authenticate(
     settings: Settings,
     token: str,
     key_cache: DeviceKeyCache | None = None,
+    principals: PrincipalCache | None = None,
 ) -> Authentication:
-    """Resolve a bearer token: device key, master token, API access token, Firebase ID token."""
+    """Resolve a bearer token: device key, master token, API access token, Firebase ID token.
+
+    An access token's user is read from `principals` while that cache is live (no MongoDB
+    read); it holds only enabled users of sessions not revoked, and forgets them on change.
+    """
     if device_keys.looks_like_device_key(token):
         return await authenticate_device(engine, key=token, key_cache=key_cache)
+    verified = tokens.verified_access(settings, token)
+    if verified is not None:
+        session_user = await _session_user(engine, claims=verified, principals=principals)
+        return Authentication(
+            principal=identities.principal_for_user(settings, session_user), user=session_user
+        )
     if _is_master(settings, token):
         return Authentication(principal=MASTER_PRINCIPAL)
     if tokens.is_ours(settings, token):
         claims = tokens.decode(settings, token, typ=tokens.ACCESS)
-        user = await identities.get_user(engine, uid=claims.uid)
-        if user is None:
-            raise InvalidCredentials("The account no longer exists")
-        ensure_enabled(user)
-        if await sessions.is_family_revoked(engine, family_id=claims.family_id):
-            raise InvalidCredentials("The session has ended; sign in again")
-        return Authentication(principal=identities.principal_for_user(settings, user), user=user)
+        session_user = await _session_user(engine, claims=claims, principals=principals)
+        tokens.remember_access(settings, token, claims)
+        return Authentication(
+            principal=identities.principal_for_user(settings, session_user), user=session_user
+        )
     identity = await firebase.verify(token)
     user = await identities.get_user(engine, uid=identity.uid)
     ensure_enabled(user)
@@ -101,6 +112,26 @@ async def authenticate(
     )
 
 
+async def _session_user(
+    engine: AIOEngine, *, claims: tokens.TokenClaims, principals: PrincipalCache | None
+) -> User:
+    """The enabled user of a session not revoked: from the cache, else from MongoDB."""
+    if principals is not None:
+        cached = principals.lookup(uid=claims.uid, family_id=claims.family_id)
+        if cached is not None:
+            return cached
+    generation = 0 if principals is None else principals.generation
+    user = await identities.get_user(engine, uid=claims.uid)
+    if user is None:
+        raise InvalidCredentials("The account no longer exists")
+    ensure_enabled(user)
+    if await sessions.is_family_revoked(engine, family_id=claims.family_id):
+        raise InvalidCredentials("The session has ended; sign in again")
+    if principals is not None:
+        principals.remember(user, family_id=claims.family_id, generation=generation)
+    return user
+
+
 async def accept(
     engine: AIOEngine,
     celery: Celery,
@@ -108,17 +139,30 @@ async def accept(
     settings: Settings,
     authentication: Authentication,
     on_sign_in: SignInHook,
+    seen: SeenRecorder | None = None,
+    principals: PrincipalCache | None = None,
 ) -> None:
-    """Record an accepted user request (first sight, profile sync, last seen)."""
-    if authentication.principal.kind is PrincipalKind.USER:
-        await identities.record_sight(
-            engine,
-            celery,
-            settings=settings,
-            user=authentication.user,
-            identity=authentication.identity,
-            on_sign_in=on_sign_in,
-        )
+    """Record an accepted user request (first sight, profile sync, last seen).
+
+    With `seen`, a known user's "last seen" is written in the background, at most once per
+    USER_SEEN_INTERVAL_S: a steady caller costs no write on the request path.
+    """
+    if authentication.principal.kind is not PrincipalKind.USER:
+        return
+    user, identity = authentication.user, authentication.identity
+    if seen is not None and user is not None and identity is None:
+        seen.seen(engine, user)
+        return
+    await identities.record_sight(
+        engine,
+        celery,
+        settings=settings,
+        user=user,
+        identity=identity,
+        on_sign_in=on_sign_in,
+        seen=seen,
+        principals=principals,
+    )
 
 
 def _me(principal: Principal, user: User | None) -> MeRead:
@@ -136,7 +180,7 @@ def _me(principal: Principal, user: User | None) -> MeRead:
 
 
 async def me(engine: AIOEngine, *, principal: Principal) -> MeRead:
-    """The caller's profile and roles."""
+    """The caller's profile and roles (one read: the profile is the data asked for)."""
     user = await identities.get_user(engine, uid=principal.uid) if principal.is_user else None
     return _me(principal, user)
 
@@ -148,6 +192,7 @@ async def _issue(
     user: User,
     family_id: str,
     session_started_at: datetime,
+    principals: PrincipalCache | None = None,
 ) -> SessionTokens:
     access, refresh = (
         tokens.issue(
@@ -169,6 +214,7 @@ async def _issue(
     # A reuse seen while this token was being stored revokes the family after the fact.
     if await sessions.is_family_revoked(engine, family_id=family_id):
         await sessions.revoke_family(engine, family_id=family_id)
+        await _session_ended(principals, family_id)
         raise RefreshTokenReused("The session was revoked while refreshing; sign in again")
     now = utcnow()
     return SessionTokens(
@@ -188,13 +234,20 @@ async def create_session(
     settings: Settings,
     id_token_in: str,
     on_sign_in: SignInHook,
+    principals: PrincipalCache | None = None,
 ) -> SessionTokens:
     """Exchange a Firebase ID token (checked for revocation) for API session tokens."""
     identity = await firebase.verify(id_token_in, check_revoked=True)
     user = await identities.get_user(engine, uid=identity.uid)
     ensure_enabled(user)
     user = await identities.record_sight(
-        engine, celery, settings=settings, user=user, identity=identity, on_sign_in=on_sign_in
+        engine,
+        celery,
+        settings=settings,
+        user=user,
+        identity=identity,
+        on_sign_in=on_sign_in,
+        principals=principals,
     )
     return await _issue(
         engine,
@@ -203,6 +256,12 @@ async def create_session(
         family_id=tokens.new_family_id(),
         session_started_at=utcnow(),
     )
+
+
+async def _session_ended(principals: PrincipalCache | None, family_id: str) -> None:
+    """Tell every process a revoked family's access tokens are void (after the write)."""
+    if principals is not None:
+        await principals.session_ended(family_id)
 
 
 def session_ended_by(account: FirebaseAccount | None, *, started_at: datetime) -> str | None:
@@ -227,6 +286,7 @@ async def refresh(
     settings: Settings,
     refresh_token_in: str,
     on_sign_in: SignInHook,
+    principals: PrincipalCache | None = None,
 ) -> SessionTokens:
     """Rotate a refresh token: it works once; a reused one revokes its whole family.
 
@@ -249,23 +309,39 @@ async def refresh(
         reason = session_ended_by(account, started_at=claims.session_started_at)
     if reason is not None or user is None or account is None:
         await sessions.revoke_family(engine, family_id=claims.family_id)
+        await _session_ended(principals, claims.family_id)
         raise InvalidCredentials(reason)
+    stored = user
     user, verified_now = await identities.sync_account(
         engine, settings=settings, user=user, account=account
     )
+    if user is not stored and principals is not None:
+        await principals.user_changed(user.uid)  # the claim changed: roles follow at once
     if verified_now:
         await on_sign_in(engine, celery, user=user, first_seen=False, verified_now=True)
-    await sessions.spend(engine, jti=claims.jti, family_id=claims.family_id, uid=claims.uid)
+    try:
+        await sessions.spend(engine, jti=claims.jti, family_id=claims.family_id, uid=claims.uid)
+    except RefreshTokenReused:
+        await _session_ended(principals, claims.family_id)
+        raise
     return await _issue(
         engine,
         settings=settings,
         user=user,
         family_id=claims.family_id,
         session_started_at=claims.session_started_at,
+        principals=principals,
     )
 
 
-async def logout(engine: AIOEngine, *, settings: Settings, refresh_token_in: str) -> None:
-    """End a session: every token of the refresh token's family stops working."""
+async def logout(
+    engine: AIOEngine,
+    *,
+    settings: Settings,
+    refresh_token_in: str,
+    principals: PrincipalCache | None = None,
+) -> None:
+    """End a session: every token of the refresh token's family stops working, everywhere."""
     claims = tokens.decode(settings, refresh_token_in, typ=tokens.REFRESH)
     await sessions.revoke_family(engine, family_id=claims.family_id)
+    await _session_ended(principals, claims.family_id)

@@ -88,6 +88,37 @@ def issue(
     return IssuedToken(token=token, jti=jti, expires_at=expires_at)
 
 
+# Access tokens verified recently: `(signing key, audience, issuer, token) -> claims`. A
+# token's signature and claims never change, so a hit needs only the expiry checked again;
+# the session behind it is checked on every request by the caller.
+_VERIFIED_MAX = 10_000
+_verified: dict[tuple[str, str, str, str], TokenClaims] = {}
+
+
+def verified_access(settings: Settings, token: str) -> TokenClaims | None:
+    """The claims of an access token this process verified before and that has not expired
+    since, or None (verify it with `decode`)."""
+    key = (settings.jwt_signing_key, settings.jwt_audience, settings.jwt_issuer, token)
+    claims = _verified.get(key)
+    if claims is None:
+        return None
+    if claims.expires_at <= datetime.now(UTC):
+        _verified.pop(key, None)
+        return None
+    return claims
+
+
+def remember_access(settings: Settings, token: str, claims: TokenClaims) -> None:
+    """Keep a verified access token's claims for `verified_access`."""
+    if claims.typ != ACCESS:
+        return
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[(settings.jwt_signing_key, settings.jwt_audience, settings.jwt_issuer, token)] = (
+        claims
+    )
+
+
 def is_ours(settings: Settings, token: str) -> bool:
     """True when the token claims to be issued by this API (it is verified separately)."""
     try:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, TypedDict, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypedDict, TypeVar
 
+from bson import ObjectId
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
 
@@ -16,9 +18,12 @@ from app.auth.principal import Principal
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
-from app.catalog.permissions.models import Role
+from app.catalog.permissions.access_cache import AccessCache
+from app.catalog.permissions.exceptions import NotAllowed
+from app.catalog.permissions.models import ResourceKind, ResourceType, Role
 from app.core import db
-from app.core.errors import AppError
+from app.core.errors import AppError, NotFound
+from app.core.models import parse_object_id
 from app.core.pagination import PageParams, and_filters, next_cursor
 
 R = TypeVar("R", Folder, Product, Device)
@@ -33,12 +38,81 @@ async def get(engine: AIOEngine, model: type[R], resource_id: str) -> R:
 
 
 async def get_for(
-    engine: AIOEngine, model: type[R], *, principal: Principal, resource_id: str, role: Role
+    engine: AIOEngine,
+    model: type[R],
+    *,
+    principal: Principal,
+    resource_id: str,
+    role: Role,
+    access: AccessCache | None = None,
 ) -> R:
-    """Load a resource the caller holds `role` on (404 when invisible, 403 when too weak)."""
+    """Load a resource the caller holds `role` on (404 when invisible, 403 when too weak).
+
+    One MongoDB read (the resource) when the caller's grants are in `access`.
+    """
+    generation = 0 if access is None else access.generation
     resource = await get(engine, model, resource_id)
-    await permissions_service.require(engine, principal=principal, resource=resource, role=role)
+    if access is not None and isinstance(resource, Device):  # its path serves `device_access_for`
+        access.remember_path(
+            ResourceType.DEVICE, str(resource.id), resource.access_path, generation=generation
+        )
+    await permissions_service.require(
+        engine, principal=principal, resource=resource, role=role, access=access
+    )
     return resource
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """A device as access checks know it: its id and the folders whose grants reach it."""
+
+    kind: ClassVar[ResourceKind] = Device.kind
+
+    id: ObjectId
+    folders: tuple[str, ...]
+
+    @property
+    def access_path(self) -> list[str]:
+        """The device's folder and that folder's ancestors."""
+        return list(self.folders)
+
+
+async def _device_ref(
+    engine: AIOEngine, device_id: str, *, access: AccessCache, fresh: bool
+) -> DeviceRef:
+    oid = parse_object_id(device_id)
+    if oid is None:
+        raise Device.kind.not_found()
+    cached = None if fresh else access.path(ResourceType.DEVICE, device_id)
+    if cached is not None:
+        return DeviceRef(oid, cached.folders)
+    generation = access.generation
+    doc = await db.collection(engine, Device).find_one({"_id": oid}, {"folder_path": 1})
+    if doc is None:
+        raise Device.kind.not_found()
+    folders = tuple(str(f) for f in doc.get("folder_path") or ())
+    access.remember_path(ResourceType.DEVICE, device_id, folders, generation=generation)
+    return DeviceRef(oid, folders)
+
+
+async def device_access_for(
+    engine: AIOEngine, *, principal: Principal, device_id: str, role: Role, access: AccessCache
+) -> DeviceRef:
+    """Check the caller holds `role` on a device without loading it (404/403 as `get_for`).
+
+    Served from `access` when warm (no MongoDB read); a refusal is decided from MongoDB.
+    """
+    ref = await _device_ref(engine, device_id, access=access, fresh=False)
+    try:
+        await permissions_service.require(
+            engine, principal=principal, resource=ref, role=role, access=access
+        )
+    except (NotAllowed, NotFound):
+        ref = await _device_ref(engine, device_id, access=access, fresh=True)
+        await permissions_service.require(
+            engine, principal=principal, resource=ref, role=role, access=access
+        )
+    return ref
 
 
 async def list_readable(

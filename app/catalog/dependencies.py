@@ -35,7 +35,12 @@ def resource_dep(model: type[R], role: Role, *, path: str) -> Callable[..., Awai
 
     async def load(services: Services, principal: Principal, **path_params: str) -> R:
         return await crud.get_for(
-            services.engine, model, principal=principal, resource_id=path_params[path], role=role
+            services.engine,
+            model,
+            principal=principal,
+            resource_id=path_params[path],
+            role=role,
+            access=services.access,
         )
 
     # FastAPI reads a dependency's parameters from its signature: name the path parameter.

@@ -26,6 +26,7 @@ from app.catalog.permissions.exceptions import InvalidEmail, LastOwner, TooManyS
 from app.catalog.permissions.models import Role
 from app.catalog.permissions.schemas import ShareIn, ShareRead
 from app.catalog.products.router import router as products_router
+from app.core.feed_cache import InvalidationPending
 from app.core.openapi import raises
 from app.core.pagination import Page
 from app.core.responses import NO_CONTENT
@@ -57,7 +58,14 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
     @sharing_router.put(
         f"{base}/{{user_id}}", response_model=ShareRead, name=f"set_{collection}_permission"
     )
-    @raises(UserNotFound, InvalidEmail, TooManyShares, LastOwner, RateLimitExceeded)
+    @raises(
+        UserNotFound,
+        InvalidEmail,
+        TooManyShares,
+        LastOwner,
+        RateLimitExceeded,
+        InvalidationPending,
+    )
     async def set_permission(
         request: Request,
         resource: OwnedResource,
@@ -83,18 +91,21 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
             role=body.role,
             cap=services.settings.shares_per_resource_max,
             spend_invite=spend_invite,
+            access=services.access,
         )
         return _share_read(share)
 
     @sharing_router.delete(
         f"{base}/{{user_id}}", **NO_CONTENT, name=f"remove_{collection}_permission"
     )
-    @raises(UserNotFound, LastOwner)
+    @raises(UserNotFound, LastOwner, InvalidationPending)
     async def remove_permission(
         resource: OwnedResource, user_id: UserRef, services: ServicesDep
     ) -> None:
         """Remove a user's grant or an email's invite; the last owner stays (owners only)."""
-        await sharing.remove_share(services.engine, resource=resource, user_ref=user_id)
+        await sharing.remove_share(
+            services.engine, resource=resource, user_ref=user_id, access=services.access
+        )
 
 
 _add_sharing_routes("folders", resource_dep(Folder, Role.OWNER, path="resource_id"))

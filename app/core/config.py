@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # Seconds a device key's lookup is kept in memory (0 = look up every request). Rotation
     # and deletion revoke it everywhere at once over Redis; this bounds hand-made DB changes.
     device_key_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    # Seconds each API process may keep a session's user, a user's grants and a device's
+    # access path in memory (0 = read them every request). Logout, disabling, role and grant
+    # removals, moves and deletions reach every process over Redis at once; this bounds only
+    # changes made in the database by hand.
+    auth_cache_s: float = Field(default=30.0, ge=0, le=3600)
     # Absolute lifetime of an API session (from sign-in); refresh rotation cannot extend it.
     session_max_age_s: int = Field(default=30 * 86_400, ge=300)
     # Seconds a refresh may reuse a Firebase account lookup (disabled, deleted, signed out
@@ -255,6 +260,10 @@ class Settings(BaseSettings):
     idempotency_lease_s: float = Field(default=60.0, gt=0, le=3600)
     presence_throttle_s: float = Field(default=30.0, ge=0)
     readings_context_cache_s: float = Field(default=5.0, ge=0)
+    # Seconds a device's latest values stay copied in Redis after their last write or fill
+    # (0 = read device_latest in MongoDB every time). Flushes keep the copy current; this
+    # bounds only a copy left behind while Redis was unreachable.
+    latest_cache_s: float = Field(default=600.0, ge=0, le=86_400)
     # --- device commands (app/commands) --------------------------------------------------------
     # Longest `wait` a device's long-poll may ask for; longer waits are cut to it.
     commands_poll_max_wait_s: float = Field(default=30.0, ge=0, le=300)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from app.auth.firebase import FirebaseAuth
     from app.auth.identities import SignInHook
     from app.auth.key_cache import DeviceKeyCache
+    from app.auth.principal_cache import PrincipalCache
+    from app.auth.seen import SeenRecorder
+    from app.catalog.permissions.access_cache import AccessCache
     from app.commands.waker import CommandWaker
     from app.core.config import Settings
     from app.core.db import MongoClient
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from app.ratelimit.service import RateLimiter
     from app.readings.batcher import IngestBatcher
     from app.readings.context import DeviceContextCache
+    from app.readings.latest_cache import LatestValues
     from app.stats.devices import DeviceCounters
     from app.stats.service import AlarmCounter
 
@@ -53,10 +57,17 @@ class Services:
     celery: Celery
     firebase: FirebaseAuth
     device_keys: DeviceKeyCache
+    # Session users, grants and device access paths, forgotten on change over Redis.
+    principals: PrincipalCache
+    access: AccessCache
+    # "Last seen" writes, off the request path.
+    seen: SeenRecorder
     auth_failures: AuthFailureGate
     limiter: RateLimiter
     device_contexts: DeviceContextCache
     batcher: IngestBatcher
+    # Redis copies of device_latest (GET /readings/latest reads them).
+    latest_values: LatestValues
     # Waiting command long-polls of this process, woken over Redis (app/commands/waker.py).
     command_waker: CommandWaker
     # Alert rules per device (cleared on rule changes) and the evaluator fed by the batcher.

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, TemplateNotFound, select_autoe
 from app.core.config import Settings
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-TEMPLATES = ("welcome", "share_invite", "alert_notification")
+TEMPLATES = ("welcome", "share_invite", "alert_notification", "alert_digest")
 
 
 class PermanentEmailError(Exception):

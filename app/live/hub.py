@@ -383,7 +383,9 @@ class LiveHub:
         """Presence of the devices below a folder (the first `LIVE_FOLDER_MAX_DEVICES`)."""
         cursor = (
             db.collection(self.engine, Device)
-            .find({"folder_path": folder_id}, {"presence": 1})
+            # `$in`, not equality on an array element: the embedded server matches nothing
+            # for the latter (../shared/mongo-compat.md); both are the same on MongoDB.
+            .find({"folder_path": {"$in": [folder_id]}}, {"presence": 1})
             .sort("_id", 1)
             .limit(self.settings.live_folder_max_devices)
         )

@@ -35,6 +35,7 @@ from app.core.models import utcnow
 from app.readings import repository
 from app.readings.context import DeviceContext, DeviceContextCache
 from app.readings.exceptions import IngestOutcomeUnknown, IngestUnavailable
+from app.readings.latest_cache import LatestValues
 from app.readings.models import field_key
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,11 @@ class IngestBatcher:
         max_in_flight: int = 4,
         listeners: Sequence[FlushListener] = (),
         reconcile_timeout_s: float = 15.0,
+        latest_values: LatestValues | None = None,
     ) -> None:
         self.engine = engine
+        # Redis copies of device_latest, offered the same values in the same flush.
+        self.latest_values = latest_values
         self.reconcile_timeout_s = reconcile_timeout_s
         self.listeners = tuple(listeners)
         self._notifications: set[asyncio.Task[None]] = set()
@@ -123,6 +127,7 @@ class IngestBatcher:
         *,
         cache: DeviceContextCache | None = None,
         listeners: Sequence[FlushListener] = (),
+        latest_values: LatestValues | None = None,
     ) -> IngestBatcher:
         """A batcher tuned by the `INGEST_*` and `PRESENCE_THROTTLE_S` settings."""
         return cls(
@@ -134,6 +139,7 @@ class IngestBatcher:
             max_in_flight=settings.ingest_flushes_in_flight,
             listeners=listeners,
             reconcile_timeout_s=settings.ingest_reconcile_timeout_s,
+            latest_values=latest_values,
         )
 
     @property
@@ -355,6 +361,7 @@ class IngestBatcher:
             self._latest_known.clear()
         self._latest_known.update(newest)
         if matched >= len(fast):
+            await self._copy_latest(newest)
             return
         # Some device got a late value: offer each metric on its own (the fast operations
         # that did apply make these no-ops, as none of them is newer any more).
@@ -363,6 +370,12 @@ class IngestBatcher:
             slow.extend(repository.latest_offer(device_id, k, v) for k, v in metrics.items())
             slow.append(repository.latest_newest(device_id, max(v["ts"] for v in metrics.values())))
         await repository.write_latest(self.engine, slow)
+        await self._copy_latest(newest)
+
+    async def _copy_latest(self, newest: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Offer the values just written to MongoDB to their Redis copies (newer ones only)."""
+        if self.latest_values is not None:
+            await self.latest_values.offer(newest)
 
     async def _update_presence(self, items: list[_Item]) -> None:
         mono = time.monotonic()

@@ -15,6 +15,7 @@ from app.core.models import parse_object_id, utcnow
 from app.readings import buckets, repository, validation
 from app.readings.context import DeviceContext
 from app.readings.exceptions import QueryInvalid
+from app.readings.latest_cache import LatestValues
 from app.readings.models import field_key, metric_name
 from app.readings.schemas import (
     AggregateFunction,
@@ -30,10 +31,18 @@ AGG_FUNCTIONS: tuple[str, ...] = get_args(AggregateFunction)
 
 
 async def latest(
-    engine: AIOEngine, *, device_id: str, metrics: Sequence[str] | None = None
+    engine: AIOEngine,
+    *,
+    device_id: str,
+    metrics: Sequence[str] | None = None,
+    latest_values: LatestValues | None = None,
 ) -> LatestRead:
-    """The newest value of each metric: one document read, whatever the history size."""
-    doc = await repository.read_latest(engine, device_id) or {}
+    """The newest value of each metric: one document read, whatever the history size (from
+    its Redis copy when there is one, see `latest_cache`)."""
+    if latest_values is not None:
+        doc = await latest_values.read(engine, device_id) or {}
+    else:
+        doc = await repository.read_latest(engine, device_id) or {}
     wanted = None if not metrics else {field_key(m) for m in metrics}
     values: dict[str, LatestValue] = {}
     for key, entry in (doc.get("m") or {}).items():

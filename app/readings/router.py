@@ -182,7 +182,10 @@ async def latest_readings(
 ) -> LatestRead:
     """The newest value and time of every metric (one small document, whatever the history)."""
     return await queries.latest(
-        services.engine, device_id=device.device_id, metrics=_names(metrics)
+        services.engine,
+        device_id=device.device_id,
+        metrics=_names(metrics),
+        latest_values=services.latest_values,
     )
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from app.auth.dependencies import AdminPrincipal
 from app.auth.exceptions import IdentityProviderUnavailable
 from app.auth.models import User
+from app.core.feed_cache import InvalidationPending
 from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
 from app.core.routing import API_PREFIX
@@ -40,9 +41,14 @@ async def get_user(user: UserForAdmin) -> User:
 
 
 @router.patch("/{uid}", response_model=UserRead)
-@raises(EmailNotVerified, IdentityProviderUnavailable)
+@raises(EmailNotVerified, IdentityProviderUnavailable, InvalidationPending)
 async def update_user(body: UserUpdate, user: UserForAdmin, services: ServicesDep) -> User:
     """Disable/enable a user or grant/revoke admin (also in Firebase); disabling ends sessions."""
     return await users_service.update(
-        services.engine, services.firebase, settings=services.settings, user=user, user_in=body
+        services.engine,
+        services.firebase,
+        settings=services.settings,
+        user=user,
+        user_in=body,
+        principals=services.principals,
     )

@@ -12,6 +12,7 @@ from app.auth import identities, sessions
 from app.auth.exceptions import UserNotFound
 from app.auth.firebase import FirebaseAuth
 from app.auth.models import User
+from app.auth.principal_cache import PrincipalCache
 from app.core import db
 from app.core.config import Settings
 from app.core.pagination import PageParams, and_filters, next_cursor
@@ -52,8 +53,10 @@ async def update(
     settings: Settings,
     user: User,
     user_in: UserUpdate,
+    principals: PrincipalCache | None = None,
 ) -> User:
-    """Disable/enable or grant/revoke admin, in Firebase and here."""
+    """Disable/enable or grant/revoke admin, in Firebase and here; every API process reads
+    the user again on its next request (`principals`)."""
     changes: dict[str, Any] = {}
     if user_in.admin is not None:
         if not await firebase.set_admin_claim(user.uid, admin=user_in.admin):
@@ -79,6 +82,8 @@ async def update(
     )
     if user_in.disabled:
         await sessions.revoke_all_for_user(engine, uid=user.uid)
+    if principals is not None:
+        await principals.user_changed(user.uid)
     return await get_or_404(engine, uid=user.uid)
 
 

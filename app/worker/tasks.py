@@ -146,6 +146,7 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
                 now_ms=epoch_ms(utcnow()),
                 enqueue=lambda eid: notify_alert.delay(eid),
                 enqueue_webhook=lambda did: deliver_webhook.delay(did),
+                enqueue_email=lambda oid: send_email.delay(oid),
             )
             return sweeper.run()
 

@@ -21,7 +21,7 @@ export function field(label: string, input: HTMLElement): HTMLElement {
   return h("div", { class: "field" }, h("label", { for: id }, label), input);
 }
 
-export function mount(...nodes: Node[]): void {
+export function mount(...nodes: (Node | string)[]): void {
   const app = document.getElementById("app")!;
   app.replaceChildren(...nodes);
 }
@@ -68,4 +68,21 @@ export async function busy<T>(button: HTMLButtonElement | null, work: () => Prom
 
 export function when(ts: string | null | undefined): string {
   return ts ? new Date(ts).toLocaleString() : "never";
+}
+
+/** Run `work` at most once every `ms` however often `run` is called (the last call wins). */
+export function throttle(work: () => Promise<void>, ms: number): { run: () => void; stop: () => void } {
+  let last = Date.now(); // the page has just loaded what it shows
+  let timer: number | undefined;
+  return {
+    run: () => {
+      if (timer !== undefined) return;
+      timer = window.setTimeout(() => {
+        timer = undefined;
+        last = Date.now();
+        work().catch(() => undefined);
+      }, Math.max(0, last + ms - Date.now()));
+    },
+    stop: () => window.clearTimeout(timer),
+  };
 }

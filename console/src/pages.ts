@@ -2,7 +2,8 @@
 import { call, download, type Json } from "./api";
 import { HistoryChart } from "./chart";
 import { busy, errorText, field, flash, h, loading, mount, showError, when } from "./dom";
-import { watchCommand, watchLatest } from "./live";
+import { deviceAlarms } from "./alarms";
+import { watchCommand, watchFolder, watchLatest, watchStatus } from "./live";
 
 const q = encodeURIComponent;
 
@@ -33,7 +34,8 @@ export function fleetPage(): () => void {
     counts.replaceChildren(
       ...[["Devices", s.devices_total], ["Online", s.devices_by_status.online], ["Offline", s.devices_by_status.offline],
         ["Error", s.devices_by_status.error], ["Readings this minute", rpm], ["Active alarms", alarms]]
-        .map(([label, n]) => h("div", { class: "count", "data-count": String(label).toLowerCase() }, h("strong", {}, String(n)), h("span", {}, String(label)))),
+        .map(([label, n]) => h(label === "Active alarms" ? "a" : "div", { class: "count", "data-count": String(label).toLowerCase(), href: label === "Active alarms" ? "#/alarms" : undefined },
+          h("strong", {}, String(n)), h("span", {}, String(label)))),
       h("p", { class: "muted" }, `Last seen: ${when(s.last_seen_at)}`),
     );
   }
@@ -48,6 +50,7 @@ export function fleetPage(): () => void {
         h("li", {}, h("button", { type: "button", class: `link ${f.id === folderId ? "current" : ""}`, onclick: () => { folderId = f.id === folderId ? "" : f.id; refresh(); } }, f.name),
           " ", h("a", { href: `#/share/folders/${f.id}`, class: "small" }, "share"), tree(f.id))));
     const roots = items.filter((f) => !f.parent_id || !ids.has(f.parent_id)).map((f) => f.parent_id ?? "");
+    rootFolders = items.filter((f) => !f.parent_id || !ids.has(f.parent_id)).map((f) => f.id);
     folders.replaceChildren(h("h2", { id: "folders-title" }, "Folders"),
       items.length ? h("div", {}, ...[...new Set(roots)].map(tree)) : h("p", { class: "muted" }, "No folders yet: create one."));
   }
@@ -55,8 +58,40 @@ export function fleetPage(): () => void {
     const page = await call(`GET`, `/products?limit=200`);
     for (const p of page.items as Json[]) product.append(h("option", { value: p.id }, p.name));
   }
-  async function loadDevices(): Promise<void> {
-    list.replaceChildren(loading());
+  // Live status dots: `folder.devices` for the chosen folder (or each top folder), and
+  // `device.status` for shown devices outside every folder (the socket allows 50).
+  const watching = new Map<string, () => void>();
+  const setDot = (deviceId: string, st: string) => {
+    const old = list.querySelector(`li[data-device="${CSS.escape(deviceId)}"] .dot`);
+    if (old) old.replaceWith(dot(st));
+  };
+  // While the socket is down every watcher polls: one list reload at most every 5 s for all.
+  let lastReload = 0;
+  let reloadTimer: number | undefined;
+  const quietReload = async () => {
+    if (reloadTimer !== undefined) return;
+    const wait = Math.max(0, lastReload + 5000 - Date.now());
+    reloadTimer = window.setTimeout(() => {
+      reloadTimer = undefined;
+      lastReload = Date.now();
+      loadDevices(true).catch(() => undefined);
+    }, wait);
+  };
+  function follow(items: Json[], folderIds: string[]): void {
+    const want = new Map<string, () => () => void>();
+    for (const id of (folderId ? [folderId] : folderIds).slice(0, 20)) want.set(`f:${id}`, () => watchFolder(id, setDot, quietReload));
+    if (!folderId) {
+      for (const d of items.filter((x) => !x.folder_id).slice(0, 25)) {
+        want.set(`d:${d.id}`, () => watchStatus(d.id, (st) => setDot(d.id, st), quietReload));
+      }
+    }
+    for (const [key, stop] of watching) if (!want.has(key)) { stop(); watching.delete(key); }
+    for (const [key, start] of want) if (!watching.has(key)) watching.set(key, start());
+  }
+  let rootFolders: string[] = [];
+  async function loadDevices(quiet = false): Promise<void> {
+    lastReload = Date.now();
+    if (!quiet) list.replaceChildren(loading());
     const params = new URLSearchParams({ limit: "100" });
     if (folderId) params.set("folder_id", folderId);
     if (status.value) params.set("status", status.value);
@@ -66,20 +101,25 @@ export function fleetPage(): () => void {
       const page = await call(`GET`, `/devices?${params}`);
       const items = page.items as Json[];
       list.replaceChildren(items.length
-        ? h("ul", { class: "devices" }, ...items.map((d) => h("li", {}, dot(d.status),
+        ? h("ul", { class: "devices" }, ...items.map((d) => h("li", { "data-device": d.id }, dot(d.status),
             h("a", { href: `#/device/${d.id}` }, d.name), h("span", { class: "muted" }, ` ${d.serial} · last seen ${when(d.last_seen_at)}`))))
         : h("p", { class: "muted" }, "No devices match."));
+      follow(items, rootFolders);
     } catch (err) {
       list.replaceChildren(h("p", { class: "flash error" }, errorText(err)));
     }
   }
   function refresh(): void {
-    Promise.all([loadStats(), loadFolders(), loadDevices()]).catch(showError);
+    Promise.all([loadStats(), loadFolders().then(() => loadDevices())]).catch(showError);
   }
   loadProducts().catch(showError);
   refresh();
   const timer = window.setInterval(() => { loadStats().catch(() => undefined); }, 10_000);
-  return () => window.clearInterval(timer);
+  return () => {
+    window.clearInterval(timer);
+    window.clearTimeout(reloadTimer);
+    for (const stop of watching.values()) stop();
+  };
 }
 
 export function createPage(): void {
@@ -175,7 +215,8 @@ export function devicePage(deviceId: string): () => void {
   const history = h("section", { "aria-labelledby": "hist-title" }, h("h2", { id: "hist-title" }, "History"),
     h("div", { class: "row" }, field("Time zone", tz), exportButton), chartBox);
   const commands = h("section", { "aria-labelledby": "cmd-title" }, h("h2", { id: "cmd-title" }, "Commands"));
-  mount(title, latest, history, heartbeat, commands,
+  const alarms = h("section", { "aria-labelledby": "alarms-title" }, h("h2", { id: "alarms-title" }, "Alarms"));
+  mount(title, latest, alarms, history, heartbeat, commands,
     h("p", {}, h("a", { href: `#/share/devices/${deviceId}` }, "Share this device")));
   const stops: (() => void)[] = [];
   const chart = new HistoryChart(chartBox, deviceId, () => tz.value);
@@ -185,16 +226,43 @@ export function devicePage(deviceId: string): () => void {
     return download(`/devices/${deviceId}/readings/export?format=csv&start=${q(start)}`, `${deviceId}.csv`);
   }));
 
+  let deviceName = "";
+  const showStatus = (st: string) => {
+    if (deviceName) title.replaceChildren(dot(st), ` ${deviceName}`);
+    title.dataset.status = st;
+  };
+  let hbBusy = false;
+  const loadHeartbeat = async () => {
+    if (hbBusy) return;
+    hbBusy = true;
+    try {
+      const status = await call("GET", `/devices/${deviceId}/status`);
+      showStatus(status.status ?? "unknown");
+      heartbeat.replaceChildren(h("h2", { id: "hb-title" }, "Heartbeat"),
+        h("dl", { id: "heartbeat" }, h("dt", {}, "Status"), h("dd", { "data-field": "status" }, status.status ?? "unknown"),
+          h("dt", {}, "Reported"), h("dd", { "data-field": "reported" }, status.reported_status ?? "—"),
+          h("dt", {}, "Last seen"), h("dd", { "data-field": "last-seen" }, when(status.last_seen_at)),
+          h("dt", {}, "Detail"), h("dd", { "data-field": "detail" }, h("pre", {}, JSON.stringify(status.detail ?? {}, null, 1)))),
+        h("p", { class: "muted small" }, `Checked ${new Date().toLocaleTimeString()}`));
+    } finally {
+      hbBusy = false;
+    }
+  };
   (async () => {
     const device = await call("GET", `/devices/${deviceId}`);
-    title.replaceChildren(dot(device.status), ` ${device.name}`);
+    deviceName = device.name;
+    showStatus(title.dataset.status ?? device.status);
     const product = await call("GET", `/products/${device.product_id}`);
     commandForm(commands, deviceId, product.commands as Json[], stops);
-    const status = await call("GET", `/devices/${deviceId}/status`);
-    heartbeat.replaceChildren(h("h2", { id: "hb-title" }, "Heartbeat"),
-      h("dl", {}, h("dt", {}, "Status"), h("dd", {}, status.status ?? "unknown"), h("dt", {}, "Reported"), h("dd", {}, status.reported_status ?? "—"),
-        h("dt", {}, "Last seen"), h("dd", {}, when(status.last_seen_at)), h("dt", {}, "Detail"), h("dd", {}, h("pre", {}, JSON.stringify(status.detail ?? {}, null, 1)))));
   })().catch(showError);
+  loadHeartbeat().catch(showError);
+  // The status follows `device.status` events; the heartbeat detail (battery, reported status)
+  // has no event of its own, so it is fetched on each status change, after new readings and
+  // every 10 s.
+  stops.push(watchStatus(deviceId, (st) => { showStatus(st); loadHeartbeat().catch(() => undefined); }, loadHeartbeat));
+  const hbTimer = window.setInterval(() => { if (!document.hidden) loadHeartbeat().catch(() => undefined); }, 10_000);
+  stops.push(() => window.clearInterval(hbTimer));
+  stops.push(deviceAlarms(alarms, deviceId));
 
   let lastTs: string | null | undefined;
   stops.push(watchLatest(deviceId, (l) => {
@@ -204,7 +272,10 @@ export function devicePage(deviceId: string): () => void {
     box.replaceChildren(entries.length
       ? h("dl", { class: "latest" }, ...entries.flatMap(([name, v]) => [h("dt", {}, name), h("dd", { "data-metric": name }, String(v.value), h("small", {}, ` at ${when(v.ts)}`))]))
       : h("p", { class: "muted" }, "No readings yet."));
-    if (lastTs !== undefined && l.ts !== lastTs) chart.reload();
+    if (lastTs !== undefined && l.ts !== lastTs) {
+      chart.reload();
+      loadHeartbeat().catch(() => undefined);
+    }
     lastTs = l.ts ?? null;
   }, showError));
   return () => { for (const stop of stops) stop(); chart.destroy(); };

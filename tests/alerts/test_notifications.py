@@ -1,5 +1,6 @@
 """Notifications: signed webhooks, SSRF refusal, retries and their log, per-rule interval, and
-emails through the outbox, once per transition (also when a crashed worker re-runs)."""
+emails through the outbox, once per transition (also when a crashed worker's tasks re-run, and
+when the worker process is killed in the middle of sending)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -21,6 +24,7 @@ from app.alerts import events, notify, webhooks
 from app.alerts.models import AlarmEvent, AlertRule
 from app.core.config import Settings
 from app.core.db import database
+from app.core.models import utcnow
 from app.core.services import services_of
 from app.emails.models import EmailOutbox
 from app.worker.context import WorkerContext
@@ -28,9 +32,10 @@ from tests.alerts.test_evaluation import post, product_of, settle
 from tests.alerts.test_router import THRESHOLD, stored_alarm
 from tests.fixtures.alerts import alarms_of, new_rule
 from tests.fixtures.catalog import MASTER, new_device, new_product
-from tests.fixtures.readings import MakeDevice
+from tests.fixtures.readings import MakeDevice, TestDevice
 from tests.fixtures.servers import ManagedProcess, SmtpSink
-from tests.fixtures.worker import eventually
+from tests.fixtures.worker import ensure_running, eventually, kill, start
+from tests.worker.test_emails import parts
 
 SECRET = "webhook-secret-" + "x" * 16
 
@@ -219,51 +224,153 @@ def received(sink: SmtpSink, to: str) -> list[Any]:
     return [m for m in sink.messages if m["To"] == to]
 
 
+@dataclass
+class MailStack:
+    """The API, its store and device maker, the real worker and the SMTP sink."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    engine: AIOEngine
+    make_device: MakeDevice
+    worker_celery: Any
+    smtp_sink: SmtpSink
+
+
+@pytest.fixture
+def stack(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    engine: AIOEngine,
+    make_device: MakeDevice,
+    celery_worker: ManagedProcess,
+    worker_celery: Any,
+    smtp_sink: SmtpSink,
+) -> MailStack:
+    """Everything an email journey through the real worker needs."""
+    return MailStack(app, client, engine, make_device, worker_celery, smtp_sink)
+
+
+async def watched_device(stack: MailStack, notify: dict[str, Any]) -> TestDevice:
+    """A new device whose product has a temperature > 30 rule notifying as `notify` says."""
+    device = await stack.make_device()
+    await new_rule(
+        stack.engine,
+        scope=await product_of(stack.engine, device),
+        condition=THRESHOLD,
+        notify=notify,
+        name="Hot room",
+    )
+    await services_of(stack.app).alert_rules.changed()
+    return device
+
+
+async def send_marker(stack: MailStack, tag: str) -> None:
+    """Send a marker email last and wait for it: the solo worker has run every task before."""
+    marker = EmailOutbox(to=f"marker-{tag}@example.com", template="welcome", context={})
+    await database(stack.engine)["email_outbox"].insert_one(marker.model_dump_doc())
+    stack.worker_celery.send_task("emails.send", args=[str(marker.id)])
+    await eventually(lambda: received(stack.smtp_sink, marker.to), what="the marker email")
+
+
 class TestEmailOncePerTransition:
     async def test_raise_and_clear_each_send_one_email_also_after_a_rerun(
         self,
-        app: FastAPI,
-        client: httpx.AsyncClient,
-        engine: AIOEngine,
-        make_device: MakeDevice,
-        celery_worker: ManagedProcess,
-        worker_celery: Any,
-        smtp_sink: SmtpSink,
+        stack: MailStack,
     ) -> None:
         to = f"ops-{id(self)}@example.com"
-        device = await make_device()
-        await new_rule(
-            engine,
-            scope=await product_of(engine, device),
-            condition={"type": "threshold", "metric": "temperature", "op": ">", "value": 30},
-            notify={"emails": [to]},
-            name="Hot room",
-        )
-        await services_of(app).alert_rules.changed()
-        await post(client, device, [(1, 31), (2, 33)])
-        await settle(app)
-        [first] = await eventually(lambda: received(smtp_sink, to), what="the raise email")
+        device = await watched_device(stack, {"emails": [to]})
+        await post(stack.client, device, [(1, 31), (2, 33)])
+        await settle(stack.app)
+        [first] = await eventually(lambda: received(stack.smtp_sink, to), what="the raise email")
         assert "raised" in first["Subject"]
-        await post(client, device, [(3, 20)])
-        await settle(app)
-        await eventually(lambda: len(received(smtp_sink, to)) == 2, what="the clear email")
+        await post(stack.client, device, [(3, 20)])
+        await settle(stack.app)
+        await eventually(lambda: len(received(stack.smtp_sink, to)) == 2, what="the clear email")
         # A worker killed after sending re-runs its tasks (acks_late): same events, same
         # outbox entries, nothing new is sent.
-        [alarm] = await alarms_of(engine, device_id=device.id)
-        outbox = database(engine)["email_outbox"]
+        [alarm] = await alarms_of(stack.engine, device_id=device.id)
+        outbox = database(stack.engine)["email_outbox"]
         for event in ("raised", "cleared"):
             event_id = f"{alarm['_id']}:{event}"
-            worker_celery.send_task("alerts.notify", args=[event_id])
+            stack.worker_celery.send_task("alerts.notify", args=[event_id])
             entry = await outbox.find_one({"dedupe_key": f"{event_id}:{to}"})
             assert entry is not None
-            worker_celery.send_task("emails.send", args=[str(entry["_id"])])
-        # A marker email sent last: once it arrives, the solo worker has run the tasks above.
-        marker = EmailOutbox(to=f"marker-{id(self)}@example.com", template="welcome", context={})
-        await outbox.insert_one(marker.model_dump_doc())
-        worker_celery.send_task("emails.send", args=[str(marker.id)])
-        await eventually(lambda: received(smtp_sink, marker.to), what="the marker email")
-        messages = received(smtp_sink, to)
+            stack.worker_celery.send_task("emails.send", args=[str(entry["_id"])])
+        await send_marker(stack, f"rerun-{id(self)}")
+        messages = received(stack.smtp_sink, to)
         assert [("raised" in m["Subject"], "cleared" in m["Subject"]) for m in messages] == [
             (True, False),
             (False, True),
         ]
+
+    async def test_a_worker_killed_inside_the_smtp_hand_off_sends_once_after_a_restart(
+        self,
+        stack: MailStack,
+        celery_worker: ManagedProcess,
+        worker_settings: Settings,
+    ) -> None:
+        """The real process is killed (SIGKILL) while the SMTP server holds its message: the
+        email is not lost and, once the worker is back, arrives exactly once."""
+        to = f"ops-killed-{id(self)}@example.com"
+        device = await watched_device(stack, {"emails": [to]})
+        outbox = database(stack.engine)["email_outbox"]
+        stack.smtp_sink.held.add(to)
+        try:
+            await post(stack.client, device, [(1, 31)])
+            await settle(stack.app)
+            await eventually(
+                lambda: to in stack.smtp_sink.waiting, what="the worker in the hand-off"
+            )
+            await asyncio.to_thread(kill, celery_worker)
+            stack.smtp_sink.held.discard(to)
+            entry = await outbox.find_one({"to": to})
+            assert entry is not None
+            assert entry["status"] == "sending"  # claimed by the dead worker
+            # Its lease (EMAIL_LEASE_S, 30 s at least) is over: the claim's stamp is moved back
+            # instead of waiting (a whole-document write: mongo-compat row 3).
+            entry["updated_at"] = utcnow() - timedelta(seconds=worker_settings.email_lease_s + 1)
+            await outbox.replace_one({"_id": entry["_id"]}, entry)
+            await asyncio.to_thread(start, celery_worker, worker_settings)
+        finally:
+            stack.smtp_sink.held.discard(to)
+            await asyncio.to_thread(ensure_running, celery_worker, worker_settings)
+        [message] = await eventually(
+            lambda: received(stack.smtp_sink, to), what="the email, resent"
+        )
+        assert "raised" in message["Subject"]
+        await send_marker(stack, f"killed-{id(self)}")
+        assert len(received(stack.smtp_sink, to)) == 1
+        sent = await outbox.find_one({"to": to})
+        assert sent is not None
+        assert sent["status"] == "sent"
+
+
+class TestDigest:
+    async def test_what_the_interval_held_back_arrives_as_one_email(
+        self,
+        stack: MailStack,
+    ) -> None:
+        """A flapping value: the first raise is emailed at once, the three transitions after
+        it within the rule's interval come as one digest when it ends, and nothing else."""
+        to = f"ops-digest-{id(self)}@example.com"
+        notify = {"emails": [to], "min_interval_s": 4, "digest": True}
+        device = await watched_device(stack, notify)
+        await post(stack.client, device, [(1, 31)])
+        await settle(stack.app)
+        [first] = await eventually(lambda: received(stack.smtp_sink, to), what="the raise email")
+        assert "raised" in first["Subject"]
+        for second, value in ((2, 20), (3, 35), (4, 20)):
+            await post(stack.client, device, [(second, value)])
+            await settle(stack.app)
+        messages = await eventually(
+            lambda: len(received(stack.smtp_sink, to)) == 2 and received(stack.smtp_sink, to),
+            what="the digest email",
+        )
+        digest = messages[1]
+        assert "digest" in digest["Subject"]
+        assert "3 notifications" in digest["Subject"]
+        text = parts(digest)["text/plain"]
+        assert text.count("cleared for") == 2
+        assert text.count("raised for") == 1
+        await send_marker(stack, f"digest-{id(self)}")
+        assert len(received(stack.smtp_sink, to)) == 2

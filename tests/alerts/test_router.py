@@ -94,6 +94,7 @@ class TestRuleCrud:
             {"condition": {"type": "teleport"}},
             {"notify": {"webhooks": [{"url": "ftp://example.com", "secret": "s" * 20}]}},
             {"notify": {"webhooks": [{"url": "https://example.com", "secret": "short"}]}},
+            {"notify": {"emails": ["ops@example.com"], "digest": True}},  # no interval to end
             {"scope": {"type": "galaxy", "id": "0" * 24}},
             {"name": ""},
             {"unknown": 1},

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
 from odmantic import AIOEngine
 
 from app.alerts.sweep import Sweeper
@@ -181,3 +182,35 @@ class TestRequeue:
         assert "lost-event" in events
         assert {"lost-retry", "dead-worker"} <= set(hooks)
         assert "not-yet" not in hooks
+
+
+class TestRetention:
+    async def test_counts_from_when_the_alarm_was_cleared_not_from_the_reading(
+        self, settings: Settings, engine: AIOEngine
+    ) -> None:
+        """Back-filled readings a year old raise and clear alarms that are kept for the full
+        retention; alarms cleared longer ago than that go, with their events."""
+        now = epoch_ms(utcnow())
+        retention_ms = settings.alarm_retention_days * 86_400_000
+        year_ago = now - 365 * 86_400_000
+        alarms = database(engine)["alarms"]
+        backfilled = ObjectId()
+        expired = ObjectId()
+        await alarms.insert_many(
+            [
+                {"_id": backfilled, "status": "cleared", "cleared_ms": year_ago, "closed_ms": now},
+                {
+                    "_id": expired,
+                    "status": "cleared",
+                    "cleared_ms": year_ago,
+                    "closed_ms": now - retention_ms - 1000,
+                },
+            ]
+        )
+        await database(engine)["alert_events"].insert_one(
+            {"_id": f"{expired}:cleared", "alarm_id": str(expired), "status": "sent"}
+        )
+        counts, _ = await sweep(settings, now_ms=now)
+        assert await alarms.find_one({"_id": backfilled}) is not None
+        assert await alarms.find_one({"_id": expired}) is None
+        assert await database(engine)["alert_events"].find_one({"alarm_id": str(expired)}) is None

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from jose import jwt
 
+from app.auth import tokens
+from app.core.config import Settings
 from app.core.db import MongoDatabase
+from app.core.models import utcnow
 from tests.fixtures.identities import (
     TEST_JWT_SECRET,
     ApiSession,
@@ -174,3 +180,31 @@ class TestForgedRefreshTokens:
         assert await mongo_db.sessions.count_documents({}) == before
         fid = session["refresh"]["fid"]
         assert await mongo_db.sessions.count_documents({"family_id": fid, "revoked": True}) == 0
+
+
+class TestVerifiedAccessTokens:
+    """Access tokens verified once are recognised again without the signature check, but
+    never past their expiry, and never under another key."""
+
+    def test_expired_is_not_recognised(self, settings: Settings) -> None:
+        now = utcnow()
+        issued = tokens.issue(
+            settings, typ=tokens.ACCESS, uid="u1", family_id="f1", session_started_at=now
+        )
+        claims = tokens.decode(settings, issued.token, typ=tokens.ACCESS)
+        tokens.remember_access(settings, issued.token, claims)
+        assert tokens.verified_access(settings, issued.token) == claims
+        expired = dataclasses.replace(claims, expires_at=now - timedelta(seconds=1))
+        tokens.remember_access(settings, issued.token, expired)
+        assert tokens.verified_access(settings, issued.token) is None
+
+    def test_other_key_is_not_recognised(
+        self, settings: Settings, make_settings: Callable[..., Settings]
+    ) -> None:
+        issued = tokens.issue(
+            settings, typ=tokens.ACCESS, uid="u2", family_id="f2", session_started_at=utcnow()
+        )
+        claims = tokens.decode(settings, issued.token, typ=tokens.ACCESS)
+        tokens.remember_access(settings, issued.token, claims)
+        other = make_settings(jwt_secret="another-secret-" + "z" * 40)
+        assert tokens.verified_access(other, issued.token) is None

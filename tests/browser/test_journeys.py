@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.identities import PASSWORD, MakeUser
@@ -62,6 +62,11 @@ async def _create_fleet(page: Page, url: str) -> dict[str, str]:
     return names
 
 
+async def _live_events(page: Page, channel: str) -> int:
+    """How many events of `channel` the console's WebSocket has delivered so far."""
+    return int(await page.evaluate(f"window.sensorhubLive?.byChannel['{channel}'] ?? 0"))
+
+
 async def _chart(page: Page) -> dict[str, Any]:
     data: dict[str, Any] = await page.evaluate("window.sensorhubChart ?? null") or {}
     return data
@@ -79,6 +84,13 @@ class TestOperatorJourney:
 
         await page.locator("#open-device").click()
         await expect(page.locator("#latest")).to_contain_text("No readings yet", timeout=10_000)
+        # The page follows the device over the WebSocket (no polling while it is up).
+        await page.wait_for_function(
+            "window.sensorhubLive?.state === 'live' && window.sensorhubLive.subscriptions >= 3",
+            timeout=10_000,
+        )
+        await page.wait_for_timeout(200)  # let the subscriptions be confirmed
+        events_before = await _live_events(page, "device.latest")
         device = {"X-Device-Key": fleet["key"]}
         async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
             values = [20.5, 21.25, 22.75]
@@ -94,6 +106,7 @@ class TestOperatorJourney:
                 "22.75", timeout=2_000
             )
             assert time.monotonic() - posted < 2.0
+            assert await _live_events(page, "device.latest") > events_before, "no live event"
             # The chart was given the posted values (not only drawn a canvas).
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -115,6 +128,7 @@ class TestOperatorJourney:
             assert polled.status_code == 200, polled.text
             delivery = polled.json()
             assert delivery["params"] == {"seconds": 30}
+            events_before = await _live_events(page, "device.commands")
             answered = await api.post(
                 f"/devices/{fleet['device_id']}/commands/{delivery['id']}/result",
                 json={"delivery_id": delivery["delivery_id"], "status": "successful"},
@@ -124,11 +138,35 @@ class TestOperatorJourney:
             await expect(page.locator("#command-state")).to_have_attribute(
                 "data-state", "successful", timeout=5_000
             )
-        await page.screenshot(path=ARTIFACTS / "journey-command.png", full_page=True)
+            assert await _live_events(page, "device.commands") > events_before
+            assert await page.evaluate("window.sensorhubLive.state") == "live"
+            await page.screenshot(path=ARTIFACTS / "journey-command.png", full_page=True)
 
-        await page.goto(f"{console_api}/console/#/")
-        await expect(page.locator("[data-count=devices] strong")).to_have_text("1")
-        await expect(page.locator("#device-list")).to_contain_text(fleet["device"])
+            # A heartbeat reporting an error: status and detail refresh without a reload.
+            beat = await api.post(
+                f"/devices/{fleet['device_id']}/heartbeat",
+                json={"status": "error", "detail": {"battery": 3.05}},
+                headers=device,
+            )
+            assert beat.status_code == 200, beat.text
+            await expect(page.locator("h1[data-status=error]")).to_be_visible(timeout=6_000)
+            await expect(page.locator("#heartbeat [data-field=detail]")).to_contain_text("3.05")
+            await expect(page.locator("#heartbeat [data-field=reported]")).to_have_text("error")
+
+            # The fleet's status dot follows the device live (folder.devices).
+            await page.goto(f"{console_api}/console/#/")
+            await expect(page.locator("[data-count=devices] strong")).to_have_text("1")
+            await expect(page.locator("#device-list")).to_contain_text(fleet["device"])
+            row = page.locator(f"#device-list li[data-device='{fleet['device_id']}']")
+            await expect(row.locator(".dot.error")).to_be_visible()
+            await page.wait_for_function(
+                "window.sensorhubLive?.byChannel['folder.devices'] >= 1", timeout=10_000
+            )
+            beat = await api.post(
+                f"/devices/{fleet['device_id']}/heartbeat", json={"status": "ok"}, headers=device
+            )
+            assert beat.status_code == 200, beat.text
+            await expect(row.locator(".dot.online")).to_be_visible(timeout=6_000)
         await page.screenshot(path=ARTIFACTS / "journey-fleet.png", full_page=True)
         assert errors == []
 
@@ -156,7 +194,190 @@ class TestSharing:
         other = await _open(browser, console_api, errors)
         await other.get_by_label("Email").fill(bob)
         await other.get_by_label("Password").fill(PASSWORD)
-        await other.get_by_role("button", name="Sign in").click()
+        await other.get_by_role("button", name="Sign in", exact=True).click()
         await expect(other.locator("#device-list")).to_contain_text(fleet["device"], timeout=15_000)
         await other.screenshot(path=ARTIFACTS / "journey-shared.png", full_page=True)
+        assert errors == []
+
+
+class TestAlarms:
+    async def test_rule_raises_an_alarm_that_the_operator_acknowledges(
+        self, browser: Browser, console_api: str
+    ) -> None:
+        errors: list[str] = []
+        page = await _open(browser, console_api, errors)
+        await _sign_up(page, _email())
+        fleet = await _create_fleet(page, console_api)
+
+        # A threshold rule on the device, from the Alarms page's rule editor.
+        await page.get_by_role("link", name="Alarms", exact=True).click()
+        await expect(page.get_by_role("heading", name="Alarms", exact=True)).to_be_visible()
+        await page.locator("input[name=rule_name]").fill("Too warm")
+        await page.locator("select[name=scope_type]").select_option("device")
+        await page.locator("select[name=scope_id]").select_option(label=fleet["device"])
+        await page.locator("select[name=rule_severity]").select_option("critical")
+        await page.locator("input[name=cond-metric]").fill("temperature")
+        await page.locator("select[name=cond-op]").select_option(">")
+        await page.locator("input[name=cond-value]").fill("30")
+        # A refused rule reads as the API's problem, field by field.
+        await page.locator("select[name=cond-op]").select_option("==")
+        await page.locator("input[name=cond-hysteresis]").fill("1")
+        await page.locator("#save-rule").click()
+        await expect(page.locator(".flash.error")).to_contain_text("hysteresis applies to")
+        # Chromium logs the refused request itself; that one is expected.
+        errors[:] = [e for e in errors if "status of 422" not in e]
+        await page.locator("select[name=cond-op]").select_option(">")
+        await page.locator("input[name=cond-hysteresis]").fill("")
+        await page.locator("#save-rule").click()
+        await expect(page.locator(".flash.ok")).to_contain_text("Too warm")
+        await expect(page.locator("#rule-list")).to_contain_text("temperature > 30")
+
+        # The device posts a reading over it; its page shows the alarm without a reload.
+        await page.goto(f"{console_api}/console/#/device/{fleet['device_id']}")
+        await expect(page.locator("#device-alarms")).to_contain_text("No alarms", timeout=10_000)
+        device = {"X-Device-Key": fleet["key"]}
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"readings": [{"metrics": {"temperature": 35.5}}]},
+                headers=device,
+            )
+            assert resp.status_code == 202, resp.text
+            row = page.locator("#device-alarms tr[data-status=active]")
+            await expect(row).to_contain_text("Too warm", timeout=10_000)
+            await expect(row).to_contain_text("35.5")
+            await expect(row).to_have_attribute("data-acknowledged", "false")
+
+            # The Alarms page lists it (active, not acknowledged) across the fleet.
+            await page.get_by_role("link", name="Alarms", exact=True).click()
+            await page.locator("select[name=acknowledged]").select_option("false")
+            await page.locator("select[name=severity]").select_option("critical")
+            await page.get_by_role("button", name="Filter").click()
+            fleet_row = page.locator("#alarm-list tr[data-status=active]")
+            await expect(fleet_row).to_contain_text(fleet["device"])
+            await page.screenshot(path=ARTIFACTS / "journey-alarms.png", full_page=True)
+            await page.go_back()
+
+            # Acknowledge it on the device page: the page and the API both say so.
+            await page.get_by_role("button", name="Acknowledge: Too warm").click()
+            await expect(page.locator(".flash.ok")).to_contain_text("acknowledged")
+            row = page.locator("#device-alarms tr[data-status=active]")
+            await expect(row).to_have_attribute("data-acknowledged", "true")
+            await expect(row.locator(".state")).to_have_text("active, acknowledged")
+            alarms = await api.get("/alarms", params={"status": "active"}, headers=device)
+            assert alarms.status_code == 200, alarms.text
+            [alarm] = alarms.json()["items"]
+            assert alarm["rule_name"] == "Too warm"
+            assert alarm["acknowledged"] is True
+            assert alarm["acknowledged_by"]
+            await page.screenshot(path=ARTIFACTS / "journey-alarm-ack.png", full_page=True)
+
+            # Clearing it by hand leaves no Clear button; the API says cleared.
+            await page.get_by_role("button", name="Clear: Too warm").click()
+            await expect(page.locator("#device-alarms tr[data-status=cleared]")).to_have_count(1)
+            cleared = await api.get("/alarms", params={"status": "cleared"}, headers=device)
+            assert [a["id"] for a in cleared.json()["items"]] == [alarm["id"]]
+
+        # Rule editing on the Alarms page: edit, disable, enable, delete.
+        await page.get_by_role("link", name="Alarms", exact=True).click()
+        rules = page.locator("#rule-list")
+        await page.get_by_role("button", name="Edit rule Too warm").click()
+        await expect(page.locator("#rule-form-title")).to_have_text("Edit rule Too warm")
+        await expect(page.locator("select[name=scope_id]")).to_be_disabled()
+        await page.locator("input[name=cond-value]").fill("40")
+        await page.locator("input[name=rule_name]").fill("Much too warm")
+        await page.locator("#save-rule").click()
+        await expect(rules).to_contain_text("Much too warm")
+        await expect(rules).to_contain_text("temperature > 40")
+        await page.get_by_role("button", name="Disable rule Much too warm").click()
+        await expect(rules).to_contain_text("(disabled)")
+        await page.get_by_role("button", name="Enable rule Much too warm").click()
+        await expect(rules).not_to_contain_text("(disabled)")
+        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.get_by_role("button", name="Delete rule Much too warm").click()
+        await expect(rules).to_contain_text("No rules yet")
+        assert errors == []
+
+
+class TestGoogleSignIn:
+    async def test_google_account_through_the_emulator(
+        self, browser: Browser, console_api: str
+    ) -> None:
+        errors: list[str] = []
+        page = await _open(browser, console_api, errors)
+        email = _email()
+        await page.get_by_role("button", name="Sign in with Google").click()
+        # Development's stand-in for Google's account chooser (the SDK's popup needs Google's
+        # gapi script, which the console does not load): any Google account by its email.
+        await expect(page.get_by_role("heading", name="Choose a Google account")).to_be_visible()
+        await page.get_by_label("Google email").fill(email)
+        await page.get_by_label("Name (optional)").fill("Grace Operator")
+        await page.get_by_role("button", name="Continue").click()
+        await expect(page.get_by_role("heading", name="Fleet")).to_be_visible(timeout=15_000)
+        await expect(page.locator(".who")).to_have_text(email)
+        # The API takes the Google user's ID token; signing in again is the same account.
+        await expect(page.locator("[data-count=devices] strong")).to_have_text("0")
+        await page.get_by_role("button", name="Sign out").click()
+        await page.get_by_role("button", name="Sign in with Google").click()
+        await page.get_by_label("Google email").fill(email)
+        await page.get_by_role("button", name="Continue").click()
+        await expect(page.locator(".who")).to_have_text(email)
+        await page.screenshot(path=ARTIFACTS / "journey-google.png", full_page=True)
+        assert errors == []
+
+
+class TestLiveFallback:
+    async def test_polls_while_the_socket_is_down_then_goes_live_again(
+        self, browser: Browser, console_api: str
+    ) -> None:
+        errors: list[str] = []
+        page = await _open(browser, console_api, errors)
+        sockets: list[WebSocketRoute] = []
+        blocked = False
+
+        async def through(ws: WebSocketRoute) -> None:
+            if blocked:
+                await ws.close(code=1012, reason="test: server restarting")
+                return
+            sockets.append(ws)
+            ws.connect_to_server()
+
+        await page.route_web_socket(re.compile(r"/api/v1/ws$"), through)
+        await _sign_up(page, _email())
+        fleet = await _create_fleet(page, console_api)
+        await page.locator("#open-device").click()
+        await page.wait_for_function("window.sensorhubLive?.state === 'live'", timeout=10_000)
+
+        # The socket drops and stays down: the page polls and still shows new values.
+        blocked = True
+        for ws in sockets:
+            await ws.close(code=1012, reason="test: server restarting")
+        await page.wait_for_function("window.sensorhubLive.state !== 'live'", timeout=5_000)
+        live_events = await _live_events(page, "device.latest")
+        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"metrics": {"temperature": 18.5}},
+                headers={"X-Device-Key": fleet["key"]},
+            )
+            assert resp.status_code == 202, resp.text
+            await expect(page.locator("[data-metric=temperature]")).to_contain_text(
+                "18.5", timeout=3_000
+            )
+            assert await _live_events(page, "device.latest") == live_events
+
+            # The server is back: the page reconnects (with backoff) and follows live again.
+            blocked = False
+            await page.wait_for_function("window.sensorhubLive.state === 'live'", timeout=20_000)
+            await page.wait_for_timeout(200)  # the subscriptions are confirmed
+            resp = await api.post(
+                f"/devices/{fleet['device_id']}/readings",
+                json={"metrics": {"temperature": 19.25}},
+                headers={"X-Device-Key": fleet["key"]},
+            )
+            assert resp.status_code == 202, resp.text
+            await expect(page.locator("[data-metric=temperature]")).to_contain_text(
+                "19.25", timeout=2_000
+            )
+            assert await _live_events(page, "device.latest") > live_events
         assert errors == []

@@ -63,6 +63,7 @@ CROSS_FIELD = frozenset(
         "metric_names_unique",
         "command_names_unique",
         "alert_condition_fields",
+        "alert_notify_fields",
     }
 )
 

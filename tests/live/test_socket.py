@@ -354,3 +354,47 @@ class TestRedisRestart:
         async with httpx.AsyncClient(base_url=api_b.url) as http:
             ready = (await http.get("/ready")).json()
         assert ready["checks"]["live"] == "ok"
+
+
+class TestFolderDevices:
+    async def test_current_statuses_first_then_changes(
+        self, api_a: Api, make_user: MakeUser, opened: list[ClientConnection]
+    ) -> None:
+        user = await make_user()
+        async with httpx.AsyncClient(base_url=f"{api_a.url}/api/v1", timeout=10) as http:
+            folder = await http.post("/folders", json={"name": "Site"}, headers=user.headers)
+            assert folder.status_code == 201, folder.text
+            folder_id = folder.json()["id"]
+            product = await http.post(
+                "/products",
+                json={"name": "P", "sku": "SKU-FD", "telemetry": {"metrics": [{"name": "t"}]}},
+                headers=user.headers,
+            )
+            assert product.status_code == 201, product.text
+            made = await http.post(
+                "/devices",
+                json={
+                    "name": "D",
+                    "serial": "SN-FD",
+                    "product_id": product.json()["id"],
+                    "folder_id": folder_id,
+                },
+                headers=user.headers,
+            )
+            assert made.status_code == 201, made.text
+            device_id, key = made.json()["id"], made.json()["key"]
+            ws = await authed(api_a.ws, user.id_token, opened)
+            await send(ws, type="subscribe", id="f", channel="folder.devices", folder_id=folder_id)
+            assert (await recv(ws))["type"] == "subscribed"
+            first = await recv(ws)
+            assert first["data"]["device_id"] == device_id
+            assert first["data"]["status"] == "offline"  # never seen
+            beat = await http.post(
+                f"/devices/{device_id}/heartbeat",
+                json={"status": "error"},
+                headers={"X-Device-Key": key},
+            )
+            assert beat.status_code == 200, beat.text
+            changed = await until(ws, "event", timeout=5)
+            assert changed["id"] == "f"
+            assert changed["data"] == {**changed["data"], "device_id": device_id, "status": "error"}

@@ -167,3 +167,27 @@ class TestReadingsCollectionCheck:
     ) -> None:
         # The shared app migrated this database: the check passes on whatever this server is.
         await db.check_timeseries(mongo_db, readings_spec(settings))
+
+
+class TestAlarmClosedMs:
+    async def test_cleared_alarms_keep_their_clock_and_the_old_index_goes(
+        self, fresh_engine: AIOEngine, fresh_settings: Settings
+    ) -> None:
+        alarms = db.database(fresh_engine)["alarms"]
+        await alarms.insert_many(
+            [
+                {"_id": "cleared", "status": "cleared", "cleared_ms": 1_700_000_000_000},
+                {"_id": "active", "status": "active", "cleared_ms": None},
+            ]
+        )
+        await alarms.create_index("cleared_ms")
+        await runner.apply_pending(fresh_engine, fresh_settings)
+        cleared = await alarms.find_one({"_id": "cleared"})
+        active = await alarms.find_one({"_id": "active"})
+        assert cleared is not None
+        assert active is not None
+        assert cleared["closed_ms"] == 1_700_000_000_000
+        assert active.get("closed_ms") is None
+        keys = [list(info["key"]) for info in (await alarms.index_information()).values()]
+        assert [("cleared_ms", 1)] not in keys
+        assert [("closed_ms", 1)] in keys

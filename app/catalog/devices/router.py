@@ -29,6 +29,7 @@ from app.catalog.exceptions import (
 from app.catalog.models import Device
 from app.catalog.permissions.exceptions import NotAllowed
 from app.core.config import Settings
+from app.core.feed_cache import InvalidationPending
 from app.core.models import utcnow
 from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
@@ -50,7 +51,9 @@ def device_read(device: Device, settings: Settings) -> DeviceRead:
 
 
 @router.post("", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED)
-@raises(ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge)
+@raises(
+    ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge, InvalidationPending
+)
 async def create_device(
     body: DeviceCreate, services: ServicesDep, principal: UserPrincipal
 ) -> DeviceCreated:
@@ -92,7 +95,9 @@ async def get_device(device: DeviceForView, services: ServicesDep) -> DeviceRead
 
 
 @router.patch("/{device_id}", response_model=DeviceRead)
-@raises(ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge)
+@raises(
+    ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge, InvalidationPending
+)
 async def update_device(
     device: DeviceForEdit,
     body: DeviceUpdate,
@@ -106,16 +111,19 @@ async def update_device(
         device=device,
         device_in=body,
         metadata_max_bytes=services.settings.device_metadata_max_bytes,
+        access=services.access,
     )
     await services.on_devices_changed(device_ids=[str(device.id)])
     return device_read(updated, services.settings)
 
 
 @router.delete("/{device_id}", **NO_CONTENT)
-@raises(KeyRevocationPending)
+@raises(KeyRevocationPending, InvalidationPending)
 async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
-    await devices_service.delete(services.engine, device=device, key_cache=services.device_keys)
+    await devices_service.delete(
+        services.engine, device=device, key_cache=services.device_keys, access=services.access
+    )
     await services.on_devices_changed(device_ids=[str(device.id)])
 
 

@@ -16,6 +16,7 @@ from app.catalog.exceptions import MetadataTooLarge, SerialTaken
 from app.catalog.models import Device, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
+from app.catalog.permissions.access_cache import AccessCache
 from app.catalog.permissions.models import ResourceType, Role
 from app.core import db
 from app.core.models import utcnow
@@ -83,8 +84,11 @@ async def update(
     device: Device,
     device_in: DeviceUpdate,
     metadata_max_bytes: int,
+    access: AccessCache | None = None,
 ) -> Device:
-    """Change fields with a targeted `$set` (never touching `presence`); moves need owner."""
+    """Change fields with a targeted `$set` (never touching `presence`); moves need owner.
+
+    A move is announced through `access`: every process checks the new path at once."""
     changes: dict[str, Any] = {}
     fields = device_in.model_fields_set
     if device_in.name is not None:
@@ -111,7 +115,10 @@ async def update(
                 engine, principal=principal, resource=device, folder_id=device_in.folder_id
             )
         )
-    return await crud.apply_changes(engine, device, changes, taken=SerialTaken)
+    updated = await crud.apply_changes(engine, device, changes, taken=SerialTaken)
+    if "folder_path" in changes and access is not None:
+        await access.resources_changed([str(device.id)])
+    return updated
 
 
 async def rotate_key(
@@ -124,8 +131,16 @@ async def rotate_key(
     return key
 
 
-async def delete(engine: AIOEngine, *, device: Device, key_cache: DeviceKeyCache) -> None:
-    """Delete a device and its grants (its key stops working with it)."""
+async def delete(
+    engine: AIOEngine,
+    *,
+    device: Device,
+    key_cache: DeviceKeyCache,
+    access: AccessCache | None = None,
+) -> None:
+    """Delete a device and its grants (its key and every user's access stop with it)."""
     await db.delete(engine, device)
+    if access is not None:
+        await access.resources_changed([str(device.id)])
     await key_cache.revoke([str(device.id)])
     await sharing.delete_for(engine, resource_type=ResourceType.DEVICE, ids=[str(device.id)])

@@ -21,6 +21,7 @@ from app.catalog.folders import service as folders_service
 from app.catalog.folders.schemas import FolderCreate, FolderRead, FolderUpdate
 from app.catalog.models import Folder
 from app.catalog.permissions.exceptions import NotAllowed
+from app.core.feed_cache import InvalidationPending
 from app.core.models import IdStr
 from app.core.openapi import raises
 from app.core.pagination import Page, PageParamsDep
@@ -73,7 +74,9 @@ async def get_folder(folder: FolderForView) -> FolderRead:
 
 
 @router.patch("/{folder_id}", response_model=FolderRead)
-@raises(FolderNotFound, NotAllowed, FolderNameTaken, FolderCycle, FolderTooDeep)
+@raises(
+    FolderNotFound, NotAllowed, FolderNameTaken, FolderCycle, FolderTooDeep, InvalidationPending
+)
 async def update_folder(
     folder: FolderForEdit, body: FolderUpdate, services: ServicesDep, principal: CurrentPrincipal
 ) -> FolderRead:
@@ -84,6 +87,7 @@ async def update_folder(
         folder=folder,
         folder_in=body,
         max_depth=services.settings.folder_max_depth,
+        access=services.access,
     )
     if "parent_id" in body.model_fields_set:  # the devices below have a new path
         await services.on_devices_changed(folder_ids=[str(folder.id)])
@@ -91,7 +95,7 @@ async def update_folder(
 
 
 @router.delete("/{folder_id}", **NO_CONTENT)
-@raises(FolderNotEmpty, ProductInUse, KeyRevocationPending)
+@raises(FolderNotEmpty, ProductInUse, KeyRevocationPending, InvalidationPending)
 async def delete_folder(
     folder: FolderForOwner,
     services: ServicesDep,
@@ -99,6 +103,10 @@ async def delete_folder(
 ) -> None:
     """Delete an empty folder (409 otherwise), or everything below it with `recursive=true`."""
     await folders_service.delete(
-        services.engine, folder=folder, recursive=recursive, key_cache=services.device_keys
+        services.engine,
+        folder=folder,
+        recursive=recursive,
+        key_cache=services.device_keys,
+        access=services.access,
     )
     await services.on_devices_changed(folder_ids=[str(folder.id)])

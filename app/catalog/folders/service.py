@@ -16,6 +16,7 @@ from app.catalog.folders.schemas import FolderCreate, FolderUpdate
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
+from app.catalog.permissions.access_cache import AccessCache
 from app.catalog.permissions.models import ResourceType, Role
 from app.core import db
 from app.core.pagination import PageParams, and_filters, next_cursor
@@ -86,6 +87,7 @@ async def update(
     folder: Folder,
     folder_in: FolderUpdate,
     max_depth: int,
+    access: AccessCache | None = None,
 ) -> Folder:
     """Rename (editor) and/or move (owner here, editor on the destination; no cycles, no
     deeper than `max_depth`)."""
@@ -103,19 +105,30 @@ async def update(
         await crud.get_for(
             engine, Folder, principal=principal, resource_id=folder_in.parent_id, role=Role.EDITOR
         )
-    await moves.move(
-        engine,
-        folder=folder,
-        parent_id=folder_in.parent_id,
-        changes=changes,
-        scope_of=lambda parent: _scope(parent, folder.created_by),
-        max_depth=max_depth,
-    )
+    try:
+        await moves.move(
+            engine,
+            folder=folder,
+            parent_id=folder_in.parent_id,
+            changes=changes,
+            scope_of=lambda parent: _scope(parent, folder.created_by),
+            max_depth=max_depth,
+        )
+    finally:
+        # Every path through the folder may have changed, even by a move that failed half
+        # way where there are no transactions.
+        if access is not None:
+            await access.resources_changed([str(folder.id)])
     return await crud.get(engine, Folder, str(folder.id))
 
 
 async def delete(
-    engine: AIOEngine, *, folder: Folder, recursive: bool, key_cache: DeviceKeyCache
+    engine: AIOEngine,
+    *,
+    folder: Folder,
+    recursive: bool,
+    key_cache: DeviceKeyCache,
+    access: AccessCache | None = None,
 ) -> None:
     """Delete an empty folder, or with `recursive` everything below it (owner checked by caller).
 
@@ -133,6 +146,8 @@ async def delete(
             if await coll.find_one(query, {"_id": 1}) is not None:
                 raise FolderNotEmpty("delete what it holds first, or use ?recursive=true")
         await db.delete(engine, folder)
+        if access is not None:
+            await access.resources_changed([fid])
         await sharing.delete_for(engine, resource_type=ResourceType.FOLDER, ids=[fid])
         return
     folder_ids = [folder.id] + [
@@ -149,9 +164,13 @@ async def delete(
             raise ProductInUse("devices outside this folder use a product inside it")
     # The subtree goes by its path, one command per collection whatever its size.
     below = {"$in": [fid]}  # `$in`: equality on an array element is not portable
-    await devices.delete_many({"folder_path": below})
-    await products.delete_many({"folder_path": below})
-    await folders.delete_many({"$or": [{"_id": folder.id}, {"ancestors": below}]})
+    try:
+        await devices.delete_many({"folder_path": below})
+        await products.delete_many({"folder_path": below})
+        await folders.delete_many({"$or": [{"_id": folder.id}, {"ancestors": below}]})
+    finally:
+        if access is not None:  # cached paths of everything below carry the folder's tag
+            await access.resources_changed([fid])
     for ids, rtype in (
         (device_ids, ResourceType.DEVICE),
         (product_ids, ResourceType.PRODUCT),

@@ -16,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from app.auth import identities
 from app.auth.exceptions import UserNotFound
 from app.auth.principal import Principal
+from app.catalog.permissions.access_cache import AccessCache
 from app.catalog.permissions.exceptions import InvalidEmail, LastOwner, TooManyShares
 from app.catalog.permissions.models import Grant, Invite, ResourceType, Role
 from app.catalog.permissions.service import Securable
@@ -117,8 +118,11 @@ async def set_share(
     role: Role,
     cap: int,
     spend_invite: Callable[[], Awaitable[None]],
+    access: AccessCache | None = None,
 ) -> Share:
     """Grant `role` to a user id or email; an email without an account gets an invite.
+
+    A changed role of an existing grant is announced through `access` (it may be lower).
 
     `spend_invite` counts a new invitation against the inviter's quota (429 when spent); it
     runs only when an invitation email would be sent.
@@ -156,6 +160,8 @@ async def set_share(
         await _demote_owner(engine, key=key, uid=uid, role=role)
     else:
         await coll.update_one({"_id": existing.id}, {"$set": {"role": role.value}})
+    if access is not None and existing.role is not role:
+        await access.grants_changed([uid])
     existing.role = role
     return _grant_share(existing)
 
@@ -233,8 +239,11 @@ async def _set_invite(
     return _invite_share(invite)
 
 
-async def remove_share(engine: AIOEngine, *, resource: Securable, user_ref: str) -> None:
-    """Remove a user's grant (by uid or email) and any invite to that email."""
+async def remove_share(
+    engine: AIOEngine, *, resource: Securable, user_ref: str, access: AccessCache | None = None
+) -> None:
+    """Remove a user's grant (by uid or email) and any invite to that email; every API
+    process stops honouring it before this returns (`access`)."""
     rtype = resource.kind.resource_type
     key = {"resource_type": rtype.value, "resource_id": str(resource.id)}
     removed = 0
@@ -245,7 +254,10 @@ async def remove_share(engine: AIOEngine, *, resource: Securable, user_ref: str)
         removed += result.deleted_count
         uid = await identities.uid_for_verified_email(engine, email=email)
     if uid is not None:
-        removed += await _remove_grant(engine, key=key, uid=uid)
+        removed_grants = await _remove_grant(engine, key=key, uid=uid)
+        if removed_grants and access is not None:
+            await access.grants_changed([uid])
+        removed += removed_grants
     if not removed:
         raise UserNotFound("this user has no grant or invite on this resource")
 

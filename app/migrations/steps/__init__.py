@@ -16,6 +16,8 @@ from app.migrations.steps import (
     m0002_latest_at_ms,
     m0003_commands,
     m0004_alerts,
+    m0005_alarm_closed_ms,
+    m0006_alert_digests,
 )
 
 
@@ -48,5 +50,15 @@ STEPS: list[Step] = [
         "0004_alerts",
         "create the alert rules, alarms, rule states, notification events and delivery logs",
         m0004_alerts.apply,
+    ),
+    Step(
+        "0005_alarm_closed_ms",
+        "cleared alarms keep a server-clock `closed_ms` that retention counts from",
+        m0005_alarm_closed_ms.apply,
+    ),
+    Step(
+        "0006_alert_digests",
+        "index notification events by `digest`, for the emails that collect held-back ones",
+        m0006_alert_digests.apply,
     ),
 ]

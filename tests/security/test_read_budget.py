@@ -1,0 +1,252 @@
+"""The store round trips of the hottest calls, counted: warm, an authorised read costs at
+most one MongoDB command (the data itself) and one Redis round trip (the limiter), and a
+single-reading ingest reads nothing from MongoDB.
+
+MongoDB commands are counted by a pymongo `CommandListener` (registered before the app under
+test makes its client), Redis commands by `MONITOR`, keeping only the commands of the app's
+own Redis database (this app uses one no other process does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pymongo import monitoring
+from redis.asyncio import Redis
+
+from app.catalog.models import Device
+from app.core.config import Settings
+from app.core.services import services_of
+from tests.fixtures.app import client_for, running_app
+from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
+from tests.fixtures.catalog_http import principal_of
+from tests.fixtures.identities import MakeUser, bearer
+from tests.fixtures.servers import ManagedProcess
+from tests.fixtures.worker import eventually
+
+API = "/api/v1"
+BUDGET_DB = 13  # a Redis database only this app uses, so MONITOR can tell its commands apart
+READ_COMMANDS = {"find", "aggregate", "count", "distinct", "getMore", "countDocuments"}
+# Heartbeats of the invalidation feeds' own connections, sent every few seconds whatever
+# the traffic: not part of any request.
+IDLE_COMMANDS = {"PING"}
+
+
+class MongoCounter(monitoring.CommandListener):
+    """Names of the MongoDB commands started while armed."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Record a command started while armed."""
+        if self.armed:
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Not needed."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Not needed."""
+
+
+_COUNTER = MongoCounter()
+_REGISTERED: list[bool] = []
+
+
+@pytest.fixture(scope="module")
+def mongo_counter() -> Iterator[MongoCounter]:
+    """The listener (pymongo cannot unregister one; it records only while armed)."""
+    if not _REGISTERED:
+        monitoring.register(_COUNTER)  # applies to clients made from now on
+        _REGISTERED.append(True)
+    yield _COUNTER
+    _COUNTER.armed = False
+
+
+@dataclass
+class RedisMonitor:
+    """The commands the app under test sends to Redis, between two markers."""
+
+    url: str
+    commands: list[str] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[list[str]]:
+        """Collect the app's commands sent while the block runs."""
+        marker = uuid.uuid4().hex
+        seen: list[dict[str, Any]] = []
+        watcher = Redis.from_url(self.url)
+        own = Redis.from_url(self.url)
+        done = asyncio.Event()
+
+        async def listen() -> None:
+            async with watcher.monitor() as monitor:
+                ready.set()
+                async for entry in monitor.listen():
+                    seen.append(entry)
+                    if marker in str(entry.get("command")) and "end" in str(entry.get("command")):
+                        done.set()
+                        return
+
+        ready = asyncio.Event()
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 5)
+        await own.echo(f"{marker} start")
+        await eventually(lambda: any(marker in str(e.get("command")) for e in seen), timeout=5)
+        commands: list[str] = []
+        try:
+            yield commands
+        finally:
+            await own.echo(f"{marker} end")
+            await asyncio.wait_for(done.wait(), 5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await watcher.aclose()
+            await own.aclose()
+        start = next(i for i, e in enumerate(seen) if marker in str(e.get("command")))
+        for entry in seen[start + 1 : -1]:
+            name = str(entry.get("command", "")).split(" ", 1)[0].upper()
+            if entry.get("client_type") == "lua":
+                continue  # run inside a script the app sent: part of that one round trip
+            if int(entry.get("db", -1)) == BUDGET_DB and name not in IDLE_COMMANDS:
+                commands.append(str(entry.get("command")))
+
+
+@dataclass
+class Scene:
+    """A non-admin user whose only right is a viewer grant on the device's parent folder."""
+
+    app: FastAPI
+    http: httpx.AsyncClient
+    user_headers: dict[str, str]
+    device: Device
+    device_headers: dict[str, str]
+
+
+@pytest.fixture
+async def scene(
+    make_settings: Callable[..., Settings],
+    redis_server: ManagedProcess,
+    mongo_counter: MongoCounter,
+    make_user: MakeUser,
+) -> AsyncIterator[Scene]:
+    """The app under test (its own Redis database) and the user, folders and device."""
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{BUDGET_DB}")
+    async with running_app(settings) as app, client_for(app) as http:
+        services = services_of(app)
+        await eventually(lambda: services.principals.live and services.access.live)
+        engine = services.engine
+        owner = user_principal()
+        parent = await new_folder(engine, owner=owner)
+        child = await new_folder(engine, owner=owner, parent=parent)
+        product = await new_product(engine, owner=owner, folder=child)
+        device, key = await new_device(engine, owner=owner, product=product, folder=child)
+        person = await make_user()
+        resp = await http.post(f"{API}/auth/session", json={"id_token": person.id_token})
+        assert resp.status_code == 200, resp.text
+        await grant(engine, principal=principal_of(person), resource=parent, role="viewer")
+        yield Scene(
+            app=app,
+            http=http,
+            user_headers=bearer(resp.json()["access_token"]),
+            device=device,
+            device_headers={"X-Device-Key": key},
+        )
+
+
+Call = Callable[[], Awaitable[httpx.Response]]
+
+
+async def counted(
+    call: Call, *, expected: int, counter: MongoCounter, monitor: RedisMonitor
+) -> tuple[list[str], list[str]]:
+    """Warm the path (twice), then count the MongoDB and Redis commands of one more call."""
+    for _ in range(2):
+        resp = await call()
+        assert resp.status_code == expected, resp.text
+    counter.commands.clear()
+    async with monitor.watching() as redis_commands:
+        counter.armed = True
+        try:
+            resp = await call()
+        finally:
+            counter.armed = False
+    assert resp.status_code == expected, resp.text
+    return list(counter.commands), redis_commands
+
+
+@pytest.fixture
+def monitor(redis_server: ManagedProcess) -> RedisMonitor:
+    """MONITOR on the test Redis, keeping the app under test's database."""
+    return RedisMonitor(f"redis://127.0.0.1:{redis_server.port}/0")
+
+
+class TestAuthorisedReadBudget:
+    async def test_latest_readings(
+        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor
+    ) -> None:
+        path = f"{API}/devices/{scene.device.id}/readings"
+        resp = await scene.http.post(
+            path, json={"metrics": {"temperature": 21.5}}, headers=scene.device_headers
+        )
+        assert resp.status_code == 202, resp.text
+        mongo, redis_cmds = await counted(
+            lambda: scene.http.get(f"{path}/latest", headers=scene.user_headers),
+            expected=200,
+            counter=mongo_counter,
+            monitor=monitor,
+        )
+        assert len(mongo) <= 1, mongo
+        assert len(redis_cmds) + len(mongo) <= 2, (mongo, redis_cmds)
+        assert len(redis_cmds) >= 1, "the limiter's round trip is counted"
+
+    async def test_device(
+        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor
+    ) -> None:
+        mongo, redis_cmds = await counted(
+            lambda: scene.http.get(f"{API}/devices/{scene.device.id}", headers=scene.user_headers),
+            expected=200,
+            counter=mongo_counter,
+            monitor=monitor,
+        )
+        assert mongo == ["find"]
+        assert len(redis_cmds) == 1, redis_cmds
+
+    async def test_me(
+        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor
+    ) -> None:
+        mongo, redis_cmds = await counted(
+            lambda: scene.http.get(f"{API}/auth/me", headers=scene.user_headers),
+            expected=200,
+            counter=mongo_counter,
+            monitor=monitor,
+        )
+        assert mongo == ["find"]
+        assert len(redis_cmds) == 1, redis_cmds
+
+
+class TestIngestBudget:
+    async def test_single_reading_reads_nothing(
+        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor
+    ) -> None:
+        path = f"{API}/devices/{scene.device.id}/readings"
+        mongo, _ = await counted(
+            lambda: scene.http.post(
+                path, json={"metrics": {"temperature": 21.5}}, headers=scene.device_headers
+            ),
+            expected=202,
+            counter=mongo_counter,
+            monitor=monitor,
+        )
+        reads = [name for name in mongo if name in READ_COMMANDS]
+        assert reads == [], mongo

@@ -1,0 +1,233 @@
+"""Rights cached by one API process still end at once when another process takes them away.
+
+Two API processes share MongoDB and Redis: process A (the shared app) makes each change, and
+process B (uvicorn in a process of its own), which has just served the user (so its caches
+hold the session, the grants and the device's path), must refuse the user's next request
+within 100 ms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from odmantic import AIOEngine
+
+from app.catalog.models import Device, Folder
+from app.core.config import Settings
+from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
+from tests.fixtures.catalog_http import principal_of
+from tests.fixtures.identities import MakeUser, TestUser, bearer
+from tests.fixtures.servers import ManagedProcess
+from tests.live.conftest import Api, start_api
+
+API = "/api/v1"
+WITHIN_S = 0.1
+
+
+@pytest.fixture(scope="module")
+def process_b(settings: Settings, workdir: Path, redis_server: ManagedProcess) -> Iterator[Api]:
+    """A second API process of the deployment (uvicorn, in a process of its own) on the same
+    MongoDB and Redis; it follows every change feed from its start."""
+    api = start_api(
+        settings, workdir, f"redis://127.0.0.1:{redis_server.port}/0", "api-revocation-b"
+    )
+    yield api
+    api.proc.stop()
+
+
+@pytest.fixture
+async def there(process_b: Api) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on process B."""
+    async with httpx.AsyncClient(base_url=process_b.url, timeout=10) as http:
+        yield http
+
+
+@dataclass
+class Viewer:
+    """A non-admin user with a session, and a viewer grant on the device's parent folder."""
+
+    user: TestUser
+    headers: dict[str, str]
+    refresh_token: str
+    parent: Folder
+    device: Device
+
+    @property
+    def latest(self) -> str:
+        """The device's latest values."""
+        return f"{API}/devices/{self.device.id}/readings/latest"
+
+
+async def session_of(client: httpx.AsyncClient, user: TestUser) -> dict[str, Any]:
+    """API session tokens for the user, from process A."""
+    resp = await client.post(f"{API}/auth/session", json={"id_token": user.id_token})
+    assert resp.status_code == 200, resp.text
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+@pytest.fixture
+async def viewer(engine: AIOEngine, client: httpx.AsyncClient, make_user: MakeUser) -> Viewer:
+    owner = user_principal()
+    parent = await new_folder(engine, owner=owner)
+    child = await new_folder(engine, owner=owner, parent=parent)
+    product = await new_product(engine, owner=owner, folder=child)
+    device, _ = await new_device(engine, owner=owner, product=product, folder=child)
+    user = await make_user()
+    tokens = await session_of(client, user)
+    await grant(engine, principal=principal_of(user), resource=parent, role="viewer")
+    return Viewer(user, bearer(tokens["access_token"]), tokens["refresh_token"], parent, device)
+
+
+async def refused_within(
+    http: httpx.AsyncClient, path: str, headers: dict[str, str], *, refused: int
+) -> float:
+    """Seconds until `path` answers `refused` (polling without pause); fails past the limit."""
+    started = time.monotonic()
+    while True:
+        resp = await http.get(path, headers=headers)
+        elapsed = time.monotonic() - started
+        if resp.status_code == refused:
+            return elapsed
+        assert resp.status_code == 200, resp.text
+        assert elapsed <= WITHIN_S, f"still {resp.status_code} after {elapsed * 1000:.0f} ms"
+
+
+async def served(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> None:
+    """The request succeeds (twice, so every cache on the way is warm)."""
+    for _ in range(2):
+        resp = await http.get(path, headers=headers)
+        assert resp.status_code == 200, resp.text
+
+
+class TestSessionChangesReachTheOtherProcess:
+    async def test_logout(
+        self, client: httpx.AsyncClient, there: httpx.AsyncClient, viewer: Viewer
+    ) -> None:
+        await served(there, viewer.latest, viewer.headers)
+        resp = await client.post(f"{API}/auth/logout", json={"refresh_token": viewer.refresh_token})
+        assert resp.status_code == 204, resp.text
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=401) <= WITHIN_S
+
+    async def test_disabling_the_user(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        viewer: Viewer,
+        master_headers: dict[str, str],
+    ) -> None:
+        await served(there, viewer.latest, viewer.headers)
+        resp = await client.patch(
+            f"{API}/users/{viewer.user.uid}", json={"disabled": True}, headers=master_headers
+        )
+        assert resp.status_code == 200, resp.text
+        elapsed = await refused_within(there, viewer.latest, viewer.headers, refused=403)
+        assert elapsed <= WITHIN_S
+
+    async def test_removing_the_admin_claim(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        make_user: MakeUser,
+        master_headers: dict[str, str],
+    ) -> None:
+        admin = await make_user(admin=True)
+        headers = bearer((await session_of(client, admin))["access_token"])
+        await served(there, f"{API}/users", headers)
+        resp = await client.patch(
+            f"{API}/users/{admin.uid}", json={"admin": False}, headers=master_headers
+        )
+        assert resp.status_code == 200, resp.text
+        assert await refused_within(there, f"{API}/users", headers, refused=403) <= WITHIN_S
+
+
+class TestCatalogChangesReachTheOtherProcess:
+    async def test_removing_the_grant(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        viewer: Viewer,
+        master_headers: dict[str, str],
+    ) -> None:
+        await served(there, viewer.latest, viewer.headers)
+        resp = await client.delete(
+            f"{API}/folders/{viewer.parent.id}/permissions/{viewer.user.uid}",
+            headers=master_headers,
+        )
+        assert resp.status_code == 204, resp.text
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
+
+    async def test_deleting_the_device(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        viewer: Viewer,
+        master_headers: dict[str, str],
+    ) -> None:
+        await served(there, viewer.latest, viewer.headers)
+        resp = await client.delete(f"{API}/devices/{viewer.device.id}", headers=master_headers)
+        assert resp.status_code == 204, resp.text
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
+
+    async def test_moving_the_device_out(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        viewer: Viewer,
+        master_headers: dict[str, str],
+        engine: AIOEngine,
+    ) -> None:
+        elsewhere = await new_folder(engine, owner=user_principal())
+        await served(there, viewer.latest, viewer.headers)
+        resp = await client.patch(
+            f"{API}/devices/{viewer.device.id}",
+            json={"folder_id": str(elsewhere.id)},
+            headers=master_headers,
+        )
+        assert resp.status_code == 200, resp.text
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
+
+    async def test_moving_a_folder_above_it_out(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        viewer: Viewer,
+        master_headers: dict[str, str],
+        engine: AIOEngine,
+    ) -> None:
+        # The device sits in a folder below the granted one: moving that folder elsewhere
+        # takes the device out of the grant's reach.
+        child_id = viewer.device.folder_id
+        elsewhere = await new_folder(engine, owner=user_principal())
+        await served(there, viewer.latest, viewer.headers)
+        resp = await client.patch(
+            f"{API}/folders/{child_id}",
+            json={"parent_id": str(elsewhere.id)},
+            headers=master_headers,
+        )
+        assert resp.status_code == 200, resp.text
+        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
+
+    async def test_a_new_grant_works_at_once(
+        self,
+        client: httpx.AsyncClient,
+        there: httpx.AsyncClient,
+        viewer: Viewer,
+        master_headers: dict[str, str],
+        engine: AIOEngine,
+    ) -> None:
+        # Cached grants only ever allow: a grant nobody announced is found on the refusal path.
+        other = await new_folder(engine, owner=user_principal())
+        product = await new_product(engine, owner=user_principal(), folder=other)
+        device, _ = await new_device(engine, owner=user_principal(), product=product, folder=other)
+        path = f"{API}/devices/{device.id}/readings/latest"
+        await served(there, viewer.latest, viewer.headers)
+        assert (await there.get(path, headers=viewer.headers)).status_code == 404
+        await grant(engine, principal=principal_of(viewer.user), resource=other, role="viewer")
+        assert (await there.get(path, headers=viewer.headers)).status_code == 200
