@@ -8,15 +8,66 @@ traceback wall.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from app.core import db, redis
 from app.core.config import Settings, get_settings
+from app.core.services import SensorhubApp
 from app.core.startup import StartupError, wait_for_dependencies
+from app.main import create_app, drain, open_streams
 from app.migrations import runner as migrations
+
+# How long a graceful stop waits for HTTP requests in flight, then for sockets to close.
+_DRAIN_TIMEOUT_S = 5.0
+
+
+class Server(uvicorn.Server):
+    """uvicorn, letting the app say goodbye before uvicorn closes the connections itself.
+
+    uvicorn's shutdown closes every open WebSocket with 1012 before the app's lifespan
+    shutdown runs. Here, on SIGTERM or Ctrl-C: stop accepting, let HTTP requests in flight
+    finish (their readings are written and published; SSE streams excepted), then
+    `app.main.drain` (the last flush, then 1001 to every socket and the end of every SSE
+    stream), then uvicorn's own shutdown.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, app: SensorhubApp) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def _is_socket(self, connection: object) -> bool:
+        ws_class = self.config.ws_protocol_class
+        return isinstance(ws_class, type) and isinstance(connection, ws_class)
+
+    async def _until(self, done: Callable[[], bool], timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.force_exit and loop.time() < deadline and not done():
+            await asyncio.sleep(0.05)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Drain HTTP, then the app (1001 to sockets), then uvicorn's own shutdown."""
+        for server in self.servers:
+            server.close()
+        connections = self.server_state.connections
+        for connection in list(connections):
+            if not self._is_socket(connection):
+                connection.shutdown()
+        # SSE streams are HTTP requests that never end by themselves: the drain ends them.
+        await self._until(
+            lambda: sum(not self._is_socket(c) for c in connections) <= open_streams(self.app),
+            _DRAIN_TIMEOUT_S,
+        )
+        if not self.force_exit:
+            await drain(self.app)
+            await self._until(lambda: not connections, 1.0)
+        await super().shutdown(sockets)
 
 
 def settings_error_line(exc: ValidationError) -> str:
@@ -80,19 +131,26 @@ def main() -> None:
         asyncio.run(check_dependencies(settings))
     except StartupError as exc:
         sys.exit(f"startup failed: {exc}")
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        # uvicorn's processes share the socket; each runs the app's lifespan (own batcher).
-        workers=settings.web_concurrency,
-        proxy_headers=False,
-        log_config=None,
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "proxy_headers": False,
+        "log_config": None,
         # Server pings keep sockets alive through proxies and find dead clients.
-        ws_ping_interval=settings.ws_ping_interval_s,
-        ws_ping_timeout=settings.ws_ping_interval_s,
-    )
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_interval_s,
+        "ws_per_message_deflate": settings.ws_compression,
+    }
+    if settings.web_concurrency > 1:
+        # uvicorn's supervisor shares the socket between its worker processes; each runs the
+        # app's lifespan (its own batcher). Its workers are plain uvicorn servers, so on a stop
+        # sockets close with 1012 instead of `Server`'s 1001 (README, "Performance").
+        uvicorn.run(
+            "app.main:create_app", factory=True, workers=settings.web_concurrency, **options
+        )
+        return
+    app = create_app(settings)
+    Server(uvicorn.Config(app, **options), app=app).run()
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from app.readings.fastpath import IngestRoute
 from app.readings.latest_cache import LatestValues
 from app.readings.router import post_readings
 from app.stats.counters import ReadingCounters
+from app.stats.devices import DeviceCounters
 from app.users import onboarding
 from app.worker import stats as worker_stats
 from app.worker.factory import create_celery
@@ -133,11 +134,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(live.close)
         fanout = ReadingsFanout(redis_client, buffer_len=settings.live_sse_buffer)
         latest_values = LatestValues(redis_client, ttl_s=settings.latest_cache_s)
+        device_counters = DeviceCounters(
+            engine, redis_client, touch_every_s=settings.presence_throttle_s
+        )
         batcher = IngestBatcher.from_settings(
             engine,
             settings,
             cache=device_contexts,
-            listeners=[alert_evaluator, fanout, ReadingCounters(engine, redis_client)],
+            listeners=[
+                alert_evaluator,
+                fanout,
+                ReadingCounters(engine, redis_client),
+                device_counters,
+            ],
             latest_values=latest_values,
         )
         batcher.start()
@@ -171,6 +180,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             live=live,
             on_sign_in=onboarding.welcome,
             alarm_counter=alarms_service.active_by_severity,
+            device_counters=device_counters,
+            on_devices_changed=device_counters.changed,
             refresh_metrics=refresh_metrics,
         )
         if settings.gc_tuning:
@@ -204,6 +215,27 @@ def _untune_gc(thresholds: tuple[int, int, int]) -> None:
     """Undo `_tune_gc` (tests start and stop many apps in one process)."""
     gc.unfreeze()
     gc.set_threshold(*thresholds)
+
+
+async def drain(app: SensorhubApp) -> None:
+    """Before the server closes connections: the last flush, then every socket closes 1001.
+
+    uvicorn closes open WebSockets with 1012 before the lifespan's shutdown runs; `python -m
+    app` calls this first (once HTTP requests in flight have been answered), so clients get
+    the readings that were acknowledged and then a 1001. The lifespan's own shutdown repeats
+    both steps harmlessly.
+    """
+    services = app.services
+    if services is None:
+        return
+    await services.batcher.stop()
+    await services.live.close_sockets()
+
+
+def open_streams(app: SensorhubApp) -> int:
+    """SSE streams open in this process (HTTP requests that only `drain` ends)."""
+    services = app.services
+    return 0 if services is None else services.live.streams
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

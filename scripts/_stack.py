@@ -88,25 +88,24 @@ class Stack:
         values.update(extra)
         return values
 
-    def start_api(self, app: str = "app.main:create_app", **env: str) -> str:
-        """Start uvicorn with `app` (a factory) in its own process; returns its base URL."""
+    def start_api(
+        self, app: str = "app.main:create_app", *, as_module: bool = False, **env: str
+    ) -> str:
+        """Start uvicorn with `app` (a factory) in its own process; returns its base URL.
+
+        `as_module` runs `python -m app` instead, as production does (its uvicorn settings:
+        server pings, no socket compression, the graceful drain).
+        """
         port = free_port()
+        if as_module:
+            argv = [sys.executable, "-m", "app"]
+            env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
+        else:
+            argv = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
+            argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
         proc = ManagedProcess(
-            f"api-{app.split(':')[0]}",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                app,
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
+            "api-app" if as_module else f"api-{app.split(':')[0]}",
+            argv,
             port=port,
             cwd=ROOT,
             env=self.env(**env),

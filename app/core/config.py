@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # Seconds the fleet statistics' device counts are reused for the same scope and filters
     # (0 = count on every request). Readings per minute and alarms are always fresh.
     stats_cache_s: float = Field(default=5.0, ge=0, le=300)
+    # How often the worker's beat rebuilds the statistics' device counters from MongoDB
+    # (stats.recount_devices): repairs what a crash or a write outside the API left wrong.
+    stats_recount_interval_s: float = Field(default=600.0, gt=0)
     # Deepest folder tree (a top-level folder has depth 1).
     folder_max_depth: int = Field(default=16, ge=1, le=100)
 
@@ -337,6 +340,9 @@ class Settings(BaseSettings):
     # Messages one socket may send per second (counted by the rate limiter).
     ws_messages_per_s: int = Field(default=20, ge=1, le=10_000)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    # permessage-deflate on sockets (`python -m app`). Off: events are small JSON, and
+    # compressing each one for each socket costs more CPU than fan-out itself.
+    ws_compression: bool = False
     # A socket with no subscription and no message from its client for this long is closed.
     ws_idle_timeout_s: float = Field(default=300.0, gt=0)
     # `reauth` is sent this many seconds before the token expires.

@@ -9,6 +9,7 @@ merged with newer values (newest per metric), so it never grows the queue.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,12 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+SendText = Callable[[str], Awaitable[None]]
+
+
+def encode(data: Any) -> str:
+    """Compact JSON, as every message is sent."""
+    return json.dumps(data, separators=(",", ":"), default=str)
 
 
 @dataclass(eq=False, slots=True)
@@ -42,12 +49,32 @@ class Subscription:
     metrics: frozenset[str] | None = None
     # Polled kinds: the statuses last sent (device id -> status).
     state: dict[str, str] = field(default_factory=dict)
+    # The event envelope's JSON up to `"data":` (made on first use).
+    envelope: str = field(default="", repr=False)
 
     @property
     def redis_channel(self) -> str | None:
         """The Redis channel this subscription listens on (None for polled kinds)."""
         make = self.kind.redis_channel
         return None if make is None else make(self.scope_id)
+
+    def event_text(self, encoded_data: str) -> str:
+        """An event message of this subscription, as JSON around already encoded `data`.
+
+        One event reaches many subscriptions: its data is encoded once per event, and only
+        this short envelope per subscription.
+        """
+        if not self.envelope:
+            head = encode(
+                {
+                    "type": "event",
+                    "id": self.id,
+                    "channel": self.kind.name,
+                    self.kind.scope: self.scope_id,
+                }
+            )
+            self.envelope = head[:-1] + ',"data":'
+        return f"{self.envelope}{encoded_data}}}"
 
     def event(self, data: dict[str, Any]) -> dict[str, Any]:
         """An event message of this subscription."""
@@ -63,9 +90,11 @@ class Subscription:
 class Connection:
     """A socket's state; `sender` drains the queue, `close` ends it from anywhere."""
 
-    def __init__(self, send: Send, *, queue_limit: int) -> None:
+    def __init__(self, send: Send, *, queue_limit: int, send_text: SendText | None = None) -> None:
         self.id = uuid.uuid4().hex
         self._send = send
+        # Sockets take text: events encoded once per event are spliced, not re-encoded.
+        self._send_text = send_text
         self.queue_limit = queue_limit
         self._queue: deque[tuple[str, Any]] = deque()
         self._latest: dict[str, tuple[Subscription, dict[str, Any]]] = {}
@@ -78,6 +107,12 @@ class Connection:
         self.close_reason = ""
         self.close_label = "client"
         self.sent = 0
+        # Checked by the hub's timer loop when `timed` (sockets): the token's expiry and
+        # idleness (loop time of the client's last message).
+        self.timed = False
+        self.stream = False  # an SSE stream rather than a socket
+        self.last_activity = 0.0
+        self.reauth_sent = False
 
     @property
     def pending(self) -> int:
@@ -100,7 +135,7 @@ class Connection:
         self._queue.append(("msg", message))
         self._wake.set()
 
-    def offer(self, sub: Subscription, data: dict[str, Any]) -> None:
+    def offer(self, sub: Subscription, data: dict[str, Any], encoded: str | None = None) -> None:
         """Queue an event of a lossless channel; cut the client off when the queue is full."""
         if self.done.is_set():
             return
@@ -113,7 +148,7 @@ class Connection:
                 "slow_consumer",
             )
             return
-        self._queue.append(("msg", sub.event(data)))
+        self._queue.append(("event", (sub, data, encoded)))
         self._wake.set()
 
     def offer_latest(self, sub: Subscription, values: dict[str, dict[str, Any]]) -> None:
@@ -133,16 +168,29 @@ class Connection:
         self._queue.append(("latest", sub))
         self._wake.set()
 
-    def _materialise(self, item: tuple[str, Any]) -> dict[str, Any] | None:
+    def _materialise(self, item: tuple[str, Any]) -> dict[str, Any] | str | None:
         what, payload = item
         if what == "msg":
             message: dict[str, Any] = payload
             return message
+        if what == "event":
+            sub_: Subscription = payload[0]
+            data: dict[str, Any] = payload[1]
+            if self._send_text is None:
+                return sub_.event(data)
+            return sub_.event_text(payload[2] if payload[2] is not None else encode(data))
         sub: Subscription = payload
         waiting = self._latest.pop(sub.id, None)
         if waiting is None or waiting[0] is not sub or sub.id not in self.subscriptions:
             return None  # unsubscribed meanwhile
         return sub.event({"values": waiting[1]})
+
+    async def _deliver(self, message: dict[str, Any] | str) -> None:
+        if isinstance(message, str):
+            assert self._send_text is not None
+            await self._send_text(message)
+        else:
+            await self._send(message)
 
     async def sender(self) -> None:
         """Send queued messages in order until the connection is done."""
@@ -153,7 +201,7 @@ class Connection:
                 continue
             message = self._materialise(self._queue.popleft())
             if message is not None:
-                await self._send(message)
+                await self._deliver(message)
                 self.sent += 1
 
     async def flush(self, timeout_s: float) -> None:
@@ -162,4 +210,4 @@ class Connection:
             while self._queue:
                 message = self._materialise(self._queue.popleft())
                 if message is not None:
-                    await self._send(message)
+                    await self._deliver(message)

@@ -33,7 +33,14 @@ from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.live import channels
-from app.live.connection import CLOSE_GOING_AWAY, Connection, Subscription
+from app.live.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+    Subscription,
+    encode,
+)
 from app.live.metrics import LIVE_REDIS_CHANNELS, LIVE_SOCKETS, LIVE_SUBSCRIPTIONS
 
 logger = logging.getLogger(__name__)
@@ -69,16 +76,32 @@ class LiveHub:
         self._tasks = [
             asyncio.create_task(self._follow(), name="live-follow"),
             asyncio.create_task(self._recheck_loop(), name="live-recheck"),
+            asyncio.create_task(self._timer_loop(), name="live-timers"),
         ]
 
-    async def close(self) -> None:
-        """After the last flush: deliver what was published, then close every socket (1001)."""
+    async def close_sockets(self, *, timeout_s: float = 2.0) -> None:
+        """After the last flush: deliver what was published, then close every socket (1001).
+
+        Waits (at most `timeout_s`) until each socket has sent its close frame. Called by the
+        server before it closes connections itself (`python -m app`), and by `close`.
+        """
+        if self.closing:
+            return
         self.closing = True
         await self._await_barrier(timeout_s=1.0)
-        for conn in list(self.connections):
+        conns = list(self.connections)
+        for conn in conns:
             with contextlib.suppress(Exception):
                 await conn.flush(timeout_s=0.5)
             conn.close(CLOSE_GOING_AWAY, "the server is shutting down; reconnect", "shutdown")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while any(c in self.connections for c in conns):
+                    await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Close every socket (1001) if not done yet, then stop following Redis."""
+        await self.close_sockets()
         # redis-py may turn a cancellation inside `get_message` into a timeout it swallows:
         # the loops also stop on this flag, and are waited for a bounded time.
         self._stopped = True
@@ -150,6 +173,11 @@ class LiveHub:
             if self._pubsub is not None and self.connected:
                 with contextlib.suppress(Exception):
                     await self._pubsub.unsubscribe(channel)
+
+    @property
+    def streams(self) -> int:
+        """Open SSE streams (connections that are not sockets)."""
+        return sum(c.stream for c in self.connections)
 
     @property
     def redis_channels(self) -> int:
@@ -241,13 +269,14 @@ class LiveHub:
             return
         if not isinstance(payload, dict):
             return
+        shared = _Encoded(payload)
         for sub in list(listeners):
             try:
-                self._deliver(sub, payload)
+                self._deliver(sub, payload, shared)
             except Exception:
                 logger.exception("live delivery failed")
 
-    def _deliver(self, sub: Subscription, payload: dict[str, Any]) -> None:
+    def _deliver(self, sub: Subscription, payload: dict[str, Any], shared: _Encoded) -> None:
         name = sub.kind.name
         conn = sub.connection
         if name == channels.READINGS:
@@ -260,7 +289,10 @@ class LiveHub:
                 readings = [r for r in readings if r["metrics"]]
                 if not readings:
                     return
-            conn.offer(sub, {"seq": payload.get("sid"), "readings": readings})
+                conn.offer(sub, {"seq": payload.get("sid"), "readings": readings})
+                return
+            data, encoded = shared.readings()
+            conn.offer(sub, data, encoded)
         elif name == channels.LATEST:
             values: dict[str, dict[str, Any]] = {}
             for reading in payload.get("readings") or []:
@@ -275,7 +307,36 @@ class LiveHub:
                 payload, sub.scope_id
             ):
                 return
-            conn.offer(sub, payload)
+            conn.offer(sub, payload, shared.whole())
+
+    # --- timers -------------------------------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        """Every 0.2 s, for every socket: token expiry (`reauth`, then 4401) and idleness.
+
+        One loop for the process rather than a timer task per socket: hundreds of sockets
+        would otherwise wake the event loop thousands of times a second for nothing.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._stopped:
+            await asyncio.sleep(0.2)
+            now, at = utcnow(), loop.time()
+            for conn in list(self.connections):
+                if conn.timed and not conn.done.is_set():
+                    self._check_timers(conn, now=now, loop_time=at)
+
+    def _check_timers(self, conn: Connection, *, now: datetime, loop_time: float) -> None:
+        settings = self.settings
+        if conn.expires_at is not None:
+            left = (conn.expires_at - now).total_seconds()
+            if left <= 0:
+                conn.close(CLOSE_UNAUTHORIZED, "the token has expired", "auth_expired")
+                return
+            if left <= settings.ws_reauth_notice_s and not conn.reauth_sent:
+                conn.reauth_sent = True
+                conn.control({"type": "reauth", "expires_at": conn.expires_at.isoformat()})
+        idle = loop_time - conn.last_activity
+        if not conn.subscriptions and idle > settings.ws_idle_timeout_s:
+            conn.close(CLOSE_NORMAL, "idle: no subscription and no message", "idle")
 
     # --- permissions and polled kinds ---------------------------------------------------------
     async def _recheck_loop(self) -> None:
@@ -393,6 +454,33 @@ class LiveHub:
                     pipe.zadd(key, {conn.id: lease})
                     pipe.expire(key, int(lease - now) + 1)
                 await pipe.execute()
+
+
+class _Encoded:
+    """One Redis message's event data, JSON-encoded at most once for all its subscribers."""
+
+    __slots__ = ("_payload", "_readings", "_whole")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self._payload = payload
+        self._readings: tuple[dict[str, Any], str] | None = None
+        self._whole: str | None = None
+
+    def readings(self) -> tuple[dict[str, Any], str]:
+        """`device.readings` data (unfiltered) and its JSON."""
+        if self._readings is None:
+            data = {
+                "seq": self._payload.get("sid"),
+                "readings": self._payload.get("readings") or [],
+            }
+            self._readings = (data, encode(data))
+        return self._readings
+
+    def whole(self) -> str:
+        """The message itself as event data, in JSON."""
+        if self._whole is None:
+            self._whole = encode(self._payload)
+        return self._whole
 
 
 def _revoked(scope: str) -> str:

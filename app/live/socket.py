@@ -24,7 +24,6 @@ from app.auth import tokens
 from app.auth.exceptions import InvalidCredentials
 from app.catalog.models import Device
 from app.core.errors import AppError, NotFound
-from app.core.models import utcnow
 from app.core.services import Services
 from app.live import channels
 from app.live.connection import (
@@ -33,6 +32,7 @@ from app.live.connection import (
     CLOSE_UNAUTHORIZED,
     Connection,
     Subscription,
+    encode,
 )
 from app.live.hub import LiveHub, _principal_key
 from app.live.metrics import LIVE_MESSAGES_SENT
@@ -78,6 +78,7 @@ async def _authenticate(
         settings=services.settings,
         token=token,
         key_cache=services.device_keys,
+        principals=services.principals,
     )
     expires_at: datetime | None = None
     if authentication.identity is not None:
@@ -92,11 +93,14 @@ async def serve(websocket: WebSocket, services: Services, hub: LiveHub) -> None:
     settings = services.settings
     await websocket.accept()
 
-    async def send(message: dict[str, Any]) -> None:
-        await websocket.send_text(json.dumps(message, separators=(",", ":"), default=str))
+    async def send_text(text: str) -> None:
+        await websocket.send_text(text)
         LIVE_MESSAGES_SENT.inc()
 
-    conn = Connection(send, queue_limit=settings.ws_send_queue)
+    async def send(message: dict[str, Any]) -> None:
+        await send_text(encode(message))
+
+    conn = Connection(send, queue_limit=settings.ws_send_queue, send_text=send_text)
     hub.add(conn)
     tasks: list[asyncio.Task[None]] = []
     claimed = False
@@ -110,8 +114,8 @@ async def serve(websocket: WebSocket, services: Services, hub: LiveHub) -> None:
             tasks = [
                 asyncio.create_task(session.receive_loop()),
                 asyncio.create_task(conn.sender()),
-                asyncio.create_task(session.timer_loop()),
             ]
+            conn.timed = True  # the hub's timer loop checks expiry and idleness
             for task in tasks:
                 task.add_done_callback(
                     lambda t: (
@@ -127,13 +131,14 @@ async def serve(websocket: WebSocket, services: Services, hub: LiveHub) -> None:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        await hub.remove(conn)
-        if claimed and conn.principal is not None:
-            await hub.release(conn, conn.principal)
+        # The close frame first: the hub counts a socket as gone once it is removed.
         if conn.close_label != "client" and websocket.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await websocket.close(conn.close_code, conn.close_reason)
+        await hub.remove(conn)
+        if claimed and conn.principal is not None:
+            await hub.release(conn, conn.principal)
 
 
 async def _open(websocket: WebSocket, services: Services, hub: LiveHub, conn: Connection) -> bool:
@@ -203,8 +208,8 @@ class _Session:
         self.hub = hub
         self.conn = conn
         self.loop = asyncio.get_running_loop()
-        self.last_activity = self.loop.time()
-        self.reauth_sent = False
+        conn.last_activity = self.loop.time()
+        conn.reauth_sent = False
         self.policy = Policy("ws_messages", self.settings.ws_messages_per_s, 1000)
 
     async def receive_loop(self) -> None:
@@ -215,7 +220,7 @@ class _Session:
             except WebSocketDisconnect:
                 self.conn.close(CLOSE_NORMAL, "", "client")
                 return
-            self.last_activity = self.loop.time()
+            self.conn.last_activity = self.loop.time()
             if self.settings.rate_limit_enabled:
                 decision = await self.services.limiter.hit(self.policy, f"ws:{self.conn.id}")
                 if not decision.allowed:
@@ -271,7 +276,7 @@ class _Session:
             self.conn.close(CLOSE_UNAUTHORIZED, "the token names another caller", "auth_failed")
             return
         self.conn.principal, self.conn.expires_at = authentication.principal, expires_at
-        self.reauth_sent = False
+        self.conn.reauth_sent = False
         self.conn.control(_authenticated(self.conn))
 
     async def subscribe(self, message: dict[str, Any]) -> None:
@@ -311,24 +316,6 @@ class _Session:
             self.hub.note_statuses([sub], {scope_id: resource.presence})
         elif kind.name == channels.FOLDER_DEVICES:
             self.hub.note_statuses([sub], await self.hub.folder_presences(scope_id))
-
-    async def timer_loop(self) -> None:
-        """Token expiry (`reauth` notice, then 4401) and the idle timeout."""
-        while not self.conn.done.is_set():
-            await asyncio.sleep(0.2)
-            expires_at = self.conn.expires_at
-            if expires_at is not None:
-                left = (expires_at - utcnow()).total_seconds()
-                if left <= 0:
-                    self.conn.close(CLOSE_UNAUTHORIZED, "the token has expired", "auth_expired")
-                    return
-                if left <= self.settings.ws_reauth_notice_s and not self.reauth_sent:
-                    self.reauth_sent = True
-                    self.conn.control({"type": "reauth", "expires_at": expires_at.isoformat()})
-            idle = self.loop.time() - self.last_activity
-            if not self.conn.subscriptions and idle > self.settings.ws_idle_timeout_s:
-                self.conn.close(CLOSE_NORMAL, "idle: no subscription and no message", "idle")
-                return
 
 
 def _sub_id(message: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ async def stream(
     """SSE frames for a device's stored readings until the client leaves or access ends."""
     out: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1)
     conn = Connection(out.put, queue_limit=queue_limit)
-    conn.principal = principal
+    conn.principal, conn.stream = principal, True
     kind = channels.get(channels.READINGS)
     assert kind is not None
     sub = Subscription("sse", kind, device_id, conn, metrics=metrics)

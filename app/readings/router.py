@@ -128,13 +128,15 @@ async def post_heartbeat(
     device: OwnDevice, services: ServicesDep, heartbeat_in: HeartbeatIn | None = None
 ) -> PresenceRead:
     """Update last_seen_at and, when given, the device's reported status and detail."""
-    return await ingest.heartbeat(
+    answer = await ingest.heartbeat(
         services.engine,
         device_id=device.device_id,
         heartbeat_in=heartbeat_in or HeartbeatIn(),
         settings=services.settings,
         cache=services.device_contexts,
     )
+    await services.on_devices_changed(device_ids=[device.device_id])
+    return answer
 
 
 @router.get("/readings", response_model=ReadingsPage, summary="Raw readings in a time range")

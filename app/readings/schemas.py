@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -117,6 +117,13 @@ class AggregateRead(BaseModel):
     buckets: list[AggregateBucket]
 
 
+def _only_pattern_keys(schema: dict[str, Any]) -> None:
+    """Say in the schema what validation does: keys outside `patternProperties` are refused."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "object" and "patternProperties" in option:
+            option["additionalProperties"] = False
+
+
 class HeartbeatIn(BaseModel):
     """A device says it is alive; it may report its own status and details."""
 
@@ -126,7 +133,10 @@ class HeartbeatIn(BaseModel):
         default=None, description="ok or error; omit to keep the last reported status"
     )
     detail: dict[DetailKey, DetailValue] | None = Field(
-        default=None, max_length=32, description="omit to keep the last reported detail"
+        default=None,
+        max_length=32,
+        description="omit to keep the last reported detail",
+        json_schema_extra=_only_pattern_keys,
     )
 
 

@@ -35,5 +35,6 @@ async def fleet_stats(
         product_id=product_id,
         offline_after_s=services.settings.device_offline_after_s,
         alarm_counter=services.alarm_counter,
+        device_counters=services.device_counters,
         cache_s=services.settings.stats_cache_s,
     )

@@ -28,7 +28,8 @@ from app.catalog.models import Device, Folder
 from app.catalog.permissions.models import Grant, ResourceType, Role
 from app.catalog.presence import DeviceStatus
 from app.core import db
-from app.stats import counters
+from app.stats import counters, devices
+from app.stats.devices import DeviceCounters
 from app.stats.schemas import FleetStats, MinuteCount, ProductCount
 
 Doc = dict[str, Any]
@@ -68,6 +69,7 @@ async def fleet(
     product_id: str | None,
     offline_after_s: int,
     alarm_counter: AlarmCounter,
+    device_counters: DeviceCounters | None = None,
     cache_s: float = 0.0,
 ) -> FleetStats:
     """The statistics of the devices the caller can see below `folder_id`, of `product_id`."""
@@ -87,6 +89,7 @@ async def fleet(
             now=now,
             offline_s=offline_after_s,
             cache_s=cache_s,
+            counters=device_counters,
         ),
         counters.per_minute(
             redis, _counter_fields(scope, product_id=product_id), now_s=now.timestamp()
@@ -191,6 +194,7 @@ async def _cached_counts(
     now: datetime,
     offline_s: int,
     cache_s: float,
+    counters: DeviceCounters | None = None,
 ) -> tuple[Counter[DeviceStatus], Counter[str], datetime | None]:
     """`_device_counts`, reused for `cache_s` seconds by every caller with the same scope."""
     key = _cache_key(scope, product_id=product_id) if cache_s > 0 else None
@@ -201,9 +205,14 @@ async def _cached_counts(
             newest = datetime.fromisoformat(data["newest"]) if data["newest"] else None
             statuses = Counter({DeviceStatus(k): v for k, v in data["statuses"].items()})
             return statuses, Counter(data["products"]), newest
-    statuses, products, newest = await _device_counts(
-        engine, scope, product_id=product_id, now=now, offline_s=offline_s
-    )
+    if counters is not None and await counters.built():
+        statuses, products, newest = await _maintained_counts(
+            counters, scope, product_id=product_id, now=now, offline_s=offline_s
+        )
+    else:
+        statuses, products, newest = await _device_counts(
+            engine, scope, product_id=product_id, now=now, offline_s=offline_s
+        )
     if key is not None:
         data = {
             "statuses": {k.value: v for k, v in statuses.items()},
@@ -212,6 +221,52 @@ async def _cached_counts(
         }
         await redis.set(key, json.dumps(data), px=int(cache_s * 1000))
     return statuses, products, newest
+
+
+async def _maintained_counts(
+    counters: DeviceCounters,
+    scope: Scope,
+    *,
+    product_id: str | None,
+    now: datetime,
+    offline_s: int,
+) -> tuple[Counter[DeviceStatus], Counter[str], datetime | None]:
+    """From the maintained per-scope counters (app/stats/devices.py): a few Redis reads per
+    subtree root, whatever the number of devices; directly shared devices as they are."""
+    statuses: Counter[DeviceStatus] = Counter()
+    products: Counter[str] = Counter()
+    newest: datetime | None = None
+    roots: list[str | None] = [None] if scope.folders is None else list(scope.folders)
+    if roots:
+        counts = await counters.read(
+            [devices.scope_key(folder_id=f, product_id=product_id) for f in roots],
+            product_id=product_id,
+            cutoff_ms=presence.epoch_ms(now) - offline_s * 1000,
+        )
+        statuses[DeviceStatus.ERROR] += counts.error
+        statuses[DeviceStatus.ONLINE] += counts.recent - counts.error
+        statuses[DeviceStatus.OFFLINE] += counts.total - counts.recent
+        products.update(counts.products)
+        if counts.newest_ms:
+            newest = datetime.fromtimestamp(counts.newest_ms / 1000, UTC)
+    _add_direct(scope, statuses, products, now=now, offline_s=offline_s)
+    for doc in scope.direct:
+        newest = _later(newest, presence.parse(doc.get("presence")).last_seen_at)
+    return statuses, products, newest
+
+
+def _add_direct(
+    scope: Scope,
+    statuses: Counter[DeviceStatus],
+    products: Counter[str],
+    *,
+    now: datetime,
+    offline_s: int,
+) -> None:
+    for doc in scope.direct:
+        raw = doc.get("presence")
+        statuses[presence.derive_status(raw, now=now, offline_after_s=offline_s)] += 1
+        products[str(doc.get("product_id"))] += 1
 
 
 async def _device_counts(

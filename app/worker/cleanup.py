@@ -18,6 +18,7 @@ from app.commands import sweep as commands_sweep
 from app.core import collections
 from app.core.models import utcnow
 from app.emails.models import EmailOutbox, OutboxStatus
+from app.stats import devices as stats_devices
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock
 
@@ -193,6 +194,17 @@ def repair_folder_tree(ctx: WorkerContext) -> dict[str, Any]:
             since = datetime.fromisoformat(text) - timedelta(seconds=REPAIR_MARGIN_S)
         counts = repair.repair_tree(ctx.db, since=since)
         ctx.redis.set(REPAIR_LAST_RUN_KEY, started.isoformat())
+    return dict(counts)
+
+
+def recount_devices(ctx: WorkerContext) -> dict[str, Any]:
+    """Rebuild the statistics' device counters (app/stats/devices.py) under the job's lock."""
+    job = "stats.recount_devices"
+    with redis_lock(ctx.redis, job, ttl_ms=LOCK_TTL_MS) as acquired:
+        if not acquired:
+            logger.info("recount skipped: locked", extra={"job": job})
+            return SKIPPED
+        counts = stats_devices.recount(ctx.db, ctx.redis)
     return dict(counts)
 
 

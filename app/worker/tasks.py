@@ -36,6 +36,7 @@ SWEEP_COMMANDS = "commands.sweep"
 NOTIFY_ALERT = "alerts.notify"
 DELIVER_WEBHOOK = "alerts.webhook"
 SWEEP_ALERTS = "alerts.sweep"
+RECOUNT_DEVICES = "stats.recount_devices"
 TASK_NAMES = (
     SEND_EMAIL,
     REQUEUE_EMAILS,
@@ -49,6 +50,7 @@ TASK_NAMES = (
     NOTIFY_ALERT,
     DELIVER_WEBHOOK,
     SWEEP_ALERTS,
+    RECOUNT_DEVICES,
 )
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -153,6 +155,11 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
         """Mend stale folder paths and cycles (moves without transactions, crashes, races)."""
         return cleanup.repair_folder_tree(ctx)
 
+    @app.task(name=RECOUNT_DEVICES, **options)
+    def recount_devices() -> dict[str, Any]:
+        """Rebuild the fleet statistics' per-scope device counters from MongoDB."""
+        return cleanup.recount_devices(ctx)
+
     @app.task(name=SWEEP_COMMANDS, **options)
     def sweep_commands() -> dict[str, Any]:
         """Expire, time out and requeue device commands; delete old finished ones."""
@@ -191,6 +198,12 @@ def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
         "task": SWEEP_COMMANDS,
         "schedule": sweep,
         "options": {"expires": sweep},
+    }
+    recount = settings.stats_recount_interval_s
+    schedule[RECOUNT_DEVICES] = {
+        "task": RECOUNT_DEVICES,
+        "schedule": recount,
+        "options": {"expires": recount},
     }
     sweep = settings.alerts_sweep_interval_s
     schedule[SWEEP_ALERTS] = {

@@ -48,8 +48,17 @@ class Api:
         return self.url.replace("http://", "ws://") + "/api/v1/ws"
 
 
-def start_api(settings: Settings, workdir: Path, redis_url: str, name: str) -> Api:
-    """The API in a process of its own."""
+def start_api(
+    settings: Settings,
+    workdir: Path,
+    redis_url: str,
+    name: str,
+    *,
+    as_module: bool = False,
+    **extra_env: str,
+) -> Api:
+    """The API in a process of its own: uvicorn's command line, or `python -m app` (which
+    runs uvicorn with the server pings and the graceful drain) when `as_module`."""
     port = free_port()
     env = {
         **os.environ,
@@ -65,10 +74,17 @@ def start_api(settings: Settings, workdir: Path, redis_url: str, name: str) -> A
         "RATE_LIMIT_DEVICE_LIMIT": "1000000",
         "RATE_LIMIT_USER_LIMIT": "1000000",
         "RATE_LIMIT_AUTH_FAILURES_LIMIT": "1000000",
+        # Whichever starts first (this process or the suite's app) brings the schema up.
+        "MIGRATIONS_AUTO_APPLY": "true",
         **LIVE_ENV,
+        **extra_env,
     }
-    argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if as_module:
+        argv = [sys.executable, "-m", "app"]
+        env.update({"HOST": "127.0.0.1", "PORT": str(port)})
+    else:
+        argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     proc = ManagedProcess(name, argv, port=port, cwd=ROOT, env=env, log_dir=workdir)
 
     def ready() -> bool:

@@ -20,6 +20,8 @@ from app.catalog.models import Device
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.models import utcnow
+from app.core.services import services_of
+from app.stats import devices as stats_devices
 from app.worker import cleanup
 from app.worker.context import WorkerContext
 from app.worker.locks import redis_lock
@@ -224,3 +226,25 @@ class TestDeletedDevices:
             "devices": 0,
             "readings": 0,
         }
+
+
+class TestRecountDevices:
+    async def test_builds_the_statistics_counters_under_its_lock(
+        self, app: FastAPI, ctx: WorkerContext
+    ) -> None:
+        services = services_of(app)
+        owner = user_principal()
+        product = await new_product(services.engine, owner=owner)
+        device, _ = await new_device(services.engine, owner=owner, product=product)
+        await services.redis.delete(stats_devices.BUILT)
+        with redis_lock(ctx.redis, "stats.recount_devices", ttl_ms=5000) as acquired:
+            assert acquired
+            assert await asyncio.to_thread(cleanup.recount_devices, ctx) == cleanup.SKIPPED
+        counts = await asyncio.to_thread(cleanup.recount_devices, ctx)
+        assert counts["devices"] >= 1
+        assert await services.device_counters.built()
+        member = await services.redis.zscore(
+            f"{stats_devices.PREFIX}seen:p:{product.id}", str(device.id)
+        )
+        assert member == 0  # counted, never seen
+        await services.redis.delete(stats_devices.BUILT)  # other tests count with queries

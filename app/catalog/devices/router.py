@@ -65,6 +65,7 @@ async def create_device(
         device_in=body,
         metadata_max_bytes=settings.device_metadata_max_bytes,
     )
+    await services.on_devices_changed(device_ids=[str(device.id)])
     return DeviceCreated(**device_read(device, settings).model_dump(), key=key)
 
 
@@ -112,6 +113,7 @@ async def update_device(
         metadata_max_bytes=services.settings.device_metadata_max_bytes,
         access=services.access,
     )
+    await services.on_devices_changed(device_ids=[str(device.id)])
     return device_read(updated, services.settings)
 
 
@@ -122,6 +124,7 @@ async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     await devices_service.delete(
         services.engine, device=device, key_cache=services.device_keys, access=services.access
     )
+    await services.on_devices_changed(device_ids=[str(device.id)])
 
 
 @router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)

@@ -89,6 +89,8 @@ async def update_folder(
         max_depth=services.settings.folder_max_depth,
         access=services.access,
     )
+    if "parent_id" in body.model_fields_set:  # the devices below have a new path
+        await services.on_devices_changed(folder_ids=[str(folder.id)])
     return folder_read(updated)
 
 
@@ -107,3 +109,4 @@ async def delete_folder(
         key_cache=services.device_keys,
         access=services.access,
     )
+    await services.on_devices_changed(folder_ids=[str(folder.id)])
