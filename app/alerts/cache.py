@@ -42,8 +42,11 @@ class DeviceRules:
     rules: tuple[Compiled, ...]
 
 
-class RuleCache:
+class RuleCache(feeds.ChannelFollower):
     """`device id -> DeviceRules`, trusted only while the change feed is live (see module)."""
+
+    channel = CHANNEL
+    lost_warning = "alert rule change feed lost; looking rules up every flush"
 
     def __init__(
         self, *, ttl_s: float, rate_points_max: int, publisher: Redis | None = None
@@ -53,14 +56,8 @@ class RuleCache:
         self.publisher = publisher
         self._entries: dict[str, tuple[float, DeviceRules]] = {}
         self._compiled: dict[tuple[str, Any], Compiled] = {}
-        self._live = False
         self._generation = 0
         self.lookups = 0  # queries made (tests check one lookup per flush)
-
-    @property
-    def live(self) -> bool:
-        """True while the process follows rule changes (the cache is in use)."""
-        return self._live
 
     def clear(self) -> None:
         """Forget every cached device (rules changed somewhere)."""
@@ -161,6 +158,11 @@ class RuleCache:
             self._compiled[key] = compiled
         return compiled
 
+    @property
+    def wants_feed(self) -> bool:
+        """False when caching is off (`ALERT_RULE_CACHE_S` 0)."""
+        return self.ttl_s > 0
+
     def feed_live(self, live: bool) -> None:
         """The change feed is subscribed (True) or was lost (False)."""
         self.set_live(live)
@@ -168,19 +170,3 @@ class RuleCache:
     def feed_message(self, data: str) -> None:
         """Some rule changed: forget every device's rule list."""
         self.clear()
-
-    async def follow(
-        self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
-    ) -> None:
-        """Follow the change channel until cancelled, resubscribing after any failure."""
-        if self.ttl_s <= 0:
-            return
-        await feeds.follow(
-            redis_url,
-            CHANNEL,
-            self,
-            timeout_s=timeout_s,
-            ping_s=ping_s,
-            retry_s=retry_s,
-            lost_warning="alert rule change feed lost; looking rules up every flush",
-        )

@@ -20,7 +20,7 @@ from app.core.config import Settings
 from app.core.db import database
 from app.core.errors import NotFound
 from app.core.models import utcnow
-from app.core.pagination import PageParams, and_filters, next_cursor
+from app.core.pagination import PageParams, find_page
 
 
 class RuleChanges(Protocol):
@@ -126,9 +126,7 @@ async def list_(
     """One page of the rules whose scope the caller can see."""
     readable = await access.readable_rules(engine, principal=principal)
     filters = crud.equal_to(scope_type=filters_in.scope_type, scope_id=filters_in.scope_id)
-    query = and_filters(readable, *filters, page.filter())
-    rows = await db.find_many(engine, AlertRule, query, sort=[("_id", 1)], limit=page.limit + 1)
-    return next_cursor(rows, page.limit)
+    return await find_page(engine, AlertRule, page, readable, *filters)
 
 
 async def update(

@@ -18,7 +18,7 @@ from app.catalog.models import Device, Folder
 from app.catalog.permissions.models import Role
 from app.core import db
 from app.core.errors import NotFound
-from app.core.pagination import PageParams, and_filters, next_cursor
+from app.core.pagination import PageParams, and_filters, find_page
 
 
 def _filters(filters_in: AlarmFilters) -> list[dict[str, Any]]:
@@ -50,9 +50,7 @@ async def list_(
     """One page of the alarms of devices the caller can see (a device key: its own)."""
     await _folder_visible(engine, principal=principal, folder_id=filters_in.folder_id)
     readable = await access.readable_alarms(engine, principal=principal)
-    query = and_filters(readable, *_filters(filters_in), page.filter())
-    rows = await db.find_many(engine, Alarm, query, sort=[("_id", 1)], limit=page.limit + 1)
-    return next_cursor(rows, page.limit)
+    return await find_page(engine, Alarm, page, readable, *_filters(filters_in))
 
 
 async def counts(engine: AIOEngine, *, principal: Principal, folder_id: str | None) -> AlarmCounts:

@@ -24,7 +24,7 @@ from app.catalog.permissions.models import ResourceKind, ResourceType, Role
 from app.core import db
 from app.core.errors import AppError, NotFound
 from app.core.models import parse_object_id
-from app.core.pagination import PageParams, and_filters, next_cursor
+from app.core.pagination import PageParams, find_page
 
 R = TypeVar("R", Folder, Product, Device)
 
@@ -125,9 +125,7 @@ async def list_readable(
 ) -> tuple[list[R], str | None]:
     """One page (by `_id`) of the resources of `model` the caller can see, matching `filters`."""
     readable = await permissions_service.readable_filter(engine, principal=principal, model=model)
-    query = and_filters(readable, *filters, page.filter())
-    rows = await db.find_many(engine, model, query, sort=[("_id", 1)], limit=page.limit + 1)
-    return next_cursor(rows, page.limit)
+    return await find_page(engine, model, page, readable, *filters)
 
 
 async def insert_owned(

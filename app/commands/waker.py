@@ -26,19 +26,16 @@ from app.core.metrics import COMMAND_POLLS_WAITING
 logger = logging.getLogger(__name__)
 
 
-class CommandWaker:
+class CommandWaker(feeds.ChannelFollower):
     """The waiting long-polls of this process, by device (see the module)."""
+
+    channel = CHANNEL
+    lost_warning = "command wake-up feed lost; polls re-check on their own"
 
     def __init__(self, *, max_waiters: int) -> None:
         self.max_waiters = max_waiters
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._count = 0
-        self._live = False
-
-    @property
-    def live(self) -> bool:
-        """True while the process is subscribed to command events."""
-        return self._live
 
     @property
     def waiting(self) -> int:
@@ -96,17 +93,3 @@ class CommandWaker:
     def feed_message(self, data: str) -> None:
         """A command event."""
         self._on_message(data)
-
-    async def follow(
-        self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
-    ) -> None:
-        """Follow the event channel until cancelled, resubscribing after any failure."""
-        await feeds.follow(
-            redis_url,
-            CHANNEL,
-            self,
-            timeout_s=timeout_s,
-            ping_s=ping_s,
-            retry_s=retry_s,
-            lost_warning="command wake-up feed lost; polls re-check on their own",
-        )

@@ -44,7 +44,7 @@ class InvalidationPending(ServiceUnavailable):
     title = "Change not yet known everywhere"
 
 
-class FeedCache(Generic[K, V]):
+class FeedCache(feeds.ChannelFollower, Generic[K, V]):
     """`key -> value` with tags, used only while the channel is followed (see the module)."""
 
     def __init__(
@@ -56,8 +56,12 @@ class FeedCache(Generic[K, V]):
         max_entries: int = MAX_ENTRIES,
         publish_attempts: int = 3,
         what: str = "cached rights",
+        lost_warning: str | None = None,
     ) -> None:
         self.channel = channel
+        self.lost_warning = lost_warning or (
+            f"{channel} feed lost; reading every lookup from MongoDB"
+        )
         self.ttl_s = ttl_s
         self.publisher = publisher
         self.publish_attempts = publish_attempts
@@ -68,18 +72,12 @@ class FeedCache(Generic[K, V]):
         )
         # tag -> keys that carry it (may name keys already expired; pruned when too large)
         self._tagged: dict[str, set[K]] = {}
-        self._live = False
         self._generation = 0
 
     @property
     def enabled(self) -> bool:
         """False when caching is switched off (`ttl_s` 0)."""
         return self._entries is not None
-
-    @property
-    def live(self) -> bool:
-        """True while the process follows the channel (the cache is in use)."""
-        return self._live
 
     @property
     def generation(self) -> int:
@@ -149,16 +147,30 @@ class FeedCache(Generic[K, V]):
                 reraise=True,
             ):
                 with attempt:
-                    await self.publisher.publish(self.channel, "\n".join(tag_list))
+                    await self._publish(tag_list)
         except Exception as exc:
             logger.error(
                 "cache invalidation not broadcast",
                 extra={"channel": self.channel, "error": type(exc).__name__},
             )
-            raise InvalidationPending(
-                f"The change is stored, but other API processes could not be told: they may "
-                f"keep {self.what} for up to {self.ttl_s:g} s. Retry to be sure."
-            ) from None
+            raise self._not_told() from None
+
+    async def _publish(self, tags: list[str]) -> None:
+        """Send `tags` on the channel (one message, a tag per line)."""
+        assert self.publisher is not None
+        await self.publisher.publish(self.channel, "\n".join(tags))
+
+    def _not_told(self) -> Exception:
+        """The error `announce` raises when the other processes could not be told."""
+        return InvalidationPending(
+            f"The change is stored, but other API processes could not be told: they may "
+            f"keep {self.what} for up to {self.ttl_s:g} s. Retry to be sure."
+        )
+
+    @property
+    def wants_feed(self) -> bool:
+        """False when caching is off: nothing to keep fresh."""
+        return self.enabled
 
     def feed_live(self, live: bool) -> None:
         """The channel is subscribed (True) or was lost (False)."""
@@ -167,19 +179,3 @@ class FeedCache(Generic[K, V]):
     def feed_message(self, data: str) -> None:
         """Tags announced by another process (one per line)."""
         self.forget(data.split("\n"))
-
-    async def follow(
-        self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
-    ) -> None:
-        """Follow the channel until cancelled, resubscribing after any failure."""
-        if self._entries is None:
-            return  # caching is off: nothing to keep fresh
-        await feeds.follow(
-            redis_url,
-            self.channel,
-            self,
-            timeout_s=timeout_s,
-            ping_s=ping_s,
-            retry_s=retry_s,
-            lost_warning=f"{self.channel} feed lost; reading every lookup from MongoDB",
-        )

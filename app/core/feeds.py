@@ -34,6 +34,48 @@ class FeedListener(Protocol):
         """One message published on the channel."""
 
 
+class ChannelFollower:
+    """A listener that follows one channel of its own: set `channel` and `lost_warning`, and
+    override `feed_live`/`feed_message` (this base only keeps `live`)."""
+
+    channel: str
+    lost_warning: str
+    _live = False
+
+    @property
+    def live(self) -> bool:
+        """True while the process follows the channel (what it holds may be trusted)."""
+        return self._live
+
+    @property
+    def wants_feed(self) -> bool:
+        """False when there is nothing to keep fresh (`follow` then returns at once)."""
+        return True
+
+    def feed_live(self, live: bool) -> None:
+        """The channel is subscribed (True) or was lost (False)."""
+        self._live = live
+
+    def feed_message(self, data: str) -> None:
+        """One message published on the channel."""
+
+    async def follow(
+        self, redis_url: str, *, timeout_s: float, ping_s: float = 5.0, retry_s: float = 1.0
+    ) -> None:
+        """Follow the channel until cancelled, resubscribing after any failure."""
+        if not self.wants_feed:
+            return
+        await follow(
+            redis_url,
+            self.channel,
+            self,
+            timeout_s=timeout_s,
+            ping_s=ping_s,
+            retry_s=retry_s,
+            lost_warning=self.lost_warning,
+        )
+
+
 async def follow(
     redis_url: str,
     channel: str,

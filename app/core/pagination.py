@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
+from odmantic import AIOEngine, Model
 from pydantic import BaseModel
 
+from app.core import db
 from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.core.models import HEX24, parse_object_id
@@ -17,6 +19,7 @@ from app.core.services import ServicesDep
 
 ItemT = TypeVar("ItemT")
 RowT = TypeVar("RowT")
+ModelT = TypeVar("ModelT", bound=Model)
 
 
 class InvalidCursor(Unprocessable):
@@ -112,3 +115,13 @@ def next_cursor(rows: Sequence[Any], limit: int) -> tuple[list[Any], str | None]
         kept = list(rows[:limit])
         return kept, str(kept[-1].id)
     return list(rows), None
+
+
+async def find_page(
+    engine: AIOEngine, model: type[ModelT], page: PageParams, *filters: dict[str, Any]
+) -> tuple[list[ModelT], str | None]:
+    """One page (by `_id`) of the documents of `model` matching every filter (empty ones are
+    dropped), and the cursor of the next page."""
+    query = and_filters(*filters, page.filter())
+    rows = await db.find_many(engine, model, query, sort=[("_id", 1)], limit=page.limit + 1)
+    return next_cursor(rows, page.limit)

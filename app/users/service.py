@@ -15,7 +15,7 @@ from app.auth.models import User
 from app.auth.principal_cache import PrincipalCache
 from app.core import db
 from app.core.config import Settings
-from app.core.pagination import PageParams, and_filters, next_cursor
+from app.core.pagination import PageParams, find_page
 from app.users.exceptions import EmailNotVerified
 from app.users.schemas import UserUpdate
 
@@ -41,9 +41,7 @@ async def list_(
 ) -> tuple[list[User], str | None]:
     """A page of users ordered by creation (`_id`), optionally by email prefix."""
     by_email = {"email": _email_prefix_range(email_prefix)} if email_prefix else {}
-    query = and_filters(by_email, page.filter())
-    users = await db.find_many(engine, User, query, sort=[("_id", 1)], limit=page.limit + 1)
-    return next_cursor(users, page.limit)
+    return await find_page(engine, User, page, by_email)
 
 
 async def update(

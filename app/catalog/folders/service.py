@@ -19,7 +19,7 @@ from app.catalog.permissions import sharing
 from app.catalog.permissions.access_cache import AccessCache
 from app.catalog.permissions.models import ResourceType, Role
 from app.core import db
-from app.core.pagination import PageParams, and_filters, next_cursor
+from app.core.pagination import PageParams, find_page
 
 
 def _scope(parent: Folder | None, uid: str) -> str:
@@ -75,9 +75,7 @@ async def list_(
         return await crud.list_readable(
             engine, Folder, principal=principal, page=page, filters=[{"parent_id": parent_id}]
         )
-    query = and_filters(await _top_level_filter(engine, principal), page.filter())
-    rows = await db.find_many(engine, Folder, query, sort=[("_id", 1)], limit=page.limit + 1)
-    return next_cursor(rows, page.limit)
+    return await find_page(engine, Folder, page, await _top_level_filter(engine, principal))
 
 
 async def update(
