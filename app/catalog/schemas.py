@@ -1,9 +1,10 @@
-"""API field types and rules shared by the catalog's request schemas."""
+"""API field types and rules shared by the catalog's request and response schemas."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Self
 
+from odmantic import Model
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 # One line without control characters, and without leading or trailing spaces: what the
@@ -45,3 +46,12 @@ class PatchBody(BaseModel):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
+
+
+class StoredView(BaseModel):
+    """A response schema whose fields are read straight from a stored document."""
+
+    @classmethod
+    def of(cls, document: Model) -> Self:
+        """The API view of a stored document."""
+        return cls.model_validate(document.model_dump())

@@ -82,18 +82,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {}
 
 # The domains, in the order /docs shows them; routers tag their routes with these names.
 TAGS: list[dict[str, Any]] = [
-    {"name": "auth", "description": "Sign in with Firebase; the API's session tokens; who am I."},
-    {"name": "users", "description": "Admins list, disable and promote users."},
-    {"name": "folders", "description": "A tree of folders; roles inherit down the tree."},
-    {"name": "products", "description": "Device types and their telemetry schema."},
-    {"name": "devices", "description": "Device instances, their keys and derived status."},
-    {"name": "readings", "description": "Devices post readings; users read history and values."},
-    {"name": "permissions", "description": "Share folders, products and devices (owners)."},
-    {"name": "commands", "description": "Users send devices commands; devices poll and answer."},
-    {"name": "alerts", "description": "Alert rules on readings and presence; alarms, ack, clear."},
-    {"name": "live", "description": "Readings as they are stored: Server-Sent Events (and WS)."},
-    {"name": "stats", "description": "Fleet statistics over what you can see."},
-    {"name": "operations", "description": "Liveness, readiness and metrics."},
+    {"name": name, "description": description}
+    for name, description in (
+        ("auth", "Sign in with Firebase; the API's session tokens; who am I."),
+        ("users", "Admins list, disable and promote users."),
+        ("folders", "A tree of folders; roles inherit down the tree."),
+        ("products", "Device types and their telemetry schema."),
+        ("devices", "Device instances, their keys and derived status."),
+        ("readings", "Devices post readings; users read history and values."),
+        ("permissions", "Share folders, products and devices (owners)."),
+        ("commands", "Users send devices commands; devices poll and answer."),
+        ("alerts", "Alert rules on readings and presence; alarms, ack, clear."),
+        ("live", "Readings as they are stored: Server-Sent Events (and WS)."),
+        ("stats", "Fleet statistics over what you can see."),
+        ("operations", "Liveness, readiness and metrics."),
+    )
 ]
 
 # Headers documented on every answer of a status.

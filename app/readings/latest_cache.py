@@ -37,36 +37,39 @@ READY = "_ready"
 FILL_TOKEN_MS = 5000
 MAX_DIRTY = 10_000
 
-# KEYS: the copy, its fill token. ARGV: ttl_s, then (field, at_ms, json) triples.
-_OFFER = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-  return 0
-end
-for i = 2, #ARGV, 3 do
+
+def _merge_triples(first: int) -> str:
+    """Lua that writes the (field, at_ms, json) triples of ARGV from `first` on into the copy
+    (KEYS[1]), each unless the copy already holds a newer value of that field."""
+    return f"""
+for i = {first}, #ARGV, 3 do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   local at = cur and tonumber(string.match(cur, '^(-?%d+)|'))
   if not at or at < tonumber(ARGV[i + 1]) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '|' .. ARGV[i + 2])
   end
 end
+"""
+
+
+# KEYS: the copy, its fill token. ARGV: ttl_s, then (field, at_ms, json) triples.
+_OFFER = f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+{_merge_triples(2)}
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
 # KEYS: the copy, its fill token. ARGV: token, ttl_s, then (field, at_ms, json) triples.
-_FILL = """
+_FILL = f"""
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[2])
-for i = 3, #ARGV, 3 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  local at = cur and tonumber(string.match(cur, '^(-?%d+)|'))
-  if not at or at < tonumber(ARGV[i + 1]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '|' .. ARGV[i + 2])
-  end
-end
+{_merge_triples(3)}
 redis.call('HSET', KEYS[1], '_ready', '1')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1

@@ -53,26 +53,21 @@ def delete_before(
     return {"deleted": result.deleted_count}
 
 
+def _delete_expired(ctx: WorkerContext, collection: str) -> dict[str, Any]:
+    """Delete the documents of `collection` whose `expires_at` has passed."""
+    return delete_before(
+        ctx, f"cleanup.{collection}", collection=collection, field="expires_at", cutoff=utcnow()
+    )
+
+
 def expired_sessions(ctx: WorkerContext) -> dict[str, Any]:
     """Delete sessions whose `expires_at` has passed."""
-    return delete_before(
-        ctx,
-        "cleanup.sessions",
-        collection=collections.SESSIONS,
-        field="expires_at",
-        cutoff=utcnow(),
-    )
+    return _delete_expired(ctx, collections.SESSIONS)
 
 
 def expired_idempotency_keys(ctx: WorkerContext) -> dict[str, Any]:
     """Delete idempotency keys whose `expires_at` has passed."""
-    return delete_before(
-        ctx,
-        "cleanup.idempotency_keys",
-        collection=collections.IDEMPOTENCY_KEYS,
-        field="expires_at",
-        cutoff=utcnow(),
-    )
+    return _delete_expired(ctx, collections.IDEMPOTENCY_KEYS)
 
 
 # Sent with the one `readings` delete by time, so that it reads as what it is in the server's

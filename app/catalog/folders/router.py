@@ -19,7 +19,6 @@ from app.catalog.exceptions import (
 )
 from app.catalog.folders import service as folders_service
 from app.catalog.folders.schemas import FolderCreate, FolderRead, FolderUpdate
-from app.catalog.models import Folder
 from app.catalog.permissions.exceptions import NotAllowed
 from app.core.feed_cache import InvalidationPending
 from app.core.models import IdStr
@@ -30,11 +29,6 @@ from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/folders", tags=["folders"])
-
-
-def folder_read(folder: Folder) -> FolderRead:
-    """The API view of a stored folder."""
-    return FolderRead.model_validate(folder.model_dump())
 
 
 @router.post("", response_model=FolderRead, status_code=status.HTTP_201_CREATED)
@@ -49,7 +43,7 @@ async def create_folder(
         folder_in=body,
         max_depth=services.settings.folder_max_depth,
     )
-    return folder_read(folder)
+    return FolderRead.of(folder)
 
 
 @router.get("", response_model=Page[FolderRead])
@@ -64,13 +58,13 @@ async def list_folders(
     items, cursor = await folders_service.list_(
         services.engine, principal=principal, parent_id=parent_id, page=page
     )
-    return Page[FolderRead].of(items, cursor, folder_read)
+    return Page[FolderRead].of(items, cursor, FolderRead.of)
 
 
 @router.get("/{folder_id}", response_model=FolderRead)
 async def get_folder(folder: FolderForView) -> FolderRead:
     """One folder you can see."""
-    return folder_read(folder)
+    return FolderRead.of(folder)
 
 
 @router.patch("/{folder_id}", response_model=FolderRead)
@@ -91,7 +85,7 @@ async def update_folder(
     )
     if "parent_id" in body.model_fields_set:  # the devices below have a new path
         await services.on_devices_changed(folder_ids=[str(folder.id)])
-    return folder_read(updated)
+    return FolderRead.of(updated)
 
 
 @router.delete("/{folder_id}", **NO_CONTENT)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from app.catalog.schemas import Name, PatchBody
+from app.catalog.schemas import Name, PatchBody, StoredView
 from app.core.models import IdStr
 
 
@@ -28,7 +28,7 @@ class FolderUpdate(PatchBody):
     parent_id: IdStr | None = None
 
 
-class FolderRead(BaseModel):
+class FolderRead(StoredView):
     """A folder as the API shows it; `ancestors` are the ids from the root down."""
 
     id: IdStr

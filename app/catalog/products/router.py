@@ -14,7 +14,6 @@ from app.catalog.dependencies import (
     ProductForView,
 )
 from app.catalog.exceptions import FolderNotFound, IngestLimitTooHigh, ProductInUse, SkuTaken
-from app.catalog.models import Product
 from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.products import service as products_service
 from app.catalog.products.schemas import (
@@ -30,11 +29,6 @@ from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/products", tags=["products"])
-
-
-def product_read(product: Product) -> ProductRead:
-    """The API view of a stored product."""
-    return ProductRead.model_validate(product.model_dump())
 
 
 @router.post("", response_model=ProductRead, status_code=status.HTTP_201_CREATED)
@@ -53,7 +47,7 @@ async def create_product(
         product_in=body,
         max_ingest_limit=services.settings.rate_limit_device_max,
     )
-    return product_read(product)
+    return ProductRead.of(product)
 
 
 @router.get("", response_model=Page[ProductRead])
@@ -67,13 +61,13 @@ async def list_products(
     items, cursor = await products_service.list_(
         services.engine, principal=principal, page=page, filters_in=filters
     )
-    return Page[ProductRead].of(items, cursor, product_read)
+    return Page[ProductRead].of(items, cursor, ProductRead.of)
 
 
 @router.get("/{product_id}", response_model=ProductRead)
 async def get_product(product: ProductForView) -> ProductRead:
     """One product you can see."""
-    return product_read(product)
+    return ProductRead.of(product)
 
 
 @router.patch("/{product_id}", response_model=ProductRead)
@@ -92,7 +86,7 @@ async def update_product(
         product_in=body,
         max_ingest_limit=services.settings.rate_limit_device_max,
     )
-    return product_read(updated)
+    return ProductRead.of(updated)
 
 
 @router.delete("/{product_id}", **NO_CONTENT)

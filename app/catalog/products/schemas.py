@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.catalog.command_specs import CommandSpecRead, CommandSpecs
-from app.catalog.schemas import TRIMMED_LINE, Name, PatchBody
+from app.catalog.schemas import TRIMMED_LINE, Name, PatchBody, StoredView
 from app.catalog.telemetry import TelemetrySchema
 from app.core.models import IdStr
 
@@ -55,7 +55,7 @@ class ProductFilters(BaseModel):
     )
 
 
-class ProductRead(BaseModel):
+class ProductRead(StoredView):
     """A product as the API shows it."""
 
     id: IdStr
