@@ -18,6 +18,7 @@ from app.core.openapi import DEVICE_KEY, accepts, raises
 from app.core.services import Services, ServicesDep
 from app.ratelimit import dependencies as ratelimit
 from app.ratelimit.exceptions import RateLimitExceeded
+from app.readings import ingest
 from app.readings.context import DeviceContext
 from app.readings.exceptions import DeviceKeyRequired
 
@@ -101,3 +102,19 @@ async def get_readable_device(
 
 IngestDevice = Annotated[DeviceContext, Depends(get_ingest_device)]
 ReadableDevice = Annotated[DeviceContext, Depends(get_readable_device)]
+
+
+async def store_readings(
+    request: Request, services: Services, *, device: DeviceContext, idempotency_key: str | None
+) -> ingest.IngestAnswer:
+    """Store the readings in this request's body with this process's batcher and caches (the
+    ingest route and its fast path)."""
+    return await ingest.receive(
+        services.engine,
+        batcher=services.batcher,
+        context=device,
+        body_in=await request.body(),
+        idempotency_key=idempotency_key,
+        settings=services.settings,
+        cache=services.device_contexts,
+    )

@@ -10,7 +10,7 @@ same order, by calling the same functions:
 2. the router-wide limit, which a device skips on this self-limited route;
 3. `admit` (any caller), `own_device` (another device's id is 404, counted on its own key);
 4. `count_ingest` (the device's or its product's ingest limit);
-5. `ingest.receive`, answered 202 with `IngestResult`.
+5. `store_readings` (`ingest.receive`), answered 202 with `IngestResult`.
 
 Errors are rendered by the app's own exception handlers; anything they do not handle is
 raised, as from the router. Any other request (no device key, a malformed header or id, a
@@ -33,8 +33,7 @@ from app.auth import dependencies as auth_dependencies
 from app.auth import device_keys
 from app.core.routing import API_PREFIX
 from app.core.services import services_of
-from app.readings import ingest
-from app.readings.dependencies import count_ingest, own_device
+from app.readings.dependencies import count_ingest, own_device, store_readings
 
 _PATH = re.compile(rf"^{re.escape(API_PREFIX)}/devices/([0-9a-f]{{24}})/readings$")
 # The route's `Idempotency-Key` header pattern; any other value is the router's to refuse.
@@ -110,14 +109,8 @@ class IngestRoute:
                 request, device_id=device_id, principal=principal, services=services
             )
             context = await count_ingest(request, device=context, services=services)
-            answer = await ingest.receive(
-                services.engine,
-                batcher=services.batcher,
-                context=context,
-                body_in=await request.body(),
-                idempotency_key=idempotency_key,
-                settings=services.settings,
-                cache=services.device_contexts,
+            answer = await store_readings(
+                request, services, device=context, idempotency_key=idempotency_key
             )
             response = Response(
                 answer.result.model_dump_json(),

@@ -18,7 +18,7 @@ from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 from app.ratelimit.dependencies import limits_itself
 from app.readings import export, ingest, queries
-from app.readings.dependencies import IngestDevice, OwnDevice, ReadableDevice
+from app.readings.dependencies import IngestDevice, OwnDevice, ReadableDevice, store_readings
 from app.readings.exceptions import (
     IdempotencyInProgress,
     IngestUnavailable,
@@ -106,15 +106,7 @@ async def post_readings(
     ] = None,
 ) -> IngestResult:
     """Store readings (answered once written); a retry with the same Idempotency-Key is a no-op."""
-    answer = await ingest.receive(
-        services.engine,
-        batcher=services.batcher,
-        context=device,
-        body_in=await request.body(),
-        idempotency_key=idempotency_key,
-        settings=services.settings,
-        cache=services.device_contexts,
-    )
+    answer = await store_readings(request, services, device=device, idempotency_key=idempotency_key)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return answer.result
