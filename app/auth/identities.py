@@ -53,16 +53,24 @@ def roles_for(
     return frozenset()
 
 
-def principal_for_user(settings: Settings, user: User) -> Principal:
-    """The principal of a stored user (API access tokens)."""
+def _user_principal(
+    settings: Settings, uid: str, email: str | None, email_verified: bool, *, admin_claim: bool
+) -> Principal:
     return Principal(
         kind=PrincipalKind.USER,
-        uid=user.uid,
-        email=user.email,
-        email_verified=user.email_verified,
+        uid=uid,
+        email=email,
+        email_verified=email_verified,
         roles=roles_for(
-            settings, admin_claim=user.admin, email=user.email, email_verified=user.email_verified
+            settings, admin_claim=admin_claim, email=email, email_verified=email_verified
         ),
+    )
+
+
+def principal_for_user(settings: Settings, user: User) -> Principal:
+    """The principal of a stored user (API access tokens)."""
+    return _user_principal(
+        settings, user.uid, user.email, user.email_verified, admin_claim=user.admin
     )
 
 
@@ -72,17 +80,12 @@ def principal_for_identity(
     """The principal of a Firebase ID token; a stored decision newer than the token wins."""
     if user is not None and identity.issued_at < user.claims_iat:
         return principal_for_user(settings, user)
-    return Principal(
-        kind=PrincipalKind.USER,
-        uid=identity.uid,
-        email=identity.email,
-        email_verified=identity.email_verified,
-        roles=roles_for(
-            settings,
-            admin_claim=identity.admin_claim,
-            email=identity.email,
-            email_verified=identity.email_verified,
-        ),
+    return _user_principal(
+        settings,
+        identity.uid,
+        identity.email,
+        identity.email_verified,
+        admin_claim=identity.admin_claim,
     )
 
 

@@ -47,7 +47,6 @@ class DeviceKeyCache(FeedCache[str, str]):
             publisher=publisher,
             max_entries=max_entries,
             publish_attempts=publish_attempts,
-            what="the old key",
             lost_warning="device key revocation feed lost; checking every key in MongoDB",
         )
 

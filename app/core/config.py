@@ -266,11 +266,11 @@ class Settings(BaseSettings):
     readings_export_max_span_days: int = Field(default=366, ge=1)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     idempotency_wait_s: float = Field(default=10.0, gt=0)
-    # How long a keyed request owns its key before a retry may take it over (its owner died,
-    # or the database went away before the key could be handed on). Longer than any request.
     # Apply pending schema migrations at start-up instead of refusing to start (development
     # and tests; production runs `python -m app migrate` as a release step).
     migrations_auto_apply: bool = False
+    # How long a keyed request owns its key before a retry may take it over (its owner died,
+    # or the database went away before the key could be handed on). Longer than any request.
     idempotency_lease_s: float = Field(default=60.0, gt=0, le=3600)
     presence_throttle_s: float = Field(default=30.0, ge=0)
     readings_context_cache_s: float = Field(default=5.0, ge=0)

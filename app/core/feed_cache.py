@@ -1,8 +1,8 @@
 """A keyed in-memory cache that is trusted only while its invalidation feed is live.
 
-The shape the device-key cache (`app.auth.key_cache`) proved, for any value: entries carry
-tags (`user:<uid>`, `device:<id>` ...); a change announces its tags on a Redis channel and
-every process that follows the channel (`app.core.feeds`) drops the entries carrying them.
+For any value (device keys, principals, access paths): entries carry tags (`user:<uid>`,
+`device:<id>` ...); a change announces its tags on a Redis channel and every process that
+follows the channel (`app.core.feeds`) drops the entries carrying them.
 
 * The process making a change forgets the tags before it publishes, so its own next request
   never sees the old value.
