@@ -40,18 +40,6 @@ bearer_scheme = HTTPBearer(
 device_key_scheme = APIKeyHeader(name=DEVICE_KEY_HEADER, auto_error=False)
 
 
-async def authenticate(services: Services, token: str) -> auth_service.Authentication:
-    """Resolve a bearer token with this process's clients and caches (HTTP and sockets)."""
-    return await auth_service.authenticate(
-        services.engine,
-        services.firebase,
-        settings=services.settings,
-        token=token,
-        key_cache=services.device_keys,
-        principals=services.principals,
-    )
-
-
 @openapi.accepts(ANONYMOUS, BEARER, MASTER, DEVICE_KEY)
 @openapi.raises(InvalidCredentials, AccountDisabled, RateLimitExceeded, IdentityProviderUnavailable)
 async def get_authentication(
@@ -95,7 +83,7 @@ async def _authenticate(request: Request, services: Services) -> auth_service.Au
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise InvalidCredentials("Send credentials as `Authorization: Bearer <token>`")
-    return await authenticate(services, token)
+    return await auth_service.authenticate(services, token)
 
 
 AuthenticationDep = Annotated[auth_service.Authentication | None, Depends(get_authentication)]

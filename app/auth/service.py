@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from odmantic import AIOEngine
@@ -22,6 +23,9 @@ from app.auth.seen import SeenRecorder
 from app.core import collections, db
 from app.core.config import Settings
 from app.core.models import utcnow
+
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 MASTER_PRINCIPAL = Principal(kind=PrincipalKind.MASTER, uid="master", roles=frozenset({ADMIN_ROLE}))
 
@@ -71,22 +75,16 @@ def _is_master(settings: Settings, token: str) -> bool:
     return hmac.compare_digest(token.encode(), expected)
 
 
-async def authenticate(
-    engine: AIOEngine,
-    firebase: FirebaseAuth,
-    *,
-    settings: Settings,
-    token: str,
-    key_cache: DeviceKeyCache | None = None,
-    principals: PrincipalCache | None = None,
-) -> Authentication:
-    """Resolve a bearer token: device key, master token, API access token, Firebase ID token.
+async def authenticate(services: Services, token: str) -> Authentication:
+    """Resolve a bearer token: device key, master token, API access token, Firebase ID token,
+    with this process's clients and caches (HTTP requests and sockets alike).
 
-    An access token's user is read from `principals` while that cache is live (no MongoDB
+    An access token's user is read from the principal cache while it is live (no MongoDB
     read); it holds only enabled users of sessions not revoked, and forgets them on change.
     """
+    engine, settings, principals = services.engine, services.settings, services.principals
     if device_keys.looks_like_device_key(token):
-        return await authenticate_device(engine, key=token, key_cache=key_cache)
+        return await authenticate_device(engine, key=token, key_cache=services.device_keys)
     verified = tokens.verified_access(settings, token)
     if verified is not None:
         session_user = await _session_user(engine, claims=verified, principals=principals)
@@ -102,7 +100,7 @@ async def authenticate(
         return Authentication(
             principal=identities.principal_for_user(settings, session_user), user=session_user
         )
-    identity = await firebase.verify(token)
+    identity = await services.firebase.verify(token)
     user = await identities.get_user(engine, uid=identity.uid)
     ensure_enabled(user)
     return Authentication(

@@ -21,7 +21,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.auth import service as auth_service
 from app.auth import tokens
-from app.auth.dependencies import authenticate
 from app.auth.exceptions import InvalidCredentials
 from app.catalog.models import Device
 from app.core.errors import AppError, NotFound
@@ -73,7 +72,7 @@ async def _authenticate(
     """Check a token as the HTTP API does; its expiry (None for device keys and master)."""
     if not isinstance(token, str) or not token or len(token) > 8192:
         raise InvalidCredentials('Send {"type": "auth", "token": <token>}')
-    authentication = await authenticate(services, token)
+    authentication = await auth_service.authenticate(services, token)
     expires_at: datetime | None = None
     if authentication.identity is not None:
         expires_at = datetime.fromtimestamp(authentication.identity.expires_at, UTC)
