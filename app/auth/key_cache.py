@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
-
 from app.auth.exceptions import KeyRevocationPending
-from app.core.feed_cache import MAX_ENTRIES, FeedCache
+from app.core.feed_cache import FeedCache
 
 CHANNEL = "sensorhub:device-keys:revoked"
 
@@ -33,22 +31,8 @@ class DeviceKeyCache(FeedCache[str, str]):
 
     Each entry is tagged with its device id, and a revocation forgets device ids."""
 
-    def __init__(
-        self,
-        *,
-        ttl_s: float,
-        publisher: Redis | None = None,
-        max_entries: int = MAX_ENTRIES,
-        publish_attempts: int = 3,
-    ) -> None:
-        super().__init__(
-            channel=CHANNEL,
-            ttl_s=ttl_s,
-            publisher=publisher,
-            max_entries=max_entries,
-            publish_attempts=publish_attempts,
-            lost_warning="device key revocation feed lost; checking every key in MongoDB",
-        )
+    channel = CHANNEL
+    lost_warning = "device key revocation feed lost; checking every key in MongoDB"
 
     def lookup(self, key_hash: str) -> str | None:
         """The device id of a key seen recently, or None (look it up in the database)."""

@@ -10,8 +10,6 @@ roles announces the user, on the Redis channel every API process follows (see
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from app.auth.models import User
 from app.core.feed_cache import FeedCache
 
@@ -31,13 +29,9 @@ def family_tag(family_id: str) -> str:
 class PrincipalCache(FeedCache[tuple[str, str], User]):
     """`(uid, session family) -> User` of a session not revoked, for enabled users only."""
 
-    def __init__(self, *, ttl_s: float, publisher: Redis | None = None) -> None:
-        super().__init__(
-            channel=CHANNEL,
-            ttl_s=ttl_s,
-            publisher=publisher,
-            what="a signed-out session or a removed role",
-        )
+    channel = CHANNEL
+    lost_warning = f"{CHANNEL} feed lost; reading every lookup from MongoDB"
+    what = "a signed-out session or a removed role"
 
     def lookup(self, *, uid: str, family_id: str) -> User | None:
         """The user of a live session seen recently, or None (read MongoDB)."""

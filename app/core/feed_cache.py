@@ -45,27 +45,24 @@ class InvalidationPending(ServiceUnavailable):
 
 
 class FeedCache(feeds.ChannelFollower, Generic[K, V]):
-    """`key -> value` with tags, used only while the channel is followed (see the module)."""
+    """`key -> value` with tags, used only while the channel is followed (see the module).
+
+    A subclass names its `channel`, the `lost_warning` logged when the feed is lost, and
+    `what` a process told too late could keep (said in the 503 `announce` raises)."""
+
+    what = "cached rights"
 
     def __init__(
         self,
         *,
-        channel: str,
         ttl_s: float,
         publisher: Redis | None = None,
         max_entries: int = MAX_ENTRIES,
         publish_attempts: int = 3,
-        what: str = "cached rights",
-        lost_warning: str | None = None,
     ) -> None:
-        self.channel = channel
-        self.lost_warning = lost_warning or (
-            f"{channel} feed lost; reading every lookup from MongoDB"
-        )
         self.ttl_s = ttl_s
         self.publisher = publisher
         self.publish_attempts = publish_attempts
-        self.what = what
         self.max_entries = max_entries
         self._entries: TTLCache[K, tuple[V, tuple[str, ...]]] | None = (
             TTLCache(maxsize=max_entries, ttl=ttl_s) if ttl_s > 0 else None

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from app.catalog.permissions.models import ResourceType, Role
 from app.core.feed_cache import FeedCache
 
@@ -65,13 +63,9 @@ class AccessPath:
 class AccessCache(FeedCache[tuple[str, str], UserGrants | AccessPath]):
     """`("grants", uid) -> UserGrants` and `(resource type, id) -> AccessPath`."""
 
-    def __init__(self, *, ttl_s: float, publisher: Redis | None = None) -> None:
-        super().__init__(
-            channel=CHANNEL,
-            ttl_s=ttl_s,
-            publisher=publisher,
-            what="a removed grant or a moved or deleted resource",
-        )
+    channel = CHANNEL
+    lost_warning = f"{CHANNEL} feed lost; reading every lookup from MongoDB"
+    what = "a removed grant or a moved or deleted resource"
 
     def grants(self, uid: str) -> UserGrants | None:
         """A user's grants read recently, or None (read MongoDB)."""
