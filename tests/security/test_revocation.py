@@ -175,41 +175,26 @@ class TestCatalogChangesReachTheOtherProcess:
         assert resp.status_code == 204, resp.text
         assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
 
-    async def test_moving_the_device_out(
+    # The device itself, or the folder below the granted one that holds it, moves elsewhere:
+    # either takes the device out of the grant's reach.
+    @pytest.mark.parametrize(
+        ("what", "field"), [("devices", "folder_id"), ("folders", "parent_id")]
+    )
+    async def test_moving_it_out_of_the_granted_folder(
         self,
+        what: str,
+        field: str,
         client: httpx.AsyncClient,
         there: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
         engine: AIOEngine,
     ) -> None:
+        moved = viewer.device.id if what == "devices" else viewer.device.folder_id
         elsewhere = await new_folder(engine, owner=user_principal())
         await served(there, viewer.latest, viewer.headers)
         resp = await client.patch(
-            f"{API}/devices/{viewer.device.id}",
-            json={"folder_id": str(elsewhere.id)},
-            headers=master_headers,
-        )
-        assert resp.status_code == 200, resp.text
-        assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
-
-    async def test_moving_a_folder_above_it_out(
-        self,
-        client: httpx.AsyncClient,
-        there: httpx.AsyncClient,
-        viewer: Viewer,
-        master_headers: dict[str, str],
-        engine: AIOEngine,
-    ) -> None:
-        # The device sits in a folder below the granted one: moving that folder elsewhere
-        # takes the device out of the grant's reach.
-        child_id = viewer.device.folder_id
-        elsewhere = await new_folder(engine, owner=user_principal())
-        await served(there, viewer.latest, viewer.headers)
-        resp = await client.patch(
-            f"{API}/folders/{child_id}",
-            json={"parent_id": str(elsewhere.id)},
-            headers=master_headers,
+            f"{API}/{what}/{moved}", json={field: str(elsewhere.id)}, headers=master_headers
         )
         assert resp.status_code == 200, resp.text
         assert await refused_within(there, viewer.latest, viewer.headers, refused=404) <= WITHIN_S
