@@ -6,7 +6,9 @@ import re
 
 from app.core.errors import Unprocessable
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# 1-255 printable ASCII characters: the header's OpenAPI pattern and the check below.
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -23,8 +25,13 @@ class IdempotencyKeyInvalid(Unprocessable):
     title = "Invalid Idempotency-Key"
 
 
+def is_valid_key(key: str) -> bool:
+    """Whether `key` is 1-255 printable ASCII characters."""
+    return _KEY.fullmatch(key) is not None
+
+
 def check_key(key: str) -> str:
     """The key when it is 1-255 printable ASCII characters; 422 otherwise."""
-    if not _KEY.fullmatch(key):
+    if not is_valid_key(key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
     return key

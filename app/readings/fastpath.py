@@ -31,13 +31,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import dependencies as auth_dependencies
 from app.auth import device_keys
+from app.core import idempotency
 from app.core.routing import API_PREFIX
 from app.core.services import services_of
 from app.readings.dependencies import count_ingest, own_device, store_readings
 
 _PATH = re.compile(rf"^{re.escape(API_PREFIX)}/devices/([0-9a-f]{{24}})/readings$")
-# The route's `Idempotency-Key` header pattern; any other value is the router's to refuse.
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _DEVICE_KEY = auth_dependencies.DEVICE_KEY_HEADER.lower().encode()
 # `Authorization: Bearer dk_...`, the other way a device sends its key.
 _BEARER_DEVICE_KEY = b"bearer " + device_keys.KEY_PREFIX.encode()
@@ -77,7 +76,8 @@ class IngestRoute:
             authorization is None or authorization[:10].lower() != _BEARER_DEVICE_KEY
         ):
             return None
-        if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        # Any other Idempotency-Key is the router's to refuse (the route's header pattern).
+        if idempotency_key is not None and not idempotency.is_valid_key(idempotency_key):
             return None
         device_id = match.group(1)
 

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime
 
 from app.catalog.exceptions import DeviceNotFound
 from app.catalog.telemetry import METRIC_NAME, METRIC_NAME_PATTERN
+from app.core import idempotency
 from app.core.openapi import raises, raw_body
 from app.core.responses import ModelResponse
 from app.core.routing import API_PREFIX
@@ -100,7 +101,7 @@ async def post_readings(
         str | None,
         Header(
             alias="Idempotency-Key",
-            pattern=r"^[\x21-\x7e]{1,255}$",
+            pattern=idempotency.KEY_PATTERN,
             description="a retry with the same key and body is answered without storing again",
         ),
     ] = None,
