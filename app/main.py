@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, routing
 from fastapi.routing import APIRoute
@@ -46,7 +47,8 @@ from app.readings.batcher import IngestBatcher
 from app.readings.context import DeviceContextCache
 from app.readings.fastpath import IngestRoute
 from app.readings.latest_cache import LatestValues
-from app.readings.router import post_readings
+from app.readings.latest_fastpath import LatestRoute
+from app.readings.router import latest_readings, post_readings
 from app.stats.counters import ReadingCounters
 from app.stats.devices import DeviceCounters
 from app.users import onboarding
@@ -244,6 +246,15 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _route_of(app: FastAPI, endpoint: Callable[..., Any]) -> APIRoute:
+    """The route serving `endpoint`."""
+    return next(
+        c.original_route
+        for c in routing.iter_route_contexts(app.routes)
+        if isinstance(c.original_route, APIRoute) and c.original_route.endpoint is endpoint
+    )
+
+
 def create_app(settings: Settings | None = None) -> SensorhubApp:
     """Build the ASGI app for the given settings (the environment's when None)."""
     settings = settings or get_settings()
@@ -264,17 +275,16 @@ def create_app(settings: Settings | None = None) -> SensorhubApp:
     app.include_router(api_router)
     app.include_router(socket_router)
     app.include_router(console_router)
-    ingest_route = next(
-        c.original_route
-        for c in routing.iter_route_contexts(app.routes)
-        if isinstance(c.original_route, APIRoute) and c.original_route.endpoint is post_readings
-    )
     app.add_middleware(
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,
         header_hooks=[recorded_headers],
         access_log_sample_rate=settings.access_log_sample_rate,
-        # Single-reading ingest skips the router (same steps, far less CPU; see the module).
-        fast_routes=[IngestRoute(ingest_route, app.exception_handlers)],
+        # Single-reading ingest and latest values skip the router (same steps, far less CPU;
+        # see the modules).
+        fast_routes=[
+            IngestRoute(_route_of(app, post_readings), app.exception_handlers),
+            LatestRoute(_route_of(app, latest_readings), app.exception_handlers),
+        ],
     )
     return app

@@ -87,6 +87,13 @@ async def get_readable_device(
 
     The check reads the catalog's access cache, the context is cached too: warm, only the
     readings asked for are read (one dependency, not two: each costs FastAPI time)."""
+    return await readable_device(device_id=device_id, principal=principal, services=services)
+
+
+async def readable_device(
+    *, device_id: str, principal: Principal, services: Services
+) -> DeviceContext:
+    """`get_readable_device` without FastAPI, for routes served outside the router."""
     device = await crud.device_access_for(
         services.engine,
         principal=principal,

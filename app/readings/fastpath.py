@@ -12,19 +12,16 @@ same order, by calling the same functions:
 4. `count_ingest` (the device's or its product's ingest limit);
 5. `store_readings` (`ingest.receive`), answered 202 with `IngestResult`.
 
-Errors are rendered by the app's own exception handlers; anything they do not handle is
-raised, as from the router. Any other request (no device key, a malformed header or id, a
-trailing slash, a mount under a root path) goes to the router unchanged, so the route in
-`app.readings.router` stays the one documented in OpenAPI and the reference behaviour.
+Errors are rendered by the app's own exception handlers (`app.core.fastpath`); anything they
+do not handle is raised, as from the router. Any other request (no device key, a malformed
+header or id, a trailing slash, a mount under a root path) goes to the router unchanged, so the
+route in `app.readings.router` stays the one documented in OpenAPI and the reference behaviour.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
 
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.auth import dependencies as auth_dependencies
 from app.auth import device_keys
 from app.core import idempotency
+from app.core.fastpath import FastPath
 from app.core.routing import API_PREFIX
 from app.core.services import services_of
 from app.readings.dependencies import count_ingest, own_device, store_readings
@@ -41,21 +39,9 @@ _DEVICE_KEY = auth_dependencies.DEVICE_KEY_HEADER.lower().encode()
 # `Authorization: Bearer dk_...`, the other way a device sends its key.
 _BEARER_DEVICE_KEY = b"bearer " + device_keys.KEY_PREFIX.encode()
 
-Handler = Callable[[Request, Exception], Any]
 
-
-class IngestRoute:
+class IngestRoute(FastPath):
     """A `FastRoute` for `app.core.middleware.RequestMiddleware` (see the module)."""
-
-    def __init__(self, route: APIRoute, exception_handlers: Mapping[Any, Handler]) -> None:
-        self.route = route
-        # As Starlette's ExceptionMiddleware has them: `Exception` and 500 belong to the
-        # outermost ServerErrorMiddleware, which sees whatever is raised from here.
-        self.handlers = {
-            key: handler
-            for key, handler in exception_handlers.items()
-            if isinstance(key, type) and key is not Exception
-        }
 
     def __call__(self, scope: Scope) -> ASGIApp | None:
         """This route's handler for a request it serves the common way, or None."""
@@ -95,11 +81,8 @@ class IngestRoute:
         idempotency_key: str | None,
     ) -> None:
         """Run the route's steps (see the module) and send the answer."""
-        scope["route"] = self.route
-        scope["endpoint"] = self.route.endpoint
-        request = Request(scope, receive)
-        response: Response
-        try:
+
+        async def respond(request: Request) -> Response:
             services = services_of(request.app)
             authentication = await auth_dependencies.authenticate_request(request, services)
             principal = await auth_dependencies.admit(
@@ -112,22 +95,11 @@ class IngestRoute:
             answer = await store_readings(
                 request, services, device=context, idempotency_key=idempotency_key
             )
-            response = Response(
+            return Response(
                 answer.result.model_dump_json(),
                 status_code=202,
                 media_type="application/json",
                 headers={"Idempotent-Replayed": "true"} if answer.replayed else None,
             )
-        except Exception as exc:
-            handler = self._handler(exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
 
-    def _handler(self, exc: Exception) -> Handler | None:
-        for cls in type(exc).__mro__:
-            handler = self.handlers.get(cls)
-            if handler is not None:
-                return handler
-        return None
+        await self.run(scope, receive, send, respond)
