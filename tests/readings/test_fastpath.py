@@ -9,18 +9,13 @@ the key in either header, and the answers compared.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from bson import ObjectId
 
-from app.core.config import Settings
-from app.core.middleware import RequestMiddleware
-from app.main import create_app
-from tests.fixtures.app import client_for
 from tests.fixtures.readings import MakeDevice, TestDevice
 
 RATE_LIMIT_HEADERS = ("ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelimit-remaining")
@@ -32,21 +27,6 @@ def key_header(device: TestDevice) -> dict[str, str]:
 
 def bearer(device: TestDevice) -> dict[str, str]:
     return {"Authorization": f"Bearer {device.key}"}
-
-
-@pytest.fixture(scope="module")
-async def routed(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on an app like the shared one, but without the fast route."""
-    app = create_app(settings)
-    patched = 0
-    for middleware in app.user_middleware:
-        if middleware.cls is RequestMiddleware and middleware.kwargs.get("fast_routes"):
-            middleware.kwargs["fast_routes"] = ()
-            patched += 1
-    assert patched == 1
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
-        async with client_for(app) as http:
-            yield http
 
 
 @pytest.fixture(params=[key_header, bearer], ids=["x-device-key", "bearer"])
