@@ -44,6 +44,7 @@ _PATH = re.compile(rf"^{re.escape(API_PREFIX)}/devices/([0-9a-f]{{24}})/readings
 _DEVICE_KEY = auth_dependencies.DEVICE_KEY_HEADER.lower().encode()
 _BEARER = b"bearer "
 _BEARER_DEVICE_KEY = _BEARER + device_keys.KEY_PREFIX.encode()
+_ENCODING = ("include", "exclude", "by_alias", "exclude_unset", "exclude_defaults", "exclude_none")
 
 
 class LatestRoute(FastPath):
@@ -54,6 +55,8 @@ class LatestRoute(FastPath):
         # The route this answers for, with its response model (what `respond` encodes by).
         assert route.endpoint is latest_readings
         assert route.response_field is not None
+        # The route's `response_model_*` options, as FastAPI passes them to the encoder.
+        self.encoding = {name: getattr(route, f"response_model_{name}") for name in _ENCODING}
 
     def __call__(self, scope: Scope) -> ASGIApp | None:
         """This route's handler for a request it serves the common way, or None."""
@@ -95,16 +98,10 @@ class LatestRoute(FastPath):
         )
         device = await readable_device(device_id=device_id, principal=principal, services=services)
         answer = await latest_readings(device, services)
-        route = self.route
         content = await serialize_response(
-            field=route.response_field,
+            field=self.route.response_field,
             response_content=answer,
-            include=route.response_model_include,
-            exclude=route.response_model_exclude,
-            by_alias=route.response_model_by_alias,
-            exclude_unset=route.response_model_exclude_unset,
-            exclude_defaults=route.response_model_exclude_defaults,
-            exclude_none=route.response_model_exclude_none,
             dump_json=True,
+            **self.encoding,
         )
         return Response(content, media_type="application/json")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,57 +22,32 @@ from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.auth import tokens
-from app.catalog.models import Device, Folder
 from app.core.config import Settings
 from app.core.middleware import RequestMiddleware
 from app.core.models import utcnow
 from app.core.services import services_of
 from app.ratelimit import policies
 from app.readings.latest_fastpath import LatestRoute
-from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
-from tests.fixtures.catalog_http import principal_of
-from tests.fixtures.identities import MakeUser, TestUser, bearer
+from tests.fixtures.catalog import new_device, new_product, user_principal
+from tests.fixtures.catalog_http import Viewer, new_viewer
+from tests.fixtures.identities import MakeUser, bearer
 
 API = "/api/v1"
 # Header values that differ between two requests however they are served.
 VOLATILE = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after"}
 
 
-@dataclass
-class Viewer:
-    """A non-admin user with a session and a viewer grant on the device's parent folder."""
-
-    user: TestUser
-    headers: dict[str, str]
-    refresh_token: str
-    parent: Folder
-    device: Device
-
-    @property
-    def latest(self) -> str:
-        """The device's latest values."""
-        return f"{API}/devices/{self.device.id}/readings/latest"
-
-
 @pytest.fixture
 async def viewer(engine: AIOEngine, client: httpx.AsyncClient, make_user: MakeUser) -> Viewer:
-    owner = user_principal()
-    parent = await new_folder(engine, owner=owner)
-    child = await new_folder(engine, owner=owner, parent=parent)
-    product = await new_product(engine, owner=owner, folder=child)
-    device, key = await new_device(engine, owner=owner, product=product, folder=child)
+    """A viewer by inherited grant of a device that has sent a reading."""
+    viewer = await new_viewer(engine, client, make_user)
     resp = await client.post(
-        f"{API}/devices/{device.id}/readings",
+        f"{API}/devices/{viewer.device.id}/readings",
         json={"metrics": {"temperature": 21.5, "humidity": 45}},
-        headers={"X-Device-Key": key},
+        headers={"X-Device-Key": viewer.device_key},
     )
     assert resp.status_code == 202, resp.text
-    user = await make_user()
-    resp = await client.post(f"{API}/auth/session", json={"id_token": user.id_token})
-    assert resp.status_code == 200, resp.text
-    session = resp.json()
-    await grant(engine, principal=principal_of(user), resource=parent, role="viewer")
-    return Viewer(user, bearer(session["access_token"]), session["refresh_token"], parent, device)
+    return viewer
 
 
 def answer(resp: httpx.Response) -> dict[str, Any]:
@@ -91,119 +66,91 @@ def answer(resp: httpx.Response) -> dict[str, Any]:
     return {"status": resp.status_code, "headers": headers, "body": body}
 
 
-async def both(
-    client: httpx.AsyncClient,
-    routed: httpx.AsyncClient,
-    path: str,
-    headers: dict[str, str],
-    *,
-    expected: int,
-) -> None:
-    """The same request to the fast app and the routed one: the same answer, `expected`."""
-    fast = answer(await client.get(path, headers=headers))
-    slow = answer(await routed.get(path, headers=headers))
-    assert fast == slow
-    assert fast["status"] == expected, fast
+Same = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def same(client: httpx.AsyncClient, routed: httpx.AsyncClient) -> Same:
+    """`await same(path, headers, expected=200)`: the same request to the fast app and the
+    routed one gets the same answer, with the `expected` status."""
+
+    async def compare(path: str, headers: dict[str, str], *, expected: int) -> None:
+        fast = answer(await client.get(path, headers=headers))
+        slow = answer(await routed.get(path, headers=headers))
+        assert fast == slow
+        assert fast["status"] == expected, fast
+
+    return compare
 
 
 class TestSameAnswers:
     async def test_viewer_by_inherited_grant(
-        self, client: httpx.AsyncClient, routed: httpx.AsyncClient, viewer: Viewer
+        self, same: Same, client: httpx.AsyncClient, viewer: Viewer
     ) -> None:
-        await both(client, routed, viewer.latest, viewer.headers, expected=200)
+        await same(viewer.latest, viewer.headers, expected=200)
         body = (await client.get(viewer.latest, headers=viewer.headers)).json()
         assert set(body["metrics"]) == {"temperature", "humidity"}
 
-    async def test_firebase_id_token(
-        self, client: httpx.AsyncClient, routed: httpx.AsyncClient, viewer: Viewer
-    ) -> None:
-        await both(client, routed, viewer.latest, viewer.user.headers, expected=200)
+    async def test_firebase_id_token(self, same: Same, viewer: Viewer) -> None:
+        await same(viewer.latest, viewer.user.headers, expected=200)
 
     async def test_master_token(
-        self,
-        client: httpx.AsyncClient,
-        routed: httpx.AsyncClient,
-        viewer: Viewer,
-        master_headers: dict[str, str],
+        self, same: Same, viewer: Viewer, master_headers: dict[str, str]
     ) -> None:
-        await both(client, routed, viewer.latest, master_headers, expected=200)
+        await same(viewer.latest, master_headers, expected=200)
 
     async def test_device_without_readings(
-        self,
-        client: httpx.AsyncClient,
-        routed: httpx.AsyncClient,
-        engine: AIOEngine,
-        master_headers: dict[str, str],
+        self, same: Same, engine: AIOEngine, master_headers: dict[str, str]
     ) -> None:
         product = await new_product(engine, owner=user_principal())
         device, _ = await new_device(engine, owner=user_principal(), product=product)
-        path = f"{API}/devices/{device.id}/readings/latest"
-        await both(client, routed, path, master_headers, expected=200)
+        await same(f"{API}/devices/{device.id}/readings/latest", master_headers, expected=200)
 
     @pytest.mark.parametrize("token", ["not-a-token", "a.b.c", "dk_" + "x" * 40])
-    async def test_bad_token(
-        self, client: httpx.AsyncClient, routed: httpx.AsyncClient, viewer: Viewer, token: str
-    ) -> None:
-        await both(client, routed, viewer.latest, bearer(token), expected=401)
+    async def test_bad_token(self, same: Same, viewer: Viewer, token: str) -> None:
+        await same(viewer.latest, bearer(token), expected=401)
 
-    async def test_expired_token(
-        self,
-        client: httpx.AsyncClient,
-        routed: httpx.AsyncClient,
-        viewer: Viewer,
-        settings: Settings,
-    ) -> None:
-        claims = tokens.decode(
-            settings, viewer.headers["Authorization"].split()[1], typ=tokens.ACCESS
-        )
-        started = utcnow() - timedelta(seconds=settings.session_max_age_s + 60)
+    async def test_expired_token(self, same: Same, viewer: Viewer, settings: Settings) -> None:
+        access = viewer.headers["Authorization"].split()[1]
+        claims = tokens.decode(settings, access, typ=tokens.ACCESS)
         expired = tokens.issue(
             settings,
             typ=tokens.ACCESS,
             uid=viewer.user.uid,
             family_id=claims.family_id,
-            session_started_at=started,
+            session_started_at=utcnow() - timedelta(seconds=settings.session_max_age_s + 60),
         )
-        await both(client, routed, viewer.latest, bearer(expired.token), expected=401)
+        await same(viewer.latest, bearer(expired.token), expected=401)
 
-    async def test_no_access(
-        self,
-        client: httpx.AsyncClient,
-        routed: httpx.AsyncClient,
-        viewer: Viewer,
-        make_user: MakeUser,
-    ) -> None:
+    async def test_no_access(self, same: Same, viewer: Viewer, make_user: MakeUser) -> None:
         stranger = await make_user()
-        await both(client, routed, viewer.latest, stranger.headers, expected=404)
+        await same(viewer.latest, stranger.headers, expected=404)
 
-    async def test_unknown_device(
-        self, client: httpx.AsyncClient, routed: httpx.AsyncClient, viewer: Viewer
-    ) -> None:
-        path = f"{API}/devices/{ObjectId()}/readings/latest"
-        await both(client, routed, path, viewer.headers, expected=404)
+    async def test_unknown_device(self, same: Same, viewer: Viewer) -> None:
+        await same(f"{API}/devices/{ObjectId()}/readings/latest", viewer.headers, expected=404)
 
     async def test_revoked_grant(
         self,
+        same: Same,
         client: httpx.AsyncClient,
-        routed: httpx.AsyncClient,
         viewer: Viewer,
         master_headers: dict[str, str],
     ) -> None:
-        await both(client, routed, viewer.latest, viewer.headers, expected=200)
+        await same(viewer.latest, viewer.headers, expected=200)
         resp = await client.delete(
             f"{API}/folders/{viewer.parent.id}/permissions/{viewer.user.uid}",
             headers=master_headers,
         )
         assert resp.status_code == 204, resp.text
-        await both(client, routed, viewer.latest, viewer.headers, expected=404)
+        await same(viewer.latest, viewer.headers, expected=404)
 
     async def test_logged_out_session(
-        self, client: httpx.AsyncClient, routed: httpx.AsyncClient, viewer: Viewer
+        self, same: Same, client: httpx.AsyncClient, viewer: Viewer
     ) -> None:
-        await both(client, routed, viewer.latest, viewer.headers, expected=200)
+        await same(viewer.latest, viewer.headers, expected=200)
         resp = await client.post(f"{API}/auth/logout", json={"refresh_token": viewer.refresh_token})
         assert resp.status_code == 204, resp.text
-        await both(client, routed, viewer.latest, viewer.headers, expected=401)
+        await same(viewer.latest, viewer.headers, expected=401)
 
     async def test_over_the_user_limit(
         self,
@@ -211,15 +158,10 @@ class TestSameAnswers:
         routed: httpx.AsyncClient,
         app: FastAPI,
         routed_app: FastAPI,
+        viewer: Viewer,
         make_user: MakeUser,
-        master_headers: dict[str, str],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        product = await new_product(services_of(app).engine, owner=user_principal())
-        device, _ = await new_device(
-            services_of(app).engine, owner=user_principal(), product=product
-        )
-        path = f"{API}/devices/{device.id}/readings/latest"
         for each in (app, routed_app):
             limiter_policies = services_of(each).limiter.policies
             one = dataclasses.replace(limiter_policies[policies.USER], limit=1)
@@ -228,7 +170,7 @@ class TestSameAnswers:
         for http in (client, routed):
             user = await make_user()  # its own counter: one request admitted, then 429
             for _ in range(2):
-                resp = await http.get(path, headers=user.headers)
+                resp = await http.get(viewer.latest, headers=user.headers)
             answers.append(answer(resp))
         assert answers[0] == answers[1]
         assert answers[0]["status"] == 429
@@ -236,11 +178,9 @@ class TestSameAnswers:
     @pytest.mark.parametrize(
         "query", ["?metrics=temperature", "?metrics=no%20such", "?other=1", "?"]
     )
-    async def test_query_strings(
-        self, client: httpx.AsyncClient, routed: httpx.AsyncClient, viewer: Viewer, query: str
-    ) -> None:
+    async def test_query_strings(self, same: Same, viewer: Viewer, query: str) -> None:
         expected = 422 if "%20" in query else 200
-        await both(client, routed, viewer.latest + query, viewer.headers, expected=expected)
+        await same(viewer.latest + query, viewer.headers, expected=expected)
 
 
 def latest_route(app: FastAPI) -> LatestRoute:

@@ -26,9 +26,8 @@ from app.catalog.models import Device
 from app.core.config import Settings
 from app.core.services import services_of
 from tests.fixtures.app import client_for, running_app
-from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
-from tests.fixtures.catalog_http import principal_of
-from tests.fixtures.identities import MakeUser, bearer
+from tests.fixtures.catalog_http import new_viewer
+from tests.fixtures.identities import MakeUser
 from tests.fixtures.servers import ManagedProcess
 from tests.fixtures.worker import eventually
 
@@ -145,22 +144,13 @@ async def scene(
     async with running_app(settings) as app, client_for(app) as http:
         services = services_of(app)
         await eventually(lambda: services.principals.live and services.access.live)
-        engine = services.engine
-        owner = user_principal()
-        parent = await new_folder(engine, owner=owner)
-        child = await new_folder(engine, owner=owner, parent=parent)
-        product = await new_product(engine, owner=owner, folder=child)
-        device, key = await new_device(engine, owner=owner, product=product, folder=child)
-        person = await make_user()
-        resp = await http.post(f"{API}/auth/session", json={"id_token": person.id_token})
-        assert resp.status_code == 200, resp.text
-        await grant(engine, principal=principal_of(person), resource=parent, role="viewer")
+        viewer = await new_viewer(services.engine, http, make_user)
         yield Scene(
             app=app,
             http=http,
-            user_headers=bearer(resp.json()["access_token"]),
-            device=device,
-            device_headers={"X-Device-Key": key},
+            user_headers=viewer.headers,
+            device=viewer.device,
+            device_headers={"X-Device-Key": viewer.device_key},
         )
 
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from odmantic import AIOEngine
 
-from app.catalog.models import Device, Folder
 from app.core.config import Settings
 from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
-from tests.fixtures.catalog_http import principal_of
-from tests.fixtures.identities import MakeUser, TestUser, bearer
+from tests.fixtures.catalog_http import Viewer, new_viewer, principal_of, session_of
+from tests.fixtures.identities import MakeUser, bearer
 from tests.fixtures.servers import ManagedProcess
 from tests.live.conftest import Api, start_api
 
@@ -48,41 +45,9 @@ async def there(process_b: Api) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@dataclass
-class Viewer:
-    """A non-admin user with a session, and a viewer grant on the device's parent folder."""
-
-    user: TestUser
-    headers: dict[str, str]
-    refresh_token: str
-    parent: Folder
-    device: Device
-
-    @property
-    def latest(self) -> str:
-        """The device's latest values."""
-        return f"{API}/devices/{self.device.id}/readings/latest"
-
-
-async def session_of(client: httpx.AsyncClient, user: TestUser) -> dict[str, Any]:
-    """API session tokens for the user, from process A."""
-    resp = await client.post(f"{API}/auth/session", json={"id_token": user.id_token})
-    assert resp.status_code == 200, resp.text
-    data: dict[str, Any] = resp.json()
-    return data
-
-
 @pytest.fixture
 async def viewer(engine: AIOEngine, client: httpx.AsyncClient, make_user: MakeUser) -> Viewer:
-    owner = user_principal()
-    parent = await new_folder(engine, owner=owner)
-    child = await new_folder(engine, owner=owner, parent=parent)
-    product = await new_product(engine, owner=owner, folder=child)
-    device, _ = await new_device(engine, owner=owner, product=product, folder=child)
-    user = await make_user()
-    tokens = await session_of(client, user)
-    await grant(engine, principal=principal_of(user), resource=parent, role="viewer")
-    return Viewer(user, bearer(tokens["access_token"]), tokens["refresh_token"], parent, device)
+    return await new_viewer(engine, client, make_user)
 
 
 async def refused_within(
