@@ -98,6 +98,28 @@ async def run(
     return Result(len(requests), time.perf_counter() - started, latencies)
 
 
+@dataclass
+class Measured:
+    """A load run, and the CPU time its server (a process group) spent meanwhile."""
+
+    result: Result
+    cpu_s: float
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """The server's CPU per request, in milliseconds."""
+        return self.cpu_s / self.result.requests * 1000
+
+
+async def measure(
+    url: str, requests: Sequence[bytes], *, pid: int, concurrency: int, expect: int
+) -> Measured:
+    """`run`, with the server's CPU time over it read from /proc (`pid` leads its group)."""
+    before = cpu_seconds(pid)
+    result = await run(url, requests, concurrency=concurrency, expect=expect)
+    return Measured(result, cpu_seconds(pid) - before)
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of the process group led by `pid`: a server and its workers."""
     total = 0
