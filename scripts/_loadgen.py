@@ -122,7 +122,17 @@ async def measure(
 
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of the process group led by `pid`: a server and its workers."""
-    total = 0
+    return cpu_of_groups({"server": pid})["server"]
+
+
+def cpu_of_groups(groups: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) of each named process group, from one pass over `/proc`.
+
+    Each value sums the processes whose group leader is the given pid (the servers are started
+    in their own sessions, so a group is a server and its workers).
+    """
+    by_pgrp = {pid: name for name, pid in groups.items()}
+    ticks = dict.fromkeys(groups, 0)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -132,6 +142,7 @@ def cpu_seconds(pid: int) -> float:
             continue
         # Fields after the command name, which is in parentheses and may hold spaces.
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pid:  # pgrp: the servers are started in their own session
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _CLOCK_TICKS
+        name = by_pgrp.get(int(fields[2]))  # pgrp
+        if name is not None:
+            ticks[name] += int(fields[11]) + int(fields[12])  # utime, stime
+    return {name: n / _CLOCK_TICKS for name, n in ticks.items()}

@@ -123,6 +123,16 @@ class Stack:
         self.pids[url] = proc.proc.pid
         return url
 
+    def service_pids(self) -> dict[str, int]:
+        """Process ids (group leaders) of the stack's own servers: `mongodb` (the embedded one;
+        absent with an external `MONGODB_URL`) and `redis`."""
+        names = {"nx-27017": "mongodb", "redis": "redis"}
+        return {
+            names[proc.name]: proc.proc.pid
+            for proc in self.processes
+            if proc.name in names and proc.proc is not None
+        }
+
     def mongo(self) -> MongoClient[dict[str, Any]]:
         """A synchronous client on the stack's MongoDB."""
         return MongoClient(self.mongodb_url, tz_aware=True)

@@ -8,6 +8,10 @@ the store itself, in one run on one store.
    from `/proc` (target: the API's <= 1.0 ms) and both p99 latencies (target: the API's <= 2x
    the bare endpoint's). Requests are sent by a light keep-alive client (`_loadgen.py`), so
    the client's own CPU does not cap what is measured.
+3. The CPU map: for each of the four modes (API and bare single, API and raw batch), the CPU
+   per request (single) or per reading (batch) of every process on the machine's two cores:
+   the server under test, the embedded MongoDB, redis-server and this process (the load
+   generator, or the raw client). Throughput on a shared machine is set by their total.
 
 Starts its own embedded MongoDB (or uses MONGODB_URL), redis-server and two API processes on
 127.0.0.1; runs for about two minutes. Prints the figures last.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -41,6 +46,43 @@ from motor.motor_asyncio import AsyncIOMotorClient
 BATCH = 1000
 CONCURRENCY_BATCH = 4
 CONCURRENCY_SINGLE = 32
+
+
+# The processes of the CPU map: the server under test (API or bare app), the stack's servers,
+# and this process (the load generator or the raw driver client).
+PROCESSES = ("server", "mongodb", "redis", "client")
+
+
+class CpuMeter:
+    """CPU of every process of a run, per request or reading, read from `/proc`."""
+
+    def __init__(self, stack: Stack, server: str | None) -> None:
+        self.stack = stack
+        self.server = server
+        self._before: dict[str, float] = {}
+        self.per_ms: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        groups = self.stack.service_pids()
+        if self.server is not None:
+            groups["server"] = self.stack.pids[self.server]
+        seconds = _loadgen.cpu_of_groups(groups)
+        times = os.times()  # this process, all its threads
+        seconds["client"] = times.user + times.system
+        return seconds
+
+    def start(self) -> None:
+        """Note every process's CPU time so far."""
+        self._before = self._now()
+
+    def stop(self, count: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit (of `count`) of each process since `start`."""
+        after = self._now()
+        self.per_ms = {
+            name: (after[name] - self._before[name]) / count * 1000 if name in after else 0.0
+            for name in PROCESSES
+        }
+        return self.per_ms
 
 
 def batch_readings(start: datetime, n: int) -> list[dict[str, Any]]:
@@ -68,7 +110,9 @@ async def gather_limited(concurrency: int, jobs: list[Any]) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def raw_batches(stack: Stack, device: Device, product_id: str, batches: int) -> float:
+async def raw_batches(
+    stack: Stack, device: Device, product_id: str, batches: int, meter: CpuMeter | None = None
+) -> float:
     """Readings per second of `insert_many` of ready documents, straight to the store."""
     client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
         stack.mongodb_url, tz_aware=True
@@ -83,17 +127,23 @@ async def raw_batches(stack: Stack, device: Device, product_id: str, batches: in
         ]
         for b in range(batches)
     ]
+    if meter is not None:
+        meter.start()
     started = time.perf_counter()
     await gather_limited(
         CONCURRENCY_BATCH,
         [lambda d=d: coll.insert_many(d, ordered=False) for d in docs],
     )
     elapsed = time.perf_counter() - started
+    if meter is not None:
+        meter.stop(batches * BATCH)
     client.close()
     return batches * BATCH / elapsed
 
 
-async def api_batches(url: str, devices: list[Device], batches: int) -> float:
+async def api_batches(
+    url: str, devices: list[Device], batches: int, meter: CpuMeter | None = None
+) -> float:
     """Readings per second of POSTed batches, answered 202 (written)."""
     base = datetime.now(UTC) - timedelta(days=1)
     bodies = [
@@ -114,9 +164,13 @@ async def api_batches(url: str, devices: list[Device], batches: int) -> float:
             resp.raise_for_status()
             accepted += resp.json()["accepted"]
 
+        if meter is not None:
+            meter.start()
         started = time.perf_counter()
         await gather_limited(CONCURRENCY_BATCH, [lambda b=b: post(b) for b in range(batches)])
         elapsed = time.perf_counter() - started
+        if meter is not None:
+            meter.stop(batches * BATCH)
     assert accepted == batches * BATCH, accepted
     return accepted / elapsed
 
@@ -138,12 +192,17 @@ def single_requests(url: str, devices: list[Device], requests: int, *, prefix: s
 
 @dataclass
 class Singles:
-    """One run of single-reading requests: rate, latencies and the server's CPU per request."""
+    """One run of single-reading requests: rate, latencies and each process's CPU per request."""
 
     rate: float
     p50_ms: float
     p99_ms: float
-    cpu_ms: float
+    cpu: dict[str, float]
+
+    @property
+    def cpu_ms(self) -> float:
+        """The server's CPU per request, in milliseconds."""
+        return self.cpu["server"]
 
 
 def singles(
@@ -153,14 +212,14 @@ def singles(
     warm = single_requests(url, devices, CONCURRENCY_SINGLE * 2, prefix=prefix)
     asyncio.run(_loadgen.run(url, warm, concurrency=CONCURRENCY_SINGLE))
     prepared = single_requests(url, devices, requests, prefix=prefix)
-    cpu_before = _loadgen.cpu_seconds(stack.pids[url])
+    meter = CpuMeter(stack, url)
+    meter.start()
     result = asyncio.run(_loadgen.run(url, prepared, concurrency=CONCURRENCY_SINGLE))
-    cpu = _loadgen.cpu_seconds(stack.pids[url]) - cpu_before
     return Singles(
         rate=result.rate,
         p50_ms=result.percentile(0.5) * 1000,
         p99_ms=result.percentile(0.99) * 1000,
-        cpu_ms=cpu / requests * 1000,
+        cpu=meter.stop(requests),
     )
 
 
@@ -267,6 +326,17 @@ def flush_sizes(url: str) -> tuple[float, float]:
     return values.get("sum", 0.0), values.get("count", 0.0)
 
 
+def print_cpu_map(title: str, rows: dict[str, list[dict[str, float]]], unit: str) -> None:
+    """One line per mode: the median CPU per `unit` of each process over the rounds, and the
+    total (what the machine spends on one `unit`)."""
+    print(f"CPU map, ms per {unit} ({title}):")
+    print(f"  {'mode':<22}" + "".join(f"{name:>9}" for name in (*PROCESSES, "total")))
+    for mode, runs in rows.items():
+        medians = [statistics.median(run[name] for run in runs) for name in PROCESSES]
+        total = statistics.median(sum(run[name] for name in PROCESSES) for run in runs)
+        print(f"  {mode:<22}" + "".join(f"{v:9.3f}" for v in (*medians, total)))
+
+
 def processes_main(args: argparse.Namespace) -> None:
     """Single-reading rate of an API with WEB_CONCURRENCY=N against one process."""
     with local_stack() as stack:
@@ -274,6 +344,10 @@ def processes_main(args: argparse.Namespace) -> None:
         one = stack.start_api()
         many = stack.start_api(WEB_CONCURRENCY=str(args.processes))
         ratios = []
+        cpu: dict[str, list[dict[str, float]]] = {
+            "one process": [],
+            f"{args.processes} processes": [],
+        }
         for round_ in range(args.rounds):
             if round_ % 2 == 0:
                 single = singles(stack, one, devices, args.requests, prefix="/api/v1")
@@ -282,11 +356,18 @@ def processes_main(args: argparse.Namespace) -> None:
                 multi = singles(stack, many, devices, args.requests, prefix="/api/v1")
                 single = singles(stack, one, devices, args.requests, prefix="/api/v1")
             ratios.append(multi.rate / single.rate)
+            cpu["one process"].append(single.cpu)
+            cpu[f"{args.processes} processes"].append(multi.cpu)
             print(
                 f"round {round_ + 1}: {args.processes} processes {multi.rate:,.0f}/s "
                 f"(p99 {multi.p99_ms:.1f} ms), one process {single.rate:,.0f}/s "
                 f"(p99 {single.p99_ms:.1f} ms) ({ratios[-1]:.2f})"
             )
+    print_cpu_map(
+        f"single-reading requests, median of {args.rounds} rounds; server = all API processes",
+        cpu,
+        "request",
+    )
     print(
         f"processes ratio {statistics.median(ratios):.2f} (WEB_CONCURRENCY={args.processes} vs 1, "
         f"median of {args.rounds} rounds; target >= 1.6)"
@@ -327,15 +408,22 @@ def main() -> None:
         api = stack.start_api()
         bare = stack.start_api("scripts._bare_app:create_bare_app")
         batch_ratios, single_ratios, api_runs, bare_runs = [], [], [], []
+        batch_cpu: dict[str, list[dict[str, float]]] = {"API batch": [], "raw insert_many": []}
         flushed, flushes = 0.0, 0.0
         for round_ in range(args.rounds):
             raw_first = round_ % 2 == 0
 
             def raw() -> float:
-                return asyncio.run(raw_batches(stack, devices[0], product_id, args.batches))
+                meter = CpuMeter(stack, None)
+                rate = asyncio.run(raw_batches(stack, devices[0], product_id, args.batches, meter))
+                batch_cpu["raw insert_many"].append(meter.per_ms)
+                return rate
 
             def api_batch() -> float:
-                return asyncio.run(api_batches(api, devices, args.batches))
+                meter = CpuMeter(stack, api)
+                rate = asyncio.run(api_batches(api, devices, args.batches, meter))
+                batch_cpu["API batch"].append(meter.per_ms)
+                return rate
 
             def bare_single() -> Singles:
                 return singles(stack, bare, devices, args.requests, prefix="")
@@ -367,6 +455,12 @@ def main() -> None:
             )
     if flushes:
         print(f"single ingest: {flushed / flushes:.1f} readings per group-commit flush on average")
+    print_cpu_map(
+        f"median of {args.rounds} rounds; server = the API or the bare app",
+        {"API single": [r.cpu for r in api_runs], "bare single": [r.cpu for r in bare_runs]},
+        "request",
+    )
+    print_cpu_map(f"median of {args.rounds} rounds", batch_cpu, "reading")
 
     def median(runs: list[Singles], name: str) -> float:
         return statistics.median(getattr(run, name) for run in runs)

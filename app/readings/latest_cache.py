@@ -5,7 +5,8 @@ MongoDB's `device_latest` stays the source of truth; Redis holds a copy per devi
 
 * the ingest flush that writes `device_latest` offers the same values to Redis, before any
   reading of that flush is acknowledged, and a value is only ever replaced by a newer one
-  (late data never moves it back; the offer runs in Redis as one script per device);
+  (late data never moves it back; the offer runs in Redis as one script call per flush,
+  atomic for each device as for the whole flush);
 * a flush never creates a copy: a device without one is read from MongoDB, which fills it
   under a fill token; a flush that finds no copy deletes the token, so a fill that read
   MongoDB before that flush wrote cannot store what it read;
@@ -38,30 +39,40 @@ FILL_TOKEN_MS = 5000
 MAX_DIRTY = 10_000
 
 
-def _merge_triples(first: int) -> str:
-    """Lua that writes the (field, at_ms, json) triples of ARGV from `first` on into the copy
-    (KEYS[1]), each unless the copy already holds a newer value of that field."""
+def _merge_triples(key: str, first: str, last: str) -> str:
+    """Lua that writes the (field, at_ms, json) triples of ARGV[first..last] into the copy
+    `key`, each unless the copy already holds a newer value of that field."""
     return f"""
-for i = {first}, #ARGV, 3 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+for i = {first}, {last}, 3 do
+  local cur = redis.call('HGET', {key}, ARGV[i])
   local at = cur and tonumber(string.match(cur, '^(-?%d+)|'))
   if not at or at < tonumber(ARGV[i + 1]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. '|' .. ARGV[i + 2])
+    redis.call('HSET', {key}, ARGV[i], ARGV[i + 1] .. '|' .. ARGV[i + 2])
   end
 end
 """
 
 
-# KEYS: the copy, its fill token. ARGV: ttl_s, then (field, at_ms, json) triples.
+# KEYS: each device's copy and its fill token, in pairs. ARGV: ttl_s, then per device the
+# number of its triples and the (field, at_ms, json) triples. A device without a copy gets
+# none (its fill token is voided instead). Returns how many copies were offered values.
 _OFFER = f"""
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-  return 0
+local a, offered = 2, 0
+for d = 1, #KEYS, 2 do
+  local last = a + 3 * tonumber(ARGV[a])
+  if redis.call('EXISTS', KEYS[d]) == 0 then
+    redis.call('DEL', KEYS[d + 1])
+  else
+{_merge_triples("KEYS[d]", "a + 1", "last")}
+    redis.call('EXPIRE', KEYS[d], ARGV[1])
+    offered = offered + 1
+  end
+  a = last + 1
 end
-{_merge_triples(2)}
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+return offered
 """
+# Devices per offer call: bounds how long one call holds Redis for a very large flush.
+OFFER_CHUNK = 500
 
 # KEYS: the copy, its fill token. ARGV: token, ttl_s, then (field, at_ms, json) triples.
 _FILL = f"""
@@ -69,7 +80,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[2])
-{_merge_triples(3)}
+{_merge_triples("KEYS[1]", "3", "#ARGV")}
 redis.call('HSET', KEYS[1], '_ready', '1')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -121,23 +132,26 @@ class LatestValues:
         self._dirty: set[str] = set()
 
     async def offer(self, newest: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
-        """Offer a flush's newest values per device (after `device_latest` was written)."""
+        """Offer a flush's newest values per device (after `device_latest` was written).
+
+        One script call per `OFFER_CHUNK` devices (a pipeline of one call per device costs
+        the API a client-side command each, and redis-py adds a `SCRIPT EXISTS` round trip to
+        every pipeline holding a registered script).
+        """
         if not self.enabled or not (newest or self._dirty):
             return
         dirty = set(self._dirty)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if dirty:
-                    pipe.delete(*map(_key, dirty))
-                for device_id, metrics in newest.items():
-                    if device_id in dirty:
-                        continue
-                    await self._offer(
-                        keys=[_key(device_id), _fill_key(device_id)],
-                        args=[self.ttl_s, *_triples(metrics)],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            if dirty:
+                await self.redis.delete(*map(_key, dirty))
+            offered = [(d, metrics) for d, metrics in newest.items() if d not in dirty]
+            for start in range(0, len(offered), OFFER_CHUNK):
+                keys: list[str] = []
+                args: list[str | int] = [self.ttl_s]
+                for device_id, metrics in offered[start : start + OFFER_CHUNK]:
+                    keys += [_key(device_id), _fill_key(device_id)]
+                    args += [len(metrics), *_triples(metrics)]
+                await self._offer(keys=keys, args=args)
             self._dirty -= dirty
         except Exception as exc:
             # These copies may now be older than MongoDB: drop them as soon as Redis answers.

@@ -36,6 +36,16 @@ KEY_PREFIX = "stats:rpm:"
 WINDOW_MINUTES = 60
 KEY_TTL_S = 2 * 3600
 
+# KEYS: the minute's hash. ARGV: its TTL, then (field, increment) pairs. One command for a
+# whole flush: redis-py spends more CPU per command than Redis does running these.
+_ADD = """
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
 
 def minute_of(epoch_s: float) -> int:
     """The epoch minute holding this instant."""
@@ -79,7 +89,7 @@ class ReadingCounters:
     """A batcher `FlushListener`: adds each flush's readings to this minute's counters.
 
     Device folder paths are cached for `path_ttl_s` (a moved device counts under its old
-    folders for at most that long); one Redis pipeline per flush.
+    folders for at most that long); one Redis script call per flush.
     """
 
     MAX_PATHS = 100_000
@@ -89,6 +99,7 @@ class ReadingCounters:
         self.redis = redis
         self.path_ttl_s = path_ttl_s
         self._paths: dict[str, tuple[float, list[str]]] = {}
+        self._add = redis.register_script(_ADD)
 
     async def __call__(self, flushed: Sequence[DeviceFlush]) -> None:
         """Count what one flush stored."""
@@ -107,12 +118,10 @@ class ReadingCounters:
         """Add the counts to the minute of `now_s`."""
         if not counts:
             return
-        name = key(minute_of(now_s))
-        pipe = self.redis.pipeline(transaction=False)
+        args: list[str | int] = [KEY_TTL_S]
         for field_name, n in counts.items():
-            pipe.hincrby(name, field_name, n)
-        pipe.expire(name, KEY_TTL_S)
-        await pipe.execute()
+            args += [field_name, n]
+        await self._add(keys=[key(minute_of(now_s))], args=args)
 
     async def _folder_paths(self, device_ids: Iterable[str]) -> dict[str, list[str]]:
         now = time.monotonic()

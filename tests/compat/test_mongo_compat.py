@@ -130,6 +130,31 @@ class TestIndexesAndUpdates:
         assert (stored["v"], stored["ts"]) == (3.0, T0 + timedelta(minutes=5, milliseconds=100))
         assert (await coll.find_one({"_id": "other"}))["m"] == {}
 
+    async def test_all_newer_offer_beside_id_without_or(self, coll: Any) -> None:
+        """The usual latest-values update: `_id` beside a plain comparison on a nested
+        integer, with documents made holding a sentinel older than any time (no `$or` with
+        `$exists` for a missing field). Exact on both: other documents are never touched."""
+
+        async def offer(device: str, ts: datetime, value: float) -> int:
+            ms = epoch_ms(ts)
+            result = await coll.update_one(
+                {"_id": device, "newest.at_ms": {"$lt": ms}},
+                {"$set": {"m.t": {"ts": ts, "v": value, "at_ms": ms}, "newest": {"at_ms": ms}}},
+            )
+            return int(result.modified_count)
+
+        never = {"at_ms": -(2**62)}
+        await coll.insert_many(
+            [{"_id": "other", "m": {}, "newest": never}, {"_id": "dev", "m": {}, "newest": never}]
+        )
+        assert await offer("dev", T0 + timedelta(minutes=5), 2.0) == 1
+        assert await offer("dev", T0, 1.0) == 0  # late reading
+        assert await offer("dev", T0 + timedelta(minutes=5, milliseconds=100), 3.0) == 1
+        assert await offer("gone", T0 + timedelta(minutes=9), 4.0) == 0
+        stored = (await coll.find_one({"_id": "dev"}))["m"]["t"]
+        assert (stored["v"], stored["ts"]) == (3.0, T0 + timedelta(minutes=5, milliseconds=100))
+        assert await coll.find_one({"_id": "other"}) == {"_id": "other", "m": {}, "newest": never}
+
     async def test_bulk_write(self, coll: Any) -> None:
         ops = [UpdateOne({"_id": i}, {"$set": {"v": i}}, upsert=True) for i in range(3)]
         result = await coll.bulk_write(ops, ordered=False)

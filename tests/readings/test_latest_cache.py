@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from app.core.models import epoch_ms
 from app.core.services import services_of
 from app.readings import latest_cache
 from tests.fixtures.readings import MakeDevice, TestDevice
@@ -103,3 +104,41 @@ class TestLatestFromRedis:
         )
         assert stored == 0
         assert not await redis.exists(latest_cache.PREFIX + device.id)
+
+
+class TestOfferOfAFlush:
+    async def test_one_call_serves_each_device_as_its_own(self, app: FastAPI) -> None:
+        # One flush offers three devices in one script call: a copy gets only its newer
+        # values, a device without a copy gets none and its fill token is voided, and each
+        # device's values land in its own copy.
+        values = services_of(app).latest_values
+        redis = services_of(app).redis
+        now = datetime.now(UTC)
+        older, newer = now - timedelta(minutes=5), now
+        kept, missing, other = (f"offer-{name}-{now.timestamp()}" for name in "kmo")
+        await redis.hset(
+            latest_cache.PREFIX + kept,
+            mapping={
+                latest_cache.READY: "1",
+                "temperature": f"{epoch_ms(older)}|" + '{"v":1}',
+                "humidity": f"{epoch_ms(newer)}|" + '{"v":50}',
+            },
+        )
+        await redis.hset(latest_cache.PREFIX + other, mapping={latest_cache.READY: "1"})
+        await redis.set(latest_cache.PREFIX + "fill:" + missing, "token-of-a-read")
+        await values.offer(
+            {
+                kept: {"temperature": {"ts": newer, "v": 2}, "humidity": {"ts": older, "v": 9}},
+                missing: {"temperature": {"ts": newer, "v": 3}},
+                other: {"pressure": {"ts": newer, "v": 1013, "suspect": True}},
+            }
+        )
+        read = await values.read(services_of(app).engine, kept)
+        assert read is not None
+        assert {k: v["v"] for k, v in read["m"].items()} == {"temperature": 2, "humidity": 50}
+        assert not await redis.exists(latest_cache.PREFIX + missing)
+        assert not await redis.exists(latest_cache.PREFIX + "fill:" + missing)
+        read = await values.read(services_of(app).engine, other)
+        assert read is not None
+        assert read["m"]["pressure"]["v"] == 1013
+        assert read["m"]["pressure"]["suspect"] is True
