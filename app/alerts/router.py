@@ -28,12 +28,13 @@ from app.alerts.schemas import (
     RuleUpdate,
 )
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.catalog.dependencies import visible
 from app.catalog.exceptions import DeviceNotFound, FolderNotFound, ProductNotFound
 from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
 from app.core.models import IdPath, IdStr
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
 from app.core.services import Services, ServicesDep
@@ -71,6 +72,9 @@ RuleForView = Annotated[AlertRule, Depends(_rule_dep(Role.VIEWER))]
 RuleForEdit = Annotated[AlertRule, Depends(_rule_dep(Role.EDITOR))]
 AlarmForEdit = Annotated[Alarm, Depends(_alarm_dep(Role.EDITOR))]
 
+RuleListing = Annotated[Listing[RuleFilters], Depends(visible(RuleFilters))]
+AlarmListing = Annotated[Listing[AlarmFilters], Depends(visible(AlarmFilters))]
+
 
 @router.post("/alert-rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
 @raises(TooManyRules, InvalidCondition, NotAllowed, FolderNotFound, ProductNotFound)
@@ -90,17 +94,9 @@ async def create_rule(
 
 
 @router.get("/alert-rules", response_model=Page[RuleRead])
-async def list_rules(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[RuleFilters, Query()],
-) -> Page[RuleRead]:
+async def list_rules(listing: RuleListing) -> Page[RuleRead]:
     """Rules on scopes you can see."""
-    items, cursor = await rules_service.list_(
-        services.engine, principal=principal, page=page, filters_in=filters
-    )
-    return Page[RuleRead].of(items, cursor, RuleRead.of)
+    return await listing.page_of(Page[RuleRead], rules_service.list_, RuleRead.of)
 
 
 @router.get("/alert-rules/{rule_id}", response_model=RuleRead)
@@ -131,17 +127,9 @@ async def delete_rule(rule: RuleForEdit, services: ServicesDep) -> None:
 
 @router.get("/alarms", response_model=Page[AlarmRead])
 @raises(FolderNotFound)
-async def list_alarms(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[AlarmFilters, Query()],
-) -> Page[AlarmRead]:
+async def list_alarms(listing: AlarmListing) -> Page[AlarmRead]:
     """Alarms of devices you can see (a device key: its own), oldest first."""
-    items, cursor = await alarms_service.list_(
-        services.engine, principal=principal, page=page, filters_in=filters
-    )
-    return Page[AlarmRead].of(items, cursor, AlarmRead.of)
+    return await listing.page_of(Page[AlarmRead], alarms_service.list_, AlarmRead.of)
 
 
 @router.get("/alarms/counts", response_model=AlarmCounts)

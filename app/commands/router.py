@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import DeviceForEdit, DeviceForView
@@ -31,11 +31,16 @@ from app.commands.schemas import (
 )
 from app.core.idempotency import IdempotencyKeyReused
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page, listing
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices/{{device_id}}/commands", tags=["commands"])
+
+CommandListing = Annotated[
+    Listing[CommandFilters],
+    Depends(listing(CommandFilters, scope="device", scope_dep=DeviceForView)),
+]
 
 
 @router.post(
@@ -88,17 +93,9 @@ async def send_command(
     response_model=Page[CommandRead],
     summary="List a device's commands (viewer)",
 )
-async def list_commands(
-    device: DeviceForView,
-    services: ServicesDep,
-    page: PageParamsDep,
-    filters: Annotated[CommandFilters, Query()],
-) -> Page[CommandRead]:
+async def list_commands(listing: CommandListing) -> Page[CommandRead]:
     """The device's commands, oldest first, optionally in one state."""
-    items, cursor = await commands_service.list_(
-        services.engine, device=device, page=page, filters_in=filters
-    )
-    return Page[CommandRead].of(items, cursor, CommandRead.of)
+    return await listing.page_of(Page[CommandRead], commands_service.list_, CommandRead.of)
 
 
 @router.get(

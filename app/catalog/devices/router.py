@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.auth.exceptions import KeyRevocationPending
 from app.catalog import presence
-from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView
+from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView, visible
 from app.catalog.devices import service as devices_service
 from app.catalog.devices.schemas import (
     DeviceCreate,
@@ -32,12 +32,14 @@ from app.core.config import Settings
 from app.core.feed_cache import InvalidationPending
 from app.core.models import utcnow
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+
+DeviceListing = Annotated[Listing[DeviceFilters], Depends(visible(DeviceFilters))]
 
 
 def device_read(device: Device, settings: Settings) -> DeviceRead:
@@ -70,22 +72,15 @@ async def create_device(
 
 
 @router.get("", response_model=Page[DeviceRead])
-async def list_devices(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[DeviceFilters, Query()],
-) -> Page[DeviceRead]:
+async def list_devices(listing: DeviceListing) -> Page[DeviceRead]:
     """Devices you can see, filtered by folder, product, status or a name/serial prefix."""
-    settings = services.settings
-    items, cursor = await devices_service.list_(
-        services.engine,
-        principal=principal,
-        page=page,
-        filters_in=filters,
+    settings = listing.services.settings
+    return await listing.page_of(
+        Page[DeviceRead],
+        devices_service.list_,
+        lambda d: device_read(d, settings),
         offline_after_s=settings.device_offline_after_s,
     )
-    return Page[DeviceRead].of(items, cursor, lambda d: device_read(d, settings))
 
 
 @router.get("/{device_id}", response_model=DeviceRead)
