@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -28,6 +30,7 @@ from app.alerts.schemas import (
     RuleUpdate,
 )
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.auth.principal import Principal
 from app.catalog.dependencies import visible
 from app.catalog.exceptions import DeviceNotFound, FolderNotFound, ProductNotFound
 from app.catalog.permissions.exceptions import NotAllowed
@@ -72,6 +75,38 @@ RuleForView = Annotated[AlertRule, Depends(_rule_dep(Role.VIEWER))]
 RuleForEdit = Annotated[AlertRule, Depends(_rule_dep(Role.EDITOR))]
 AlarmForEdit = Annotated[Alarm, Depends(_alarm_dep(Role.EDITOR))]
 
+
+@dataclass(frozen=True, slots=True)
+class _AlarmChange:
+    """A user's change to one alarm they may edit (acknowledge or clear), with its reason."""
+
+    alarm: Alarm
+    services: Services
+    principal: Principal
+    reason: str | None
+
+    async def apply(self, change: Callable[..., Awaitable[Alarm]]) -> AlarmRead:
+        """Make the change (`alarms_service.acknowledge` or `.clear`); the alarm as it is now."""
+        changed = await change(
+            self.services.engine,
+            principal=self.principal,
+            alarm=self.alarm,
+            reason=self.reason,
+            notifier=_notifier(self.services),
+        )
+        return AlarmRead.of(changed)
+
+
+async def _alarm_change(
+    alarm: AlarmForEdit,
+    services: ServicesDep,
+    principal: UserPrincipal,
+    body: AlarmChange | None = None,
+) -> _AlarmChange:
+    return _AlarmChange(alarm, services, principal, body.reason if body else None)
+
+
+AlarmChangeDep = Annotated[_AlarmChange, Depends(_alarm_change)]
 RuleListing = Annotated[Listing[RuleFilters], Depends(visible(RuleFilters))]
 AlarmListing = Annotated[Listing[AlarmFilters], Depends(visible(AlarmFilters))]
 
@@ -144,37 +179,13 @@ async def alarm_counts(
 
 
 @router.post("/alarms/{alarm_id}/ack", response_model=AlarmRead)
-async def acknowledge_alarm(
-    alarm: AlarmForEdit,
-    services: ServicesDep,
-    principal: UserPrincipal,
-    body: AlarmChange | None = None,
-) -> AlarmRead:
+async def acknowledge_alarm(change: AlarmChangeDep) -> AlarmRead:
     """Acknowledge an alarm (editor on its device); idempotent."""
-    changed = await alarms_service.acknowledge(
-        services.engine,
-        principal=principal,
-        alarm=alarm,
-        reason=body.reason if body else None,
-        notifier=_notifier(services),
-    )
-    return AlarmRead.of(changed)
+    return await change.apply(alarms_service.acknowledge)
 
 
 @router.post("/alarms/{alarm_id}/clear", response_model=AlarmRead)
 @raises(AlarmAlreadyCleared)
-async def clear_alarm(
-    alarm: AlarmForEdit,
-    services: ServicesDep,
-    principal: UserPrincipal,
-    body: AlarmChange | None = None,
-) -> AlarmRead:
+async def clear_alarm(change: AlarmChangeDep) -> AlarmRead:
     """Clear an active alarm by hand (editor on its device); 409 if already cleared."""
-    changed = await alarms_service.clear(
-        services.engine,
-        principal=principal,
-        alarm=alarm,
-        reason=body.reason if body else None,
-        notifier=_notifier(services),
-    )
-    return AlarmRead.of(changed)
+    return await change.apply(alarms_service.clear)
