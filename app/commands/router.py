@@ -74,14 +74,11 @@ async def send_command(
     """Queue a command the device's product declares; a retry with the same Idempotency-Key
     returns the first command (`Idempotent-Replayed: true`) and queues nothing."""
     sent = await commands_service.send(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
+        services,
         principal=principal,
         device=device,
         command_in=body,
         idempotency_key=idempotency_key,
-        settings=services.settings,
     )
     if sent.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -118,13 +115,7 @@ async def next_command(
     """The oldest queued command, marked delivered with a new `delivery_id`; 204 when none
     arrives within `wait` seconds. Post its result before `ack_by`, or it is delivered again."""
     command = await commands_service.next_(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
-        device_id=device_id,
-        wait_s=wait,
-        settings=services.settings,
-        disconnected=request.is_disconnected,
+        services, device_id=device_id, wait_s=wait, disconnected=request.is_disconnected
     )
     if command is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -155,13 +146,7 @@ async def cancel_command(
     device: DeviceForEdit, command_id: str, services: ServicesDep
 ) -> CommandRead:
     """Cancel a command that is still waiting for delivery."""
-    command = await commands_service.cancel(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
-        device=device,
-        command_id=command_id,
-    )
+    command = await commands_service.cancel(services, device=device, command_id=command_id)
     return CommandRead.of(command)
 
 
@@ -177,12 +162,6 @@ async def post_result(
     """Acknowledge a delivery as successful or failed, with an optional result object;
     posting the same answer again changes nothing."""
     command = await commands_service.record_result(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
-        device_id=device_id,
-        command_id=command_id,
-        result_in=body,
-        settings=services.settings,
+        services, device_id=device_id, command_id=command_id, result_in=body
     )
     return CommandRead.of(command)
