@@ -118,13 +118,7 @@ async def create_rule(
     body: RuleCreate, services: ServicesDep, principal: UserPrincipal
 ) -> RuleRead:
     """Create a rule on a product, folder or device you may edit."""
-    rule = await rules_service.create(
-        services.engine,
-        principal=principal,
-        rule_in=body,
-        settings=services.settings,
-        changes=services.alert_rules,
-    )
+    rule = await rules_service.create(services, principal=principal, rule_in=body)
     return RuleRead.of(rule)
 
 
@@ -144,20 +138,14 @@ async def get_rule(rule: RuleForView) -> RuleRead:
 @raises(InvalidCondition)
 async def update_rule(body: RuleUpdate, rule: RuleForEdit, services: ServicesDep) -> RuleRead:
     """Change a rule (editor on its scope); a new condition resets its alarms and state."""
-    updated = await rules_service.update(
-        services.engine,
-        rule=rule,
-        rule_in=body,
-        settings=services.settings,
-        changes=services.alert_rules,
-    )
+    updated = await rules_service.update(services, rule=rule, rule_in=body)
     return RuleRead.of(updated)
 
 
 @router.delete("/alert-rules/{rule_id}", **NO_CONTENT)
 async def delete_rule(rule: RuleForEdit, services: ServicesDep) -> None:
     """Delete a rule (editor on its scope); its active alarms are cleared."""
-    await rules_service.delete(services.engine, rule=rule, changes=services.alert_rules)
+    await rules_service.delete(services, rule=rule)
 
 
 @router.get("/alarms", response_model=Page[AlarmRead])
