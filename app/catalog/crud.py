@@ -170,6 +170,11 @@ def name_fields(name: str) -> NameFields:
     return {"name": name, "name_key": name.casefold()}
 
 
+def renamed(name: str | None) -> dict[str, Any]:
+    """The changes a PATCH's `name` makes: its stored fields, or none when it gives no name."""
+    return dict(name_fields(name)) if name is not None else {}
+
+
 async def placement(engine: AIOEngine, *, principal: Principal, folder_id: str | None) -> Placement:
     """Where a new product or device goes: `folder_id` (editor needed there) and its path."""
     path = await destination_path(engine, principal=principal, folder_id=folder_id)

@@ -60,15 +60,9 @@ async def create_device(
     body: DeviceCreate, services: ServicesDep, principal: UserPrincipal
 ) -> DeviceCreated:
     """Create a device; the response carries its API key, shown this once."""
-    settings = services.settings
-    device, key = await devices_service.create(
-        services.engine,
-        principal=principal,
-        device_in=body,
-        metadata_max_bytes=settings.device_metadata_max_bytes,
-    )
+    device, key = await devices_service.create(services, principal=principal, device_in=body)
     await services.on_devices_changed(device_ids=[str(device.id)])
-    return DeviceCreated(**device_read(device, settings).model_dump(), key=key)
+    return DeviceCreated(**device_read(device, services.settings).model_dump(), key=key)
 
 
 @router.get("", response_model=Page[DeviceRead])
@@ -101,12 +95,7 @@ async def update_device(
 ) -> DeviceRead:
     """Change a device (editor); moving it to another folder needs owner."""
     updated = await devices_service.update(
-        services.engine,
-        principal=principal,
-        device=device,
-        device_in=body,
-        metadata_max_bytes=services.settings.device_metadata_max_bytes,
-        access=services.access,
+        services, principal=principal, device=device, device_in=body
     )
     await services.on_devices_changed(device_ids=[str(device.id)])
     return device_read(updated, services.settings)
@@ -116,9 +105,7 @@ async def update_device(
 @raises(KeyRevocationPending, InvalidationPending)
 async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
-    await devices_service.delete(
-        services.engine, device=device, key_cache=services.device_keys, access=services.access
-    )
+    await devices_service.delete(services, device=device)
     await services.on_devices_changed(device_ids=[str(device.id)])
 
 

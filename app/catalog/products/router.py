@@ -44,12 +44,7 @@ async def create_product(
 ) -> ProductRead:
     """Create a product (in a folder you can edit); non-admins have a creation quota."""
     await quota.spend(principal)
-    product = await products_service.create(
-        services.engine,
-        principal=principal,
-        product_in=body,
-        max_ingest_limit=services.settings.rate_limit_device_max,
-    )
+    product = await products_service.create(services, principal=principal, product_in=body)
     return ProductRead.of(product)
 
 
@@ -75,11 +70,7 @@ async def update_product(
 ) -> ProductRead:
     """Change a product (editor); moving it to another folder needs owner."""
     updated = await products_service.update(
-        services.engine,
-        principal=principal,
-        product=product,
-        product_in=body,
-        max_ingest_limit=services.settings.rate_limit_device_max,
+        services, principal=principal, product=product, product_in=body
     )
     return ProductRead.of(updated)
 
