@@ -181,6 +181,15 @@ async def placement(engine: AIOEngine, *, principal: Principal, folder_id: str |
     return {"folder_id": folder_id, "folder_path": path}
 
 
+async def require_visible_folder(
+    engine: AIOEngine, *, principal: Principal, folder_id: str | None
+) -> None:
+    """A filter by folder names one the caller can see (404 otherwise); its subtree is then
+    all visible to the caller. No folder named, nothing to check."""
+    if folder_id is not None:
+        await get_for(engine, Folder, principal=principal, resource_id=folder_id, role=Role.VIEWER)
+
+
 async def destination_path(
     engine: AIOEngine, *, principal: Principal, folder_id: str | None
 ) -> list[str]:
