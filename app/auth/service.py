@@ -146,26 +146,8 @@ async def accept(
     if seen is not None and user is not None and identity is None:
         seen.seen(services.engine, user)
         return
-    await _record_sight(services, user=user, identity=identity, seen=seen, principals=principals)
-
-
-async def _record_sight(
-    services: Services,
-    *,
-    user: User | None,
-    identity: FirebaseIdentity | None,
-    seen: SeenRecorder | None,
-    principals: PrincipalCache | None,
-) -> User:
-    return await identities.record_sight(
-        services.engine,
-        services.celery,
-        settings=services.settings,
-        user=user,
-        identity=identity,
-        on_sign_in=services.on_sign_in,
-        seen=seen,
-        principals=principals,
+    await identities.record_sight(
+        services, user=user, identity=identity, seen=seen, principals=principals
     )
 
 
@@ -235,8 +217,8 @@ async def create_session(services: Services, *, id_token_in: str) -> SessionToke
     identity = await services.firebase.verify(id_token_in, check_revoked=True)
     user = await identities.get_user(services.engine, uid=identity.uid)
     ensure_enabled(user)
-    user = await _record_sight(
-        services, user=user, identity=identity, seen=None, principals=services.principals
+    user = await identities.record_sight(
+        services, user=user, identity=identity, principals=services.principals
     )
     return await _issue(
         services.engine,
