@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -28,12 +30,14 @@ from app.alerts.schemas import (
     RuleUpdate,
 )
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
+from app.auth.principal import Principal
+from app.catalog.dependencies import visible
 from app.catalog.exceptions import DeviceNotFound, FolderNotFound, ProductNotFound
 from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
 from app.core.models import IdPath, IdStr
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
 from app.core.services import Services, ServicesDep
@@ -72,6 +76,41 @@ RuleForEdit = Annotated[AlertRule, Depends(_rule_dep(Role.EDITOR))]
 AlarmForEdit = Annotated[Alarm, Depends(_alarm_dep(Role.EDITOR))]
 
 
+@dataclass(frozen=True, slots=True)
+class _AlarmChange:
+    """A user's change to one alarm they may edit (acknowledge or clear), with its reason."""
+
+    alarm: Alarm
+    services: Services
+    principal: Principal
+    reason: str | None
+
+    async def apply(self, change: Callable[..., Awaitable[Alarm]]) -> AlarmRead:
+        """Make the change (`alarms_service.acknowledge` or `.clear`); the alarm as it is now."""
+        changed = await change(
+            self.services.engine,
+            principal=self.principal,
+            alarm=self.alarm,
+            reason=self.reason,
+            notifier=_notifier(self.services),
+        )
+        return AlarmRead.of(changed)
+
+
+async def _alarm_change(
+    alarm: AlarmForEdit,
+    services: ServicesDep,
+    principal: UserPrincipal,
+    body: AlarmChange | None = None,
+) -> _AlarmChange:
+    return _AlarmChange(alarm, services, principal, body.reason if body else None)
+
+
+AlarmChangeDep = Annotated[_AlarmChange, Depends(_alarm_change)]
+RuleListing = Annotated[Listing[RuleFilters], Depends(visible(RuleFilters))]
+AlarmListing = Annotated[Listing[AlarmFilters], Depends(visible(AlarmFilters))]
+
+
 @router.post("/alert-rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
 @raises(TooManyRules, InvalidCondition, NotAllowed, FolderNotFound, ProductNotFound)
 @raises(DeviceNotFound)
@@ -79,28 +118,14 @@ async def create_rule(
     body: RuleCreate, services: ServicesDep, principal: UserPrincipal
 ) -> RuleRead:
     """Create a rule on a product, folder or device you may edit."""
-    rule = await rules_service.create(
-        services.engine,
-        principal=principal,
-        rule_in=body,
-        settings=services.settings,
-        changes=services.alert_rules,
-    )
+    rule = await rules_service.create(services, principal=principal, rule_in=body)
     return RuleRead.of(rule)
 
 
 @router.get("/alert-rules", response_model=Page[RuleRead])
-async def list_rules(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[RuleFilters, Query()],
-) -> Page[RuleRead]:
+async def list_rules(listing: RuleListing) -> Page[RuleRead]:
     """Rules on scopes you can see."""
-    items, cursor = await rules_service.list_(
-        services.engine, principal=principal, page=page, filters_in=filters
-    )
-    return Page[RuleRead].of(items, cursor, RuleRead.of)
+    return await listing.page_of(Page[RuleRead], rules_service.list_, RuleRead.of)
 
 
 @router.get("/alert-rules/{rule_id}", response_model=RuleRead)
@@ -113,35 +138,21 @@ async def get_rule(rule: RuleForView) -> RuleRead:
 @raises(InvalidCondition)
 async def update_rule(body: RuleUpdate, rule: RuleForEdit, services: ServicesDep) -> RuleRead:
     """Change a rule (editor on its scope); a new condition resets its alarms and state."""
-    updated = await rules_service.update(
-        services.engine,
-        rule=rule,
-        rule_in=body,
-        settings=services.settings,
-        changes=services.alert_rules,
-    )
+    updated = await rules_service.update(services, rule=rule, rule_in=body)
     return RuleRead.of(updated)
 
 
 @router.delete("/alert-rules/{rule_id}", **NO_CONTENT)
 async def delete_rule(rule: RuleForEdit, services: ServicesDep) -> None:
     """Delete a rule (editor on its scope); its active alarms are cleared."""
-    await rules_service.delete(services.engine, rule=rule, changes=services.alert_rules)
+    await rules_service.delete(services, rule=rule)
 
 
 @router.get("/alarms", response_model=Page[AlarmRead])
 @raises(FolderNotFound)
-async def list_alarms(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[AlarmFilters, Query()],
-) -> Page[AlarmRead]:
+async def list_alarms(listing: AlarmListing) -> Page[AlarmRead]:
     """Alarms of devices you can see (a device key: its own), oldest first."""
-    items, cursor = await alarms_service.list_(
-        services.engine, principal=principal, page=page, filters_in=filters
-    )
-    return Page[AlarmRead].of(items, cursor, AlarmRead.of)
+    return await listing.page_of(Page[AlarmRead], alarms_service.list_, AlarmRead.of)
 
 
 @router.get("/alarms/counts", response_model=AlarmCounts)
@@ -156,37 +167,13 @@ async def alarm_counts(
 
 
 @router.post("/alarms/{alarm_id}/ack", response_model=AlarmRead)
-async def acknowledge_alarm(
-    alarm: AlarmForEdit,
-    services: ServicesDep,
-    principal: UserPrincipal,
-    body: AlarmChange | None = None,
-) -> AlarmRead:
+async def acknowledge_alarm(change: AlarmChangeDep) -> AlarmRead:
     """Acknowledge an alarm (editor on its device); idempotent."""
-    changed = await alarms_service.acknowledge(
-        services.engine,
-        principal=principal,
-        alarm=alarm,
-        reason=body.reason if body else None,
-        notifier=_notifier(services),
-    )
-    return AlarmRead.of(changed)
+    return await change.apply(alarms_service.acknowledge)
 
 
 @router.post("/alarms/{alarm_id}/clear", response_model=AlarmRead)
 @raises(AlarmAlreadyCleared)
-async def clear_alarm(
-    alarm: AlarmForEdit,
-    services: ServicesDep,
-    principal: UserPrincipal,
-    body: AlarmChange | None = None,
-) -> AlarmRead:
+async def clear_alarm(change: AlarmChangeDep) -> AlarmRead:
     """Clear an active alarm by hand (editor on its device); 409 if already cleared."""
-    changed = await alarms_service.clear(
-        services.engine,
-        principal=principal,
-        alarm=alarm,
-        reason=body.reason if body else None,
-        notifier=_notifier(services),
-    )
-    return AlarmRead.of(changed)
+    return await change.apply(alarms_service.clear)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from odmantic import AIOEngine
 
@@ -22,12 +22,8 @@ from app.core.errors import NotFound
 from app.core.models import utcnow
 from app.core.pagination import PageParams, find_page
 
-
-class RuleChanges(Protocol):
-    """Told after a rule is stored, changed or deleted (clears every process's rule cache)."""
-
-    async def changed(self) -> None:
-        """Announce that rules changed."""
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 
 def _is_timed(condition: dict[str, Any]) -> bool:
@@ -56,15 +52,9 @@ async def _scope(
     )
 
 
-async def create(
-    engine: AIOEngine,
-    *,
-    principal: Principal,
-    rule_in: RuleCreate,
-    settings: Settings,
-    changes: RuleChanges,
-) -> AlertRule:
+async def create(services: Services, *, principal: Principal, rule_in: RuleCreate) -> AlertRule:
     """Store a rule on a scope the caller may edit (409 past ALERT_RULES_PER_SCOPE_MAX)."""
+    engine, settings = services.engine, services.settings
     created_by = creator_uid(principal)
     resource = await _scope(
         engine,
@@ -96,7 +86,7 @@ async def create(
         created_by=created_by,
     )
     await db.insert(engine, rule)
-    await changes.changed()
+    await services.alert_rules.changed()
     return rule
 
 
@@ -129,15 +119,9 @@ async def list_(
     return await find_page(engine, AlertRule, page, readable, *filters)
 
 
-async def update(
-    engine: AIOEngine,
-    *,
-    rule: AlertRule,
-    rule_in: RuleUpdate,
-    settings: Settings,
-    changes: RuleChanges,
-) -> AlertRule:
+async def update(services: Services, *, rule: AlertRule, rule_in: RuleUpdate) -> AlertRule:
     """Apply changes to a rule (the caller's editor role was checked loading it)."""
+    engine, settings = services.engine, services.settings
     values: dict[str, Any] = {}
     given = rule_in.model_fields_set
     if "name" in given and rule_in.name is not None:
@@ -163,15 +147,15 @@ async def update(
     if "condition" in values or values.get("enabled") is False:
         # The old condition's alarms and state mean nothing for the new one.
         await _reset(engine, rule=rule, reason="rule changed")
-    await changes.changed()
+    await services.alert_rules.changed()
     return updated
 
 
-async def delete(engine: AIOEngine, *, rule: AlertRule, changes: RuleChanges) -> None:
+async def delete(services: Services, *, rule: AlertRule) -> None:
     """Delete a rule; its active alarms are cleared (kept as history) and its state dropped."""
-    await db.delete(engine, rule)
-    await _reset(engine, rule=rule, reason="rule deleted")
-    await changes.changed()
+    await db.delete(services.engine, rule)
+    await _reset(services.engine, rule=rule, reason="rule deleted")
+    await services.alert_rules.changed()
 
 
 async def _reset(engine: AIOEngine, *, rule: AlertRule, reason: str) -> None:

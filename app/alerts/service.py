@@ -14,7 +14,7 @@ from app.alerts.notifier import Notifier
 from app.alerts.schemas import AlarmCounts, AlarmFilters, StateCounts
 from app.auth.principal import Principal
 from app.catalog import crud
-from app.catalog.models import Device, Folder
+from app.catalog.models import Device
 from app.catalog.permissions.models import Role
 from app.core import db
 from app.core.errors import NotFound
@@ -35,27 +35,18 @@ def _filters(filters_in: AlarmFilters) -> list[dict[str, Any]]:
     return parts
 
 
-async def _folder_visible(
-    engine: AIOEngine, *, principal: Principal, folder_id: str | None
-) -> None:
-    if folder_id is not None:
-        await crud.get_for(
-            engine, Folder, principal=principal, resource_id=folder_id, role=Role.VIEWER
-        )
-
-
 async def list_(
     engine: AIOEngine, *, principal: Principal, page: PageParams, filters_in: AlarmFilters
 ) -> tuple[list[Alarm], str | None]:
     """One page of the alarms of devices the caller can see (a device key: its own)."""
-    await _folder_visible(engine, principal=principal, folder_id=filters_in.folder_id)
+    await crud.require_visible_folder(engine, principal=principal, folder_id=filters_in.folder_id)
     readable = await access.readable_alarms(engine, principal=principal)
     return await find_page(engine, Alarm, page, readable, *_filters(filters_in))
 
 
 async def counts(engine: AIOEngine, *, principal: Principal, folder_id: str | None) -> AlarmCounts:
     """Alarms the caller can see, by severity and state (in one folder's subtree if given)."""
-    await _folder_visible(engine, principal=principal, folder_id=folder_id)
+    await crud.require_visible_folder(engine, principal=principal, folder_id=folder_id)
     readable = await access.readable_alarms(engine, principal=principal)
     scope = [{"folder_path": {"$in": [folder_id]}}] if folder_id else []
     by_severity = {severity: StateCounts() for severity in Severity}

@@ -121,11 +121,8 @@ async def admit(
         raise CredentialsRequired("This endpoint needs credentials")
     check(authentication.principal)
     await auth_service.accept(
-        services.engine,
-        services.celery,
-        settings=services.settings,
+        services,
         authentication=authentication,
-        on_sign_in=services.on_sign_in,
         seen=services.seen,
         principals=services.principals,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from celery import Celery
 from odmantic import AIOEngine
@@ -25,6 +25,9 @@ from app.auth.seen import SeenRecorder
 from app.core import db
 from app.core.config import Settings
 from app.core.models import utcnow
+
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 
 class SignInHook(Protocol):
@@ -214,22 +217,20 @@ async def touch(engine: AIOEngine, *, settings: Settings, user: User) -> None:
 
 
 async def record_sight(
-    engine: AIOEngine,
-    celery: Celery,
+    services: Services,
     *,
-    settings: Settings,
     user: User | None,
     identity: FirebaseIdentity | None,
-    on_sign_in: SignInHook,
     seen: SeenRecorder | None = None,
     principals: PrincipalCache | None = None,
 ) -> User:
     """Create, update or touch the user behind an accepted request; the stored user.
 
-    The one place where first-sight side effects are triggered (through `on_sign_in`). A
-    profile or claim change is announced to `principals` (sessions of the user hold roles);
-    with `seen`, "last seen" is written in the background.
+    The one place where first-sight side effects are triggered (through
+    `services.on_sign_in`). A profile or claim change is announced to `principals` (sessions
+    of the user hold roles); with `seen`, "last seen" is written in the background.
     """
+    engine, settings = services.engine, services.settings
     first_seen = verified_now = False
     if user is None:
         if identity is None:
@@ -249,7 +250,7 @@ async def record_sight(
         else:
             await touch(engine, settings=settings, user=user)
     if first_seen or verified_now:
-        await on_sign_in(
-            engine, celery, user=user, first_seen=first_seen, verified_now=verified_now
+        await services.on_sign_in(
+            engine, services.celery, user=user, first_seen=first_seen, verified_now=verified_now
         )
     return user

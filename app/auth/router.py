@@ -32,15 +32,7 @@ async def create_session(
 ) -> SessionTokens:
     """Exchange a Firebase ID token for an access token (short) and a refresh token."""
     response.headers.update(NO_STORE)
-    return await auth_service.create_session(
-        services.engine,
-        services.celery,
-        services.firebase,
-        settings=services.settings,
-        id_token_in=body.id_token,
-        on_sign_in=services.on_sign_in,
-        principals=services.principals,
-    )
+    return await auth_service.create_session(services, id_token_in=body.id_token)
 
 
 @router.post("/refresh", response_model=SessionTokens)
@@ -57,15 +49,7 @@ async def refresh(body: RefreshRequest, response: Response, services: ServicesDe
     Presenting a spent refresh token again revokes its whole session.
     """
     response.headers.update(NO_STORE)
-    return await auth_service.refresh(
-        services.engine,
-        services.celery,
-        services.firebase,
-        settings=services.settings,
-        refresh_token_in=body.refresh_token,
-        on_sign_in=services.on_sign_in,
-        principals=services.principals,
-    )
+    return await auth_service.refresh(services, refresh_token_in=body.refresh_token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_model=None)

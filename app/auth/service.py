@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from celery import Celery
 from odmantic import AIOEngine
 
 from app.auth import device_keys, identities, sessions, tokens
 from app.auth.exceptions import AccountDisabled, InvalidCredentials, RefreshTokenReused
-from app.auth.firebase import FirebaseAccount, FirebaseAuth, FirebaseIdentity
-from app.auth.identities import SignInHook
+from app.auth.firebase import FirebaseAccount, FirebaseIdentity
 from app.auth.key_cache import DeviceKeyCache
 from app.auth.models import User
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
@@ -131,12 +129,9 @@ async def _session_user(
 
 
 async def accept(
-    engine: AIOEngine,
-    celery: Celery,
+    services: Services,
     *,
-    settings: Settings,
     authentication: Authentication,
-    on_sign_in: SignInHook,
     seen: SeenRecorder | None = None,
     principals: PrincipalCache | None = None,
 ) -> None:
@@ -149,17 +144,10 @@ async def accept(
         return
     user, identity = authentication.user, authentication.identity
     if seen is not None and user is not None and identity is None:
-        seen.seen(engine, user)
+        seen.seen(services.engine, user)
         return
     await identities.record_sight(
-        engine,
-        celery,
-        settings=settings,
-        user=user,
-        identity=identity,
-        on_sign_in=on_sign_in,
-        seen=seen,
-        principals=principals,
+        services, user=user, identity=identity, seen=seen, principals=principals
     )
 
 
@@ -224,32 +212,17 @@ async def _issue(
     )
 
 
-async def create_session(
-    engine: AIOEngine,
-    celery: Celery,
-    firebase: FirebaseAuth,
-    *,
-    settings: Settings,
-    id_token_in: str,
-    on_sign_in: SignInHook,
-    principals: PrincipalCache | None = None,
-) -> SessionTokens:
+async def create_session(services: Services, *, id_token_in: str) -> SessionTokens:
     """Exchange a Firebase ID token (checked for revocation) for API session tokens."""
-    identity = await firebase.verify(id_token_in, check_revoked=True)
-    user = await identities.get_user(engine, uid=identity.uid)
+    identity = await services.firebase.verify(id_token_in, check_revoked=True)
+    user = await identities.get_user(services.engine, uid=identity.uid)
     ensure_enabled(user)
     user = await identities.record_sight(
-        engine,
-        celery,
-        settings=settings,
-        user=user,
-        identity=identity,
-        on_sign_in=on_sign_in,
-        principals=principals,
+        services, user=user, identity=identity, principals=services.principals
     )
     return await _issue(
-        engine,
-        settings=settings,
+        services.engine,
+        settings=services.settings,
         user=user,
         family_id=tokens.new_family_id(),
         session_started_at=utcnow(),
@@ -276,22 +249,14 @@ def session_ended_by(account: FirebaseAccount | None, *, started_at: datetime) -
     return None
 
 
-async def refresh(
-    engine: AIOEngine,
-    celery: Celery,
-    firebase: FirebaseAuth,
-    *,
-    settings: Settings,
-    refresh_token_in: str,
-    on_sign_in: SignInHook,
-    principals: PrincipalCache | None = None,
-) -> SessionTokens:
+async def refresh(services: Services, *, refresh_token_in: str) -> SessionTokens:
     """Rotate a refresh token: it works once; a reused one revokes its whole family.
 
     The session ends (its whole family revoked) when it is older than SESSION_MAX_AGE_S, or
     when Firebase says the account is deleted, disabled or signed out everywhere since the
     session began; roles follow the account's current admin claim.
     """
+    engine, settings, principals = services.engine, services.settings, services.principals
     claims = tokens.decode(settings, refresh_token_in, typ=tokens.REFRESH)
     max_age = timedelta(seconds=settings.session_max_age_s)
     reason: str | None = None
@@ -302,7 +267,7 @@ async def refresh(
         reason = "The account no longer exists"
     if reason is None:
         ensure_enabled(user)  # disabled in Sensorhub: 403 (its sessions are already revoked)
-    account = None if reason is not None else await firebase.account(claims.uid)
+    account = None if reason is not None else await services.firebase.account(claims.uid)
     if reason is None:
         reason = session_ended_by(account, started_at=claims.session_started_at)
     if reason is not None or user is None or account is None:
@@ -316,7 +281,9 @@ async def refresh(
     if user is not stored and principals is not None:
         await principals.user_changed(user.uid)  # the claim changed: roles follow at once
     if verified_now:
-        await on_sign_in(engine, celery, user=user, first_seen=False, verified_now=True)
+        await services.on_sign_in(
+            engine, services.celery, user=user, first_seen=False, verified_now=True
+        )
     try:
         await sessions.spend(engine, jti=claims.jti, family_id=claims.family_id, uid=claims.uid)
     except RefreshTokenReused:

@@ -170,10 +170,24 @@ def name_fields(name: str) -> NameFields:
     return {"name": name, "name_key": name.casefold()}
 
 
+def renamed(name: str | None) -> dict[str, Any]:
+    """The changes a PATCH's `name` makes: its stored fields, or none when it gives no name."""
+    return dict(name_fields(name)) if name is not None else {}
+
+
 async def placement(engine: AIOEngine, *, principal: Principal, folder_id: str | None) -> Placement:
     """Where a new product or device goes: `folder_id` (editor needed there) and its path."""
     path = await destination_path(engine, principal=principal, folder_id=folder_id)
     return {"folder_id": folder_id, "folder_path": path}
+
+
+async def require_visible_folder(
+    engine: AIOEngine, *, principal: Principal, folder_id: str | None
+) -> None:
+    """A filter by folder names one the caller can see (404 otherwise); its subtree is then
+    all visible to the caller. No folder named, nothing to check."""
+    if folder_id is not None:
+        await get_for(engine, Folder, principal=principal, resource_id=folder_id, role=Role.VIEWER)
 
 
 async def destination_path(

@@ -22,11 +22,17 @@ from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Role
 from app.core.models import IdPath
 from app.core.openapi import raises
+from app.core.pagination import FiltersT, Listing, listing
 from app.core.services import Services, ServicesDep
 from app.ratelimit import policies
 from app.ratelimit.exceptions import RateLimitExceeded
 
 R = TypeVar("R", Folder, Product, Device)
+
+
+def visible(filters: type[FiltersT]) -> Callable[..., Awaitable[Listing[FiltersT]]]:
+    """The input of a route listing what the caller can see (`principal`), by `filters`."""
+    return listing(filters, scope="principal", scope_dep=CurrentPrincipal)
 
 
 def resource_dep(model: type[R], role: Role, *, path: str) -> Callable[..., Awaitable[R]]:

@@ -82,16 +82,13 @@ def _add_sharing_routes(collection: str, owned: Callable[..., Awaitable[Resource
             await quotas.spend(request, principal, policies.INVITES)
 
         share = await sharing.set_share(
-            services.engine,
-            services.celery,
+            services,
             principal=principal,
             resource=resource,
             resource_name=resource.name,
             user_ref=user_id,
             role=body.role,
-            cap=services.settings.shares_per_resource_max,
             spend_invite=spend_invite,
-            access=services.access,
         )
         return _share_read(share)
 

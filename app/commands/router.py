@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import DeviceForEdit, DeviceForView
@@ -31,11 +31,16 @@ from app.commands.schemas import (
 )
 from app.core.idempotency import IdempotencyKeyReused
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page, listing
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices/{{device_id}}/commands", tags=["commands"])
+
+CommandListing = Annotated[
+    Listing[CommandFilters],
+    Depends(listing(CommandFilters, scope="device", scope_dep=DeviceForView)),
+]
 
 
 @router.post(
@@ -69,14 +74,11 @@ async def send_command(
     """Queue a command the device's product declares; a retry with the same Idempotency-Key
     returns the first command (`Idempotent-Replayed: true`) and queues nothing."""
     sent = await commands_service.send(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
+        services,
         principal=principal,
         device=device,
         command_in=body,
         idempotency_key=idempotency_key,
-        settings=services.settings,
     )
     if sent.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -88,17 +90,9 @@ async def send_command(
     response_model=Page[CommandRead],
     summary="List a device's commands (viewer)",
 )
-async def list_commands(
-    device: DeviceForView,
-    services: ServicesDep,
-    page: PageParamsDep,
-    filters: Annotated[CommandFilters, Query()],
-) -> Page[CommandRead]:
+async def list_commands(listing: CommandListing) -> Page[CommandRead]:
     """The device's commands, oldest first, optionally in one state."""
-    items, cursor = await commands_service.list_(
-        services.engine, device=device, page=page, filters_in=filters
-    )
-    return Page[CommandRead].of(items, cursor, CommandRead.of)
+    return await listing.page_of(Page[CommandRead], commands_service.list_, CommandRead.of)
 
 
 @router.get(
@@ -121,13 +115,7 @@ async def next_command(
     """The oldest queued command, marked delivered with a new `delivery_id`; 204 when none
     arrives within `wait` seconds. Post its result before `ack_by`, or it is delivered again."""
     command = await commands_service.next_(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
-        device_id=device_id,
-        wait_s=wait,
-        settings=services.settings,
-        disconnected=request.is_disconnected,
+        services, device_id=device_id, wait_s=wait, disconnected=request.is_disconnected
     )
     if command is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -158,13 +146,7 @@ async def cancel_command(
     device: DeviceForEdit, command_id: str, services: ServicesDep
 ) -> CommandRead:
     """Cancel a command that is still waiting for delivery."""
-    command = await commands_service.cancel(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
-        device=device,
-        command_id=command_id,
-    )
+    command = await commands_service.cancel(services, device=device, command_id=command_id)
     return CommandRead.of(command)
 
 
@@ -180,12 +162,6 @@ async def post_result(
     """Acknowledge a delivery as successful or failed, with an optional result object;
     posting the same answer again changes nothing."""
     command = await commands_service.record_result(
-        services.engine,
-        redis=services.redis,
-        waker=services.command_waker,
-        device_id=device_id,
-        command_id=command_id,
-        result_in=body,
-        settings=services.settings,
+        services, device_id=device_id, command_id=command_id, result_in=body
     )
     return CommandRead.of(command)

@@ -23,6 +23,19 @@ def from_ms(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+def _shown(command: Command) -> dict[str, Any]:
+    """A stored command's fields as its views name them: times in epoch ms become datetimes."""
+    return {
+        **command.model_dump(),
+        "id": str(command.id),
+        "expires_at": from_ms(command.expires_at_ms),
+        "delivered_at": from_ms(command.delivered_at_ms),
+        "finished_at": from_ms(command.finished_at_ms),
+        "ack_by": from_ms(command.ack_deadline_ms),
+        "attempt": command.attempts,
+    }
+
+
 class CommandCreate(BaseModel):
     """A command to queue for a device: one its product declares."""
 
@@ -56,22 +69,7 @@ class CommandRead(BaseModel):
     @classmethod
     def of(cls, command: Command) -> CommandRead:
         """The API view of a stored command."""
-        return cls(
-            id=str(command.id),
-            device_id=command.device_id,
-            name=command.name,
-            params=command.params,
-            state=command.state,
-            attempts=command.attempts,
-            ttl_s=command.ttl_s,
-            result_expected=command.result_expected,
-            created_by=command.created_by,
-            created_at=command.created_at,
-            expires_at=from_ms(command.expires_at_ms),
-            delivered_at=from_ms(command.delivered_at_ms),
-            finished_at=from_ms(command.finished_at_ms),
-            result=command.result,
-        )
+        return cls.model_validate(_shown(command))
 
 
 class CommandDelivery(BaseModel):
@@ -91,16 +89,7 @@ class CommandDelivery(BaseModel):
         """The delivery view of a command just marked delivered."""
         assert command.delivery_id is not None
         assert command.ack_deadline_ms is not None
-        return cls(
-            id=str(command.id),
-            name=command.name,
-            params=command.params,
-            delivery_id=command.delivery_id,
-            attempt=command.attempts,
-            result_expected=command.result_expected,
-            expires_at=from_ms(command.expires_at_ms),
-            ack_by=from_ms(command.ack_deadline_ms),
-        )
+        return cls.model_validate(_shown(command))
 
 
 class CommandResultIn(BaseModel):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bson import ObjectId
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
-from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.catalog import command_specs
@@ -31,11 +31,12 @@ from app.commands.exceptions import (
 )
 from app.commands.models import Command, CommandState
 from app.commands.schemas import CommandCreate, CommandFilters, CommandResultIn, from_ms
-from app.commands.waker import CommandWaker
-from app.core.config import Settings
 from app.core.idempotency import IdempotencyKeyReused, check_key
 from app.core.models import parse_object_id
 from app.core.pagination import PageParams
+
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +47,23 @@ class Sent:
     replayed: bool
 
 
-async def _announce(redis: Redis, waker: CommandWaker, command: Command) -> None:
+async def _announce(services: Services, command: Command) -> None:
     """Publish the command's new state; wake this process's pollers at once if queued."""
     if command.state is CommandState.QUEUED:
-        waker.wake(command.device_id)
-    await events.publish(redis, [events.event(command)])
+        services.command_waker.wake(command.device_id)
+    await events.publish(services.redis, [events.event(command)])
 
 
 async def send(
-    engine: AIOEngine,
+    services: Services,
     *,
-    redis: Redis,
-    waker: CommandWaker,
     principal: Principal,
     device: Device,
     command_in: CommandCreate,
     idempotency_key: str | None,
-    settings: Settings,
 ) -> Sent:
     """Queue a command the device's product declares, with params valid against its schema."""
+    engine, settings = services.engine, services.settings
     if idempotency_key is not None:
         check_key(idempotency_key)
     device_id = str(device.id)
@@ -117,7 +116,7 @@ async def send(
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)
-    await _announce(redis, waker, command)
+    await _announce(services, command)
     return Sent(command=command, replayed=False)
 
 
@@ -143,32 +142,29 @@ async def get(engine: AIOEngine, *, device_id: str, command_id: str) -> Command:
     return found
 
 
-async def cancel(
-    engine: AIOEngine, *, redis: Redis, waker: CommandWaker, device: Device, command_id: str
-) -> Command:
+async def cancel(services: Services, *, device: Device, command_id: str) -> Command:
     """Cancel a command not yet delivered (409 once delivered or finished)."""
+    engine = services.engine
     device_id = str(device.id)
     current = await get(engine, device_id=device_id, command_id=command_id)
     cancelled = await repository.cancel(engine, device_id, current.id)
     if cancelled is None:
         latest = await get(engine, device_id=device_id, command_id=command_id)
         raise CommandNotCancellable(f"The command is {latest.state.value}; it cannot be cancelled")
-    await _announce(redis, waker, cancelled)
+    await _announce(services, cancelled)
     return cancelled
 
 
 async def next_(
-    engine: AIOEngine,
+    services: Services,
     *,
-    redis: Redis,
-    waker: CommandWaker,
     device_id: str,
     wait_s: float,
-    settings: Settings,
     disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> Command | None:
     """The device's oldest deliverable command, marked delivered; waits up to `wait_s` for
     one (on an event, holding no database connection); None when none came."""
+    engine, settings = services.engine, services.settings
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, settings.commands_poll_max_wait_s)
     recheck_s = settings.commands_poll_recheck_s
@@ -181,13 +177,13 @@ async def next_(
             max_attempts=settings.commands_max_attempts,
         )
         if command is not None:
-            await _announce(redis, waker, command)
+            await _announce(services, command)
         return command
 
     if loop.time() >= deadline:
         return await claim()
     # Registered before the first look, so a command queued in between still wakes us.
-    with waker.waiter(device_id) as woken:
+    with services.command_waker.waiter(device_id) as woken:
         while True:
             command = await claim()
             remaining = deadline - loop.time()
@@ -203,17 +199,15 @@ async def next_(
 
 
 async def record_result(
-    engine: AIOEngine,
+    services: Services,
     *,
-    redis: Redis,
-    waker: CommandWaker,
     device_id: str,
     command_id: str,
     result_in: CommandResultIn,
-    settings: Settings,
 ) -> Command:
     """Record the device's answer to its current delivery; the same answer again is a no-op,
     any other delivery id (or answer) is 409."""
+    engine, settings = services.engine, services.settings
     if result_in.result is not None:
         params.check_document(
             result_in.result, what="result", max_bytes=settings.commands_result_max_bytes
@@ -229,7 +223,7 @@ async def record_result(
         result=result_in.result,
     )
     if done is not None:
-        await _announce(redis, waker, done)
+        await _announce(services, done)
         return done
     latest = await get(engine, device_id=device_id, command_id=command_id)
     if (

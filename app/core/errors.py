@@ -19,12 +19,30 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
 
+# The class of each HTTP status (`BadRequest`...), filled as they are declared below.
+_BY_STATUS: dict[int, type[AppError]] = {}
+
+
 class AppError(Exception):
     """Base of every error the service raises on purpose; carries its own status."""
 
     status: ClassVar[int] = 500
     type: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal server error"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, type: str | None = None, title: str | None = None
+    ) -> None:
+        """`class NotFound(AppError, status=404, ...)`: the class of that HTTP status, which
+        also renders Starlette's own errors of it (unknown route: 404, wrong method: 405)."""
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+            _BY_STATUS[status] = cls
+        if type is not None:
+            cls.type = type
+        if title is not None:
+            cls.title = title
 
     def __init__(
         self,
@@ -39,88 +57,50 @@ class AppError(Exception):
         super().__init__(self.detail)
 
 
-class BadRequest(AppError):
+class BadRequest(AppError, status=400, type="bad-request", title="Bad request"):
     """The request is malformed in a way validation could not name."""
 
-    status = 400
-    type = "bad-request"
-    title = "Bad request"
 
-
-class Unauthorized(AppError):
+class Unauthorized(AppError, status=401, type="unauthorized", title="Authentication required"):
     """No valid credentials; always answered with `WWW-Authenticate: Bearer`."""
-
-    status = 401
-    type = "unauthorized"
-    title = "Authentication required"
 
     def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
         self.headers.setdefault("WWW-Authenticate", "Bearer")
 
 
-class Forbidden(AppError):
+class Forbidden(AppError, status=403, type="forbidden", title="Forbidden"):
     """Authenticated, but the principal may not do this (used only where existence is public)."""
 
-    status = 403
-    type = "forbidden"
-    title = "Forbidden"
 
-
-class NotFound(AppError):
+class NotFound(AppError, status=404, type="not-found", title="Not found"):
     """Missing, or not visible to the caller: both look the same from outside."""
 
-    status = 404
-    type = "not-found"
-    title = "Not found"
 
-
-class MethodNotAllowed(AppError):
+class MethodNotAllowed(AppError, status=405, type="method-not-allowed", title="Method not allowed"):
     """The route exists but not with this method."""
 
-    status = 405
-    type = "method-not-allowed"
-    title = "Method not allowed"
 
-
-class Conflict(AppError):
+class Conflict(AppError, status=409, type="conflict", title="Conflict"):
     """The request conflicts with the current state (duplicate, cycle, not empty)."""
 
-    status = 409
-    type = "conflict"
-    title = "Conflict"
 
-
-class PayloadTooLarge(AppError):
+class PayloadTooLarge(AppError, status=413, type="payload-too-large", title="Payload too large"):
     """The request body is over the configured cap."""
 
-    status = 413
-    type = "payload-too-large"
-    title = "Payload too large"
 
-
-class Unprocessable(AppError):
+class Unprocessable(AppError, status=422, type="validation-error", title="Validation failed"):
     """Well-formed but semantically invalid input."""
 
-    status = 422
-    type = "validation-error"
-    title = "Validation failed"
 
-
-class RateLimited(AppError):
+class RateLimited(AppError, status=429, type="rate-limited", title="Too many requests"):
     """Too many requests for the caller's quota."""
 
-    status = 429
-    type = "rate-limited"
-    title = "Too many requests"
 
-
-class ServiceUnavailable(AppError):
+class ServiceUnavailable(
+    AppError, status=503, type="service-unavailable", title="Service unavailable"
+):
     """A dependency is down; the client may retry later."""
-
-    status = 503
-    type = "service-unavailable"
-    title = "Service unavailable"
 
 
 def problem_response(
@@ -149,42 +129,29 @@ def problem_response(
     )
 
 
-def _from_app_error(request: Request, exc: AppError) -> JSONResponse:
+def error_response(error: AppError, *, instance: str) -> JSONResponse:
+    """The problem+json answer of `error` (its status, type, title, detail, headers, extra)."""
     return problem_response(
-        status=exc.status,
-        type_=exc.type,
-        title=exc.title,
-        detail=exc.detail,
-        instance=request.url.path,
-        headers=exc.headers,
-        extra=exc.extra,
+        status=error.status,
+        type_=error.type,
+        title=error.title,
+        detail=error.detail,
+        instance=instance,
+        headers=error.headers,
+        extra=error.extra,
     )
 
 
 async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Render a domain error."""
     assert isinstance(exc, AppError)
-    return _from_app_error(request, exc)
-
-
-_HTTP_TYPES: dict[int, type[AppError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    409: Conflict,
-    413: PayloadTooLarge,
-    422: Unprocessable,
-    429: RateLimited,
-    503: ServiceUnavailable,
-}
+    return error_response(exc, instance=request.url.path)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Render Starlette's own errors (unknown route, wrong method) as problems."""
     assert isinstance(exc, StarletteHTTPException)
-    cls = _HTTP_TYPES.get(exc.status_code)
+    cls = _BY_STATUS.get(exc.status_code)
     phrase = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) else phrase
     return problem_response(
@@ -246,7 +213,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
     error = DatabaseUnavailable(
         "The database did not answer in time; retry shortly", headers={"Retry-After": "5"}
     )
-    return _from_app_error(request, error)
+    return error_response(error, instance=request.url.path)
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.core import db, redis
-from app.core.errors import ServiceUnavailable, problem_response
+from app.core.errors import ServiceUnavailable, error_response
 from app.core.openapi import raises
 from app.core.services import ServicesDep
 
@@ -76,14 +76,10 @@ async def ready(request: Request, services: ServicesDep) -> JSONResponse:
     results["live"] = "ok" if services.live.connected else "unavailable"
     failed = sorted(name for name, status in results.items() if status != "ok")
     if failed:
-        error = ServiceUnavailable(f"Not ready: {', '.join(failed)} unavailable")
-        return problem_response(
-            status=error.status,
-            type_=error.type,
-            title=error.title,
-            detail=error.detail,
-            instance=request.url.path,
+        error = ServiceUnavailable(
+            f"Not ready: {', '.join(failed)} unavailable",
             headers={"Retry-After": "5"},
             extra={"checks": results},
         )
+        return error_response(error, instance=request.url.path)
     return JSONResponse({"status": "ready", "checks": results})

@@ -7,7 +7,6 @@ died). Times are integer epoch milliseconds, which every server compares exactly
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from contextlib import asynccontextmanager
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
 
-from app.core import collections
+from app.core import backoff, collections
 from app.core.db import database
 from app.core.errors import ServiceUnavailable
 
@@ -26,6 +25,12 @@ class LeaseBusy(ServiceUnavailable):
 
     type = "operation-in-progress"
     title = "Another operation is in progress"
+
+
+def _busy() -> LeaseBusy:
+    return LeaseBusy(
+        "another such operation is in progress; retry shortly", headers={"Retry-After": "1"}
+    )
 
 
 def _now_ms() -> int:
@@ -39,27 +44,20 @@ async def lease(
     """Hold the lease `name` for the block (at most `hold_s`); 503 after waiting `wait_s`."""
     leases = database(engine)[collections.LEASES]
     token = secrets.token_hex(8)
-    deadline = time.monotonic() + wait_s
-    delay = 0.01
-    while True:
+
+    async def take() -> bool:
         until = _now_ms() + int(hold_s * 1000)
         try:
             await leases.insert_one({"_id": name, "owner": token, "until_ms": until})
-            break
+            return True
         except DuplicateKeyError:
             taken = await leases.update_one(
                 {"$and": [{"_id": name}, {"until_ms": {"$lt": _now_ms()}}]},
                 {"$set": {"owner": token, "until_ms": until}},
             )
-            if taken.modified_count:
-                break
-        if time.monotonic() >= deadline:
-            raise LeaseBusy(
-                "another such operation is in progress; retry shortly",
-                headers={"Retry-After": "1"},
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
+            return bool(taken.modified_count)
+
+    await backoff.until_done(take, wait_s=wait_s, busy=_busy, max_delay_s=0.2)
     try:
         yield
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client.metrics import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PayloadTooLarge, problem_response
+from app.core.errors import PayloadTooLarge, error_response
 from app.core.logging import request_id_var
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -226,13 +226,9 @@ class RequestMiddleware(HttpMiddleware):
         return replay
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"The request body is limited to {self.max_body_bytes} bytes")
-        response = problem_response(
-            status=error.status,
-            type_=error.type,
-            title=error.title,
-            detail=error.detail,
-            instance=scope["path"],
+        error = PayloadTooLarge(
+            f"The request body is limited to {self.max_body_bytes} bytes",
             headers={"Connection": "close"},
         )
+        response = error_response(error, instance=scope["path"])
         await response(scope, receive, send)

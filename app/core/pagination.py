@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -15,11 +16,12 @@ from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.core.models import HEX24, parse_object_id
 from app.core.openapi import raises
-from app.core.services import ServicesDep
+from app.core.services import Services, ServicesDep
 
 ItemT = TypeVar("ItemT")
 RowT = TypeVar("RowT")
 ModelT = TypeVar("ModelT", bound=Model)
+FiltersT = TypeVar("FiltersT", bound=BaseModel)
 
 
 class InvalidCursor(Unprocessable):
@@ -125,3 +127,56 @@ async def find_page(
     query = and_filters(*filters, page.filter())
     rows = await db.find_many(engine, model, query, sort=[("_id", 1)], limit=page.limit + 1)
     return next_cursor(rows, page.limit)
+
+
+Fetch = Callable[..., Awaitable[tuple[Sequence[RowT], str | None]]]
+"""A service's `list_(engine, *, <scope>=..., page=..., filters_in=..., **options)`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[FiltersT]):
+    """What every list route takes: the clients, whose list it is, the page and the filters."""
+
+    services: Services
+    scope: dict[str, Any]
+    page: PageParams
+    filters: FiltersT
+
+    async def page_of(
+        self,
+        page_type: type[Page[ItemT]],
+        fetch: Fetch[RowT],
+        read: Callable[[RowT], ItemT],
+        **options: Any,
+    ) -> Page[ItemT]:
+        """The page `fetch` finds for this request, each row shown through `read`."""
+        rows, cursor = await fetch(
+            self.services.engine, **self.scope, page=self.page, filters_in=self.filters, **options
+        )
+        return page_type.of(rows, cursor, read)
+
+
+def listing(
+    filters: type[FiltersT], *, scope: str, scope_dep: Any
+) -> Callable[..., Awaitable[Listing[FiltersT]]]:
+    """A dependency gathering a list route's input: `filters` from the query string, the page,
+    and the `scope` parameter (`principal`, `device`...) resolved by `scope_dep`."""
+
+    async def gather(
+        services: Services, page: PageParams, filters: FiltersT, **scoped: Any
+    ) -> Listing[FiltersT]:
+        return Listing(services=services, scope=scoped, page=page, filters=filters)
+
+    # FastAPI reads a dependency's parameters from its signature: name the scope parameter.
+    gather.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(scope, inspect.Parameter.KEYWORD_ONLY, annotation=scope_dep),
+            inspect.Parameter("services", inspect.Parameter.KEYWORD_ONLY, annotation=ServicesDep),
+            inspect.Parameter("page", inspect.Parameter.KEYWORD_ONLY, annotation=PageParamsDep),
+            inspect.Parameter(
+                "filters", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[filters, Query()]
+            ),
+        ],
+        return_annotation=Listing[filters],  # type: ignore[valid-type]
+    )
+    return gather

@@ -168,13 +168,7 @@ async def _open(websocket: WebSocket, services: Services, hub: LiveHub, conn: Co
         )
         return False
     with contextlib.suppress(Exception):  # first sight, profile sync: as the HTTP API does
-        await auth_service.accept(
-            services.engine,
-            services.celery,
-            settings=settings,
-            authentication=authentication,
-            on_sign_in=services.on_sign_in,
-        )
+        await auth_service.accept(services, authentication=authentication)
     conn.control(_authenticated(conn))
     return True
 

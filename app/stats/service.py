@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from app.auth.principal import Principal
 from app.catalog import crud, presence
 from app.catalog.models import Device, Folder
-from app.catalog.permissions.models import Grant, ResourceType, Role
+from app.catalog.permissions.models import Grant, ResourceType
 from app.catalog.presence import DeviceStatus
 from app.core import db
 from app.stats import counters, devices
@@ -73,11 +73,7 @@ async def fleet(
     cache_s: float = 0.0,
 ) -> FleetStats:
     """The statistics of the devices the caller can see below `folder_id`, of `product_id`."""
-    if folder_id is not None:
-        # 404 for a folder the caller may not see; a visible folder's subtree is all visible.
-        await crud.get_for(
-            engine, Folder, principal=principal, resource_id=folder_id, role=Role.VIEWER
-        )
+    await crud.require_visible_folder(engine, principal=principal, folder_id=folder_id)
     scope = await _scope(engine, principal=principal, folder_id=folder_id, product_id=product_id)
     now = datetime.now(UTC)
     (statuses, products, newest), rates, alarms = await asyncio.gather(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -39,7 +40,7 @@ def identity(**overrides: Any) -> FirebaseIdentity:
     return FirebaseIdentity(**values)
 
 
-async def first_sight(app: FastAPI, settings: Settings, who: FirebaseIdentity) -> tuple[User, bool]:
+async def first_sight(app: FastAPI, who: FirebaseIdentity) -> tuple[User, bool]:
     """What a first request with `who`'s ID token does; True when this call created the user."""
     services = services_of(app)
     seen: list[bool] = []
@@ -49,12 +50,9 @@ async def first_sight(app: FastAPI, settings: Settings, who: FirebaseIdentity) -
         await onboarding.welcome(engine, celery, **event)
 
     user = await identities.record_sight(
-        services.engine,
-        services.celery,
-        settings=settings,
+        dataclasses.replace(services, on_sign_in=hook),
         user=await identities.get_user(services.engine, uid=who.uid),
         identity=who,
-        on_sign_in=hook,
     )
     return user, any(seen)
 
@@ -64,7 +62,7 @@ class TestOnFirstSignIn:
         self, app: FastAPI, settings: Settings, mongo_db: MongoDatabase
     ) -> None:
         who = identity(email_verified=True)
-        results = await asyncio.gather(*(first_sight(app, settings, who) for _ in range(3)))
+        results = await asyncio.gather(*(first_sight(app, who) for _ in range(3)))
         assert sorted(created for _, created in results) == [False, False, True]
         assert await mongo_db.users.count_documents({"uid": who.uid}) == 1
         outbox = await mongo_db.email_outbox.find({"to": who.email}).to_list(None)
@@ -80,7 +78,7 @@ class TestOnFirstSignIn:
         self, app: FastAPI, settings: Settings, mongo_db: MongoDatabase
     ) -> None:
         who = identity(email=None)
-        user, created = await first_sight(app, settings, who)
+        user, created = await first_sight(app, who)
         assert created
         assert user.email is None
         assert (
@@ -99,13 +97,13 @@ class TestOnFirstSignIn:
         self, app: FastAPI, settings: Settings, mongo_db: MongoDatabase
     ) -> None:
         who = identity(email_verified=False)
-        await first_sight(app, settings, who)
+        await first_sight(app, who)
         assert await mongo_db.email_outbox.count_documents({"to": who.email}) == 0
         verified = identity(
             uid=who.uid, email=who.email, email_verified=True, issued_at=who.issued_at + 5
         )
         for _ in range(2):
-            await first_sight(app, settings, verified)
+            await first_sight(app, verified)
         outbox = await mongo_db.email_outbox.find({"to": who.email}).to_list(None)
         assert [m["template"] for m in outbox] == ["welcome"]
 
@@ -116,7 +114,7 @@ class TestSyncIdentity:
     ) -> None:
         engine = services_of(app).engine
         first = identity()
-        user, _ = await first_sight(app, settings, first)
+        user, _ = await first_sight(app, first)
         newer = identity(
             uid=first.uid, email=first.email, email_verified=True, issued_at=first.issued_at + 5
         )

@@ -106,9 +106,7 @@ class TestRevocationReachesEveryProcess:
         async with client_for(other_process) as there, client_for(app) as here:
             assert await status_of(there, device, key) == 200
             assert await status_of(here, device, key) == 200
-            await devices_service.delete(
-                engine, device=device, key_cache=services_of(app).device_keys
-            )
+            await devices_service.delete(services_of(app), device=device)
             assert await status_of(here, device, key) == 401  # the deleting process: at once
             await eventually(lambda: answers(there, device, key, 401))
 
@@ -121,9 +119,7 @@ class TestRevocationReachesEveryProcess:
         device, key = await new_device(engine, owner=alice, product=product, folder=folder)
         async with client_for(other_process) as there:
             assert await status_of(there, device, key) == 200
-            await folders_service.delete(
-                engine, folder=folder, recursive=True, key_cache=services_of(app).device_keys
-            )
+            await folders_service.delete(services_of(app), folder=folder, recursive=True)
             await eventually(lambda: answers(there, device, key, 401))
 
 

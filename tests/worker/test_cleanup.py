@@ -14,7 +14,6 @@ from bson import ObjectId
 from fastapi import FastAPI
 from odmantic import AIOEngine
 
-from app.auth.key_cache import DeviceKeyCache
 from app.catalog.devices import service as devices_service
 from app.catalog.models import Device
 from app.core.config import Settings
@@ -191,7 +190,7 @@ class TestDeletedDevices:
         self,
         ctx: WorkerContext,
         engine: AIOEngine,
-        key_cache: DeviceKeyCache,
+        app: FastAPI,
         client: httpx.AsyncClient,
         mongo_db: MongoDatabase,
     ) -> None:
@@ -215,7 +214,7 @@ class TestDeletedDevices:
                 await mongo_db.idempotency_keys.count_documents({"device_id": device_id}),
             )
 
-        await devices_service.delete(engine, device=gone, key_cache=key_cache)
+        await devices_service.delete(services_of(app), device=gone)
         assert await counts(gone) == (2, 1, 1)  # deleting answers at once; the data waits
         result = await asyncio.to_thread(cleanup.deleted_devices_data, ctx, batch=2)
         assert result["devices"] >= 1

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.auth.exceptions import KeyRevocationPending
 from app.catalog import presence
-from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView
+from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView, visible
 from app.catalog.devices import service as devices_service
 from app.catalog.devices.schemas import (
     DeviceCreate,
@@ -32,12 +32,14 @@ from app.core.config import Settings
 from app.core.feed_cache import InvalidationPending
 from app.core.models import utcnow
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+
+DeviceListing = Annotated[Listing[DeviceFilters], Depends(visible(DeviceFilters))]
 
 
 def device_read(device: Device, settings: Settings) -> DeviceRead:
@@ -58,34 +60,21 @@ async def create_device(
     body: DeviceCreate, services: ServicesDep, principal: UserPrincipal
 ) -> DeviceCreated:
     """Create a device; the response carries its API key, shown this once."""
-    settings = services.settings
-    device, key = await devices_service.create(
-        services.engine,
-        principal=principal,
-        device_in=body,
-        metadata_max_bytes=settings.device_metadata_max_bytes,
-    )
+    device, key = await devices_service.create(services, principal=principal, device_in=body)
     await services.on_devices_changed(device_ids=[str(device.id)])
-    return DeviceCreated(**device_read(device, settings).model_dump(), key=key)
+    return DeviceCreated(**device_read(device, services.settings).model_dump(), key=key)
 
 
 @router.get("", response_model=Page[DeviceRead])
-async def list_devices(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[DeviceFilters, Query()],
-) -> Page[DeviceRead]:
+async def list_devices(listing: DeviceListing) -> Page[DeviceRead]:
     """Devices you can see, filtered by folder, product, status or a name/serial prefix."""
-    settings = services.settings
-    items, cursor = await devices_service.list_(
-        services.engine,
-        principal=principal,
-        page=page,
-        filters_in=filters,
+    settings = listing.services.settings
+    return await listing.page_of(
+        Page[DeviceRead],
+        devices_service.list_,
+        lambda d: device_read(d, settings),
         offline_after_s=settings.device_offline_after_s,
     )
-    return Page[DeviceRead].of(items, cursor, lambda d: device_read(d, settings))
 
 
 @router.get("/{device_id}", response_model=DeviceRead)
@@ -106,12 +95,7 @@ async def update_device(
 ) -> DeviceRead:
     """Change a device (editor); moving it to another folder needs owner."""
     updated = await devices_service.update(
-        services.engine,
-        principal=principal,
-        device=device,
-        device_in=body,
-        metadata_max_bytes=services.settings.device_metadata_max_bytes,
-        access=services.access,
+        services, principal=principal, device=device, device_in=body
     )
     await services.on_devices_changed(device_ids=[str(device.id)])
     return device_read(updated, services.settings)
@@ -121,9 +105,7 @@ async def update_device(
 @raises(KeyRevocationPending, InvalidationPending)
 async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
-    await devices_service.delete(
-        services.engine, device=device, key_cache=services.device_keys, access=services.access
-    )
+    await devices_service.delete(services, device=device)
     await services.on_devices_changed(device_ids=[str(device.id)])
 
 

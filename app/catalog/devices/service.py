@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from odmantic import AIOEngine
 
@@ -16,11 +16,13 @@ from app.catalog.exceptions import MetadataTooLarge, SerialTaken
 from app.catalog.models import Device, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
-from app.catalog.permissions.access_cache import AccessCache
 from app.catalog.permissions.models import ResourceType, Role
 from app.core import db
 from app.core.models import utcnow
 from app.core.pagination import PageParams
+
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 
 def check_metadata(metadata: dict[str, Any], *, max_bytes: int) -> None:
@@ -31,9 +33,10 @@ def check_metadata(metadata: dict[str, Any], *, max_bytes: int) -> None:
 
 
 async def create(
-    engine: AIOEngine, *, principal: Principal, device_in: DeviceCreate, metadata_max_bytes: int
+    services: Services, *, principal: Principal, device_in: DeviceCreate
 ) -> tuple[Device, str]:
     """Create a device and its key; returns the device and the key (shown only now)."""
+    engine, metadata_max_bytes = services.engine, services.settings.device_metadata_max_bytes
     uid = permissions_service.creator_uid(principal)
     check_metadata(device_in.metadata, max_bytes=metadata_max_bytes)
     await crud.get_for(
@@ -78,21 +81,14 @@ async def list_(
 
 
 async def update(
-    engine: AIOEngine,
-    *,
-    principal: Principal,
-    device: Device,
-    device_in: DeviceUpdate,
-    metadata_max_bytes: int,
-    access: AccessCache | None = None,
+    services: Services, *, principal: Principal, device: Device, device_in: DeviceUpdate
 ) -> Device:
     """Change fields with a targeted `$set` (never touching `presence`); moves need owner.
 
-    A move is announced through `access`: every process checks the new path at once."""
-    changes: dict[str, Any] = {}
+    A move is announced through the access cache: every process checks the new path at once."""
+    engine, metadata_max_bytes = services.engine, services.settings.device_metadata_max_bytes
+    changes = crud.renamed(device_in.name)
     fields = device_in.model_fields_set
-    if device_in.name is not None:
-        changes.update(crud.name_fields(device_in.name))
     if device_in.serial is not None:
         changes["serial"] = device_in.serial
     if device_in.metadata is not None:
@@ -116,8 +112,8 @@ async def update(
             )
         )
     updated = await crud.apply_changes(engine, device, changes, taken=SerialTaken)
-    if "folder_path" in changes and access is not None:
-        await access.resources_changed([str(device.id)])
+    if "folder_path" in changes:
+        await services.access.resources_changed([str(device.id)])
     return updated
 
 
@@ -131,16 +127,10 @@ async def rotate_key(
     return key
 
 
-async def delete(
-    engine: AIOEngine,
-    *,
-    device: Device,
-    key_cache: DeviceKeyCache,
-    access: AccessCache | None = None,
-) -> None:
+async def delete(services: Services, *, device: Device) -> None:
     """Delete a device and its grants (its key and every user's access stop with it)."""
-    await db.delete(engine, device)
-    if access is not None:
-        await access.resources_changed([str(device.id)])
-    await key_cache.revoke([str(device.id)])
-    await sharing.delete_for(engine, resource_type=ResourceType.DEVICE, ids=[str(device.id)])
+    device_id = str(device.id)
+    await db.delete(services.engine, device)
+    await services.access.resources_changed([device_id])
+    await services.device_keys.revoke([device_id])
+    await sharing.delete_for(services.engine, resource_type=ResourceType.DEVICE, ids=[device_id])

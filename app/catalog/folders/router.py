@@ -37,12 +37,7 @@ async def create_folder(
     body: FolderCreate, services: ServicesDep, principal: UserPrincipal
 ) -> FolderRead:
     """Create a folder at the top level or inside one you can edit; you become its owner."""
-    folder = await folders_service.create(
-        services.engine,
-        principal=principal,
-        folder_in=body,
-        max_depth=services.settings.folder_max_depth,
-    )
+    folder = await folders_service.create(services, principal=principal, folder_in=body)
     return FolderRead.of(folder)
 
 
@@ -76,12 +71,7 @@ async def update_folder(
 ) -> FolderRead:
     """Rename (editor) or move (owner, and editor on the new parent); no cycles."""
     updated = await folders_service.update(
-        services.engine,
-        principal=principal,
-        folder=folder,
-        folder_in=body,
-        max_depth=services.settings.folder_max_depth,
-        access=services.access,
+        services, principal=principal, folder=folder, folder_in=body
     )
     if "parent_id" in body.model_fields_set:  # the devices below have a new path
         await services.on_devices_changed(folder_ids=[str(folder.id)])
@@ -96,11 +86,5 @@ async def delete_folder(
     recursive: Annotated[bool, Query(description="also delete everything below")] = False,
 ) -> None:
     """Delete an empty folder (409 otherwise), or everything below it with `recursive=true`."""
-    await folders_service.delete(
-        services.engine,
-        folder=folder,
-        recursive=recursive,
-        key_cache=services.device_keys,
-        access=services.access,
-    )
+    await folders_service.delete(services, folder=folder, recursive=recursive)
     await services.on_devices_changed(folder_ids=[str(folder.id)])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 from odmantic import AIOEngine
 
-from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
 from app.catalog import crud
 from app.catalog.exceptions import FolderNameTaken, FolderNotEmpty, ProductInUse
@@ -16,21 +15,22 @@ from app.catalog.folders.schemas import FolderCreate, FolderUpdate
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions import service as permissions_service
 from app.catalog.permissions import sharing
-from app.catalog.permissions.access_cache import AccessCache
 from app.catalog.permissions.models import ResourceType, Role
 from app.core import db
 from app.core.pagination import PageParams, find_page
+
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 
 def _scope(parent: Folder | None, uid: str) -> str:
     return str(parent.id) if parent else f"user:{uid}"
 
 
-async def create(
-    engine: AIOEngine, *, principal: Principal, folder_in: FolderCreate, max_depth: int
-) -> Folder:
-    """Create a folder (editor on the parent needed, no deeper than `max_depth`); the creator
-    becomes its owner."""
+async def create(services: Services, *, principal: Principal, folder_in: FolderCreate) -> Folder:
+    """Create a folder (editor on the parent needed, no deeper than FOLDER_MAX_DEPTH); the
+    creator becomes its owner."""
+    engine, max_depth = services.engine, services.settings.folder_max_depth
     uid = permissions_service.creator_uid(principal)
     parent = None
     if folder_in.parent_id is not None:
@@ -79,16 +79,11 @@ async def list_(
 
 
 async def update(
-    engine: AIOEngine,
-    *,
-    principal: Principal,
-    folder: Folder,
-    folder_in: FolderUpdate,
-    max_depth: int,
-    access: AccessCache | None = None,
+    services: Services, *, principal: Principal, folder: Folder, folder_in: FolderUpdate
 ) -> Folder:
     """Rename (editor) and/or move (owner here, editor on the destination; no cycles, no
-    deeper than `max_depth`)."""
+    deeper than FOLDER_MAX_DEPTH)."""
+    engine = services.engine
     changes: dict[str, Any] = {}
     if folder_in.name is not None and folder_in.name != folder.name:
         changes.update(crud.name_fields(folder_in.name))
@@ -110,27 +105,20 @@ async def update(
             parent_id=folder_in.parent_id,
             changes=changes,
             scope_of=lambda parent: _scope(parent, folder.created_by),
-            max_depth=max_depth,
+            max_depth=services.settings.folder_max_depth,
         )
     finally:
         # Every path through the folder may have changed, even by a move that failed half
         # way where there are no transactions.
-        if access is not None:
-            await access.resources_changed([str(folder.id)])
+        await services.access.resources_changed([str(folder.id)])
     return await crud.get(engine, Folder, str(folder.id))
 
 
-async def delete(
-    engine: AIOEngine,
-    *,
-    folder: Folder,
-    recursive: bool,
-    key_cache: DeviceKeyCache,
-    access: AccessCache | None = None,
-) -> None:
+async def delete(services: Services, *, folder: Folder, recursive: bool) -> None:
     """Delete an empty folder, or with `recursive` everything below it (owner checked by caller).
 
-    The keys of deleted devices are revoked through `key_cache`."""
+    The keys of deleted devices are revoked through the process's key cache."""
+    engine, access = services.engine, services.access
     fid = str(folder.id)
     folders = db.collection(engine, Folder)
     products = db.collection(engine, Product)
@@ -144,8 +132,7 @@ async def delete(
             if await coll.find_one(query, {"_id": 1}) is not None:
                 raise FolderNotEmpty("delete what it holds first, or use ?recursive=true")
         await db.delete(engine, folder)
-        if access is not None:
-            await access.resources_changed([fid])
+        await access.resources_changed([fid])
         await sharing.delete_for(engine, resource_type=ResourceType.FOLDER, ids=[fid])
         return
     folder_ids = [folder.id] + [
@@ -166,13 +153,12 @@ async def delete(
         await devices.delete_many({"folder_path": below})
         await products.delete_many({"folder_path": below})
         await folders.delete_many({"$or": [{"_id": folder.id}, {"ancestors": below}]})
-    finally:
-        if access is not None:  # cached paths of everything below carry the folder's tag
-            await access.resources_changed([fid])
+    finally:  # cached paths of everything below carry the folder's tag
+        await access.resources_changed([fid])
     for ids, rtype in (
         (device_ids, ResourceType.DEVICE),
         (product_ids, ResourceType.PRODUCT),
         (folder_ids, ResourceType.FOLDER),
     ):
         await sharing.delete_for(engine, resource_type=rtype, ids=[str(i) for i in ids])
-    await key_cache.revoke(str(i) for i in device_ids)
+    await services.device_keys.revoke(str(i) for i in device_ids)

@@ -6,9 +6,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery
 from email_validator import EmailNotValidError, validate_email
 from odmantic import AIOEngine
 from pymongo.errors import DuplicateKeyError
@@ -23,6 +22,9 @@ from app.catalog.permissions.service import Securable
 from app.core import db
 from app.core.models import utcnow
 from app.emails import outbox
+
+if TYPE_CHECKING:
+    from app.core.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -108,41 +110,32 @@ async def _check_room(engine: AIOEngine, key: dict[str, str], *, cap: int) -> No
 
 
 async def set_share(
-    engine: AIOEngine,
-    celery: Celery,
+    services: Services,
     *,
     principal: Principal,
     resource: Securable,
     resource_name: str,
     user_ref: str,
     role: Role,
-    cap: int,
     spend_invite: Callable[[], Awaitable[None]],
-    access: AccessCache | None = None,
 ) -> Share:
-    """Grant `role` to a user id or email; an email without an account gets an invite.
+    """Grant `role` to a user id or email; an email without an account gets an invite, and a
+    resource carries at most SHARES_PER_RESOURCE_MAX of both.
 
-    A changed role of an existing grant is announced through `access` (it may be lower).
-
-    `spend_invite` counts a new invitation against the inviter's quota (429 when spent); it
-    runs only when an invitation email would be sent.
+    A changed role of an existing grant is announced through the access cache (it may be
+    lower). `spend_invite` counts a new invitation against the inviter's quota (429 when
+    spent); it runs only when an invitation email would be sent.
     """
+    engine, cap = services.engine, services.settings.shares_per_resource_max
     rtype = resource.kind.resource_type
     key = {"resource_type": rtype.value, "resource_id": str(resource.id)}
     if is_email(user_ref):
         email = normalise_email(user_ref)
         uid = await identities.uid_for_verified_email(engine, email=email)
         if uid is None:
+            invite = Invite(**_target(key), email=email, role=role, invited_by=principal.uid)
             return await _set_invite(
-                engine,
-                celery,
-                principal=principal,
-                key=key,
-                email=email,
-                role=role,
-                resource_name=resource_name,
-                cap=cap,
-                spend_invite=spend_invite,
+                services, invite, inviter=principal, name=resource_name, spend=spend_invite
             )
     else:
         uid = user_ref
@@ -160,8 +153,8 @@ async def set_share(
         await _demote_owner(engine, key=key, uid=uid, role=role)
     else:
         await coll.update_one({"_id": existing.id}, {"$set": {"role": role.value}})
-    if access is not None and existing.role is not role:
-        await access.grants_changed([uid])
+    if existing.role is not role:
+        await services.access.grants_changed([uid])
     existing.role = role
     return _grant_share(existing)
 
@@ -199,40 +192,38 @@ async def _demote_owner(engine: AIOEngine, *, key: dict[str, str], uid: str, rol
 
 
 async def _set_invite(
-    engine: AIOEngine,
-    celery: Celery,
+    services: Services,
+    invite: Invite,
     *,
-    principal: Principal,
-    key: dict[str, str],
-    email: str,
-    role: Role,
-    resource_name: str,
-    cap: int,
-    spend_invite: Callable[[], Awaitable[None]],
+    inviter: Principal,
+    name: str,
+    spend: Callable[[], Awaitable[None]],
 ) -> Share:
-    """Store or update a pending invite; email the invitee the first time only."""
-    coll = db.collection(engine, Invite)
-    existing = await db.find_one(engine, Invite, {**key, "email": email})
+    """Store `invite`, or set its role on the pending invite to the same email and resource;
+    email the invitee (about the resource called `name`) the first time only."""
+    engine, role = services.engine, invite.role
+    key = {"resource_type": invite.resource_type.value, "resource_id": invite.resource_id}
+    existing = await db.find_one(engine, Invite, {**key, "email": invite.email})
     if existing is not None:
-        await coll.update_one({"_id": existing.id}, {"$set": {"role": role.value}})
+        await db.collection(engine, Invite).update_one(
+            {"_id": existing.id}, {"$set": {"role": role.value}}
+        )
         existing.role = role
         return _invite_share(existing)
-    await _check_room(engine, key, cap=cap)
-    await spend_invite()
-    invite = Invite(**_target(key), email=email, role=role, invited_by=principal.uid)
-    if not await _insert_share(engine, invite, recipient={"email": email}):
+    await _check_room(engine, key, cap=services.settings.shares_per_resource_max)
+    await spend()
+    if not await _insert_share(engine, invite, recipient={"email": invite.email}):
         return _invite_share(invite)  # a concurrent PUT stored it (and queued the email)
     await outbox.queue_email(
         engine,
-        celery,
-        to=email,
+        services.celery,
+        to=invite.email,
         template=INVITE_TEMPLATE,
         context={
-            "resource_type": key["resource_type"],
-            "resource_id": key["resource_id"],
-            "resource_name": resource_name,
+            **key,
+            "resource_name": name,
             "role": role.value,
-            "invited_by": principal.email or principal.uid,
+            "invited_by": inviter.email or inviter.uid,
         },
         dedupe_key=f"share_invite:{invite.id}",
     )

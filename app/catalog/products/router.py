@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.catalog.dependencies import (
@@ -12,6 +12,7 @@ from app.catalog.dependencies import (
     ProductForEdit,
     ProductForOwner,
     ProductForView,
+    visible,
 )
 from app.catalog.exceptions import FolderNotFound, IngestLimitTooHigh, ProductInUse, SkuTaken
 from app.catalog.permissions.exceptions import NotAllowed
@@ -23,12 +24,14 @@ from app.catalog.products.schemas import (
     ProductUpdate,
 )
 from app.core.openapi import raises
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
 from app.core.routing import API_PREFIX
 from app.core.services import ServicesDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/products", tags=["products"])
+
+ProductListing = Annotated[Listing[ProductFilters], Depends(visible(ProductFilters))]
 
 
 @router.post("", response_model=ProductRead, status_code=status.HTTP_201_CREATED)
@@ -41,27 +44,14 @@ async def create_product(
 ) -> ProductRead:
     """Create a product (in a folder you can edit); non-admins have a creation quota."""
     await quota.spend(principal)
-    product = await products_service.create(
-        services.engine,
-        principal=principal,
-        product_in=body,
-        max_ingest_limit=services.settings.rate_limit_device_max,
-    )
+    product = await products_service.create(services, principal=principal, product_in=body)
     return ProductRead.of(product)
 
 
 @router.get("", response_model=Page[ProductRead])
-async def list_products(
-    services: ServicesDep,
-    principal: CurrentPrincipal,
-    page: PageParamsDep,
-    filters: Annotated[ProductFilters, Query()],
-) -> Page[ProductRead]:
+async def list_products(listing: ProductListing) -> Page[ProductRead]:
     """Products you can see, filtered by folder, tag or a name/SKU prefix."""
-    items, cursor = await products_service.list_(
-        services.engine, principal=principal, page=page, filters_in=filters
-    )
-    return Page[ProductRead].of(items, cursor, ProductRead.of)
+    return await listing.page_of(Page[ProductRead], products_service.list_, ProductRead.of)
 
 
 @router.get("/{product_id}", response_model=ProductRead)
@@ -80,11 +70,7 @@ async def update_product(
 ) -> ProductRead:
     """Change a product (editor); moving it to another folder needs owner."""
     updated = await products_service.update(
-        services.engine,
-        principal=principal,
-        product=product,
-        product_in=body,
-        max_ingest_limit=services.settings.rate_limit_device_max,
+        services, principal=principal, product=product, product_in=body
     )
     return ProductRead.of(updated)
 

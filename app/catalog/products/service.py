@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from odmantic import AIOEngine
 
@@ -18,6 +18,9 @@ from app.catalog.telemetry import TelemetrySchema
 from app.core import db
 from app.core.pagination import PageParams
 
+if TYPE_CHECKING:
+    from app.core.services import Services
+
 
 def check_ingest_limit(telemetry: TelemetrySchema, *, max_per_minute: int) -> None:
     """A product may lower its devices' ingest limit, or raise it up to the operator's cap."""
@@ -28,10 +31,9 @@ def check_ingest_limit(telemetry: TelemetrySchema, *, max_per_minute: int) -> No
         )
 
 
-async def create(
-    engine: AIOEngine, *, principal: Principal, product_in: ProductCreate, max_ingest_limit: int
-) -> Product:
+async def create(services: Services, *, principal: Principal, product_in: ProductCreate) -> Product:
     """Create a product (editor on its folder needed); the creator becomes its owner."""
+    engine, max_ingest_limit = services.engine, services.settings.rate_limit_device_max
     uid = permissions_service.creator_uid(principal)
     check_ingest_limit(product_in.telemetry, max_per_minute=max_ingest_limit)
     product = Product(
@@ -65,18 +67,12 @@ async def list_(
 
 
 async def update(
-    engine: AIOEngine,
-    *,
-    principal: Principal,
-    product: Product,
-    product_in: ProductUpdate,
-    max_ingest_limit: int,
+    services: Services, *, principal: Principal, product: Product, product_in: ProductUpdate
 ) -> Product:
     """Change fields (editor); moving to another folder needs owner here and editor there."""
-    changes: dict[str, Any] = {}
+    engine, max_ingest_limit = services.engine, services.settings.rate_limit_device_max
+    changes = crud.renamed(product_in.name)
     fields = product_in.model_fields_set
-    if product_in.name is not None:
-        changes.update(crud.name_fields(product_in.name))
     if product_in.sku is not None:
         changes.update(sku=product_in.sku, sku_key=product_in.sku.casefold())
     if "description" in fields:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.auth import device_keys
@@ -20,6 +21,7 @@ from app.catalog.presence import DeviceStatus
 from app.core import db
 from app.core.models import utcnow
 from app.core.pagination import PageParams
+from app.core.services import Services, services_of
 from tests.fixtures.catalog import new_device, new_product, unique, user_principal
 
 OFFLINE_AFTER = 300
@@ -45,15 +47,19 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def services(app: FastAPI) -> Services:
+    """The test app's clients, as the routes get them."""
+    return services_of(app)
+
+
 async def create(
-    engine: AIOEngine, principal: Principal, product: Product, **fields: Any
+    services: Services, principal: Principal, product: Product, **fields: Any
 ) -> Device:
     """Create a device through the service (its rules are what these tests check)."""
     values: dict[str, Any] = {"name": unique("d"), "serial": unique("SN"), **fields}
     device_in = DeviceCreate(product_id=str(product.id), **values)
-    device, _ = await devices_service.create(
-        engine, principal=principal, device_in=device_in, metadata_max_bytes=8192
-    )
+    device, _ = await devices_service.create(services, principal=principal, device_in=device_in)
     return device
 
 
@@ -115,26 +121,30 @@ class TestKeys:
 
 
 class TestCreateAndUpdate:
-    async def test_duplicate_serial_is_refused(self, engine: AIOEngine) -> None:
+    async def test_duplicate_serial_is_refused(self, engine: AIOEngine, services: Services) -> None:
         alice = user_principal()
         product = await new_product(engine, owner=alice)
         serial = unique("SN")
-        await create(engine, alice, product, serial=serial)
+        await create(services, alice, product, serial=serial)
         with pytest.raises(SerialTaken):
-            await create(engine, alice, product, serial=serial)
+            await create(services, alice, product, serial=serial)
 
-    async def test_product_must_be_visible(self, engine: AIOEngine) -> None:
+    async def test_product_must_be_visible(self, engine: AIOEngine, services: Services) -> None:
         other = await new_product(engine, owner=user_principal())
         with pytest.raises(ProductNotFound):
-            await create(engine, user_principal(), other)
+            await create(services, user_principal(), other)
 
-    async def test_oversized_metadata_is_refused(self, engine: AIOEngine) -> None:
+    async def test_oversized_metadata_is_refused(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         product = await new_product(engine, owner=alice)
         with pytest.raises(MetadataTooLarge):
-            await create(engine, alice, product, metadata={"x": "a" * 9000})
+            await create(services, alice, product, metadata={"x": "a" * 9000})
 
-    async def test_update_leaves_presence_alone(self, engine: AIOEngine) -> None:
+    async def test_update_leaves_presence_alone(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         device, _ = await new_device(
             engine, owner=alice, product=await new_product(engine, owner=alice)
@@ -144,11 +154,10 @@ class TestCreateAndUpdate:
             {"_id": device.id}, {"$set": {"presence": seen}}
         )
         updated = await devices_service.update(
-            engine,
+            services,
             principal=alice,
             device=device,
             device_in=DeviceUpdate(name="renamed", location={"lat": 1.5, "lon": 2.5}),
-            metadata_max_bytes=8192,
         )
         assert updated.name == "renamed"
         assert updated.location == {"lat": 1.5, "lon": 2.5}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from odmantic import AIOEngine
 
-from app.auth.key_cache import DeviceKeyCache
 from app.auth.principal import Principal
 from app.catalog import crud
 from app.catalog.exceptions import (
@@ -22,6 +22,7 @@ from app.catalog.permissions.exceptions import NotAllowed
 from app.catalog.permissions.models import Grant
 from app.core import db
 from app.core.pagination import PageParams
+from app.core.services import Services, services_of
 from tests.fixtures.catalog import (
     grant,
     new_device,
@@ -34,49 +35,61 @@ from tests.fixtures.catalog import (
 PAGE = PageParams(limit=100)
 
 
+@pytest.fixture
+def services(app: FastAPI) -> Services:
+    """The test app's clients, as the routes get them."""
+    return services_of(app)
+
+
 async def create(
-    engine: AIOEngine, principal: Principal, *, parent: Folder | None = None, name: str = ""
+    services: Services, principal: Principal, *, parent: Folder | None = None, name: str = ""
 ) -> Folder:
     """Create a folder through the service (its rules are what these tests check)."""
     folder_in = FolderCreate(name=name or unique("f"), parent_id=str(parent.id) if parent else None)
-    return await folders_service.create(
-        engine, principal=principal, folder_in=folder_in, max_depth=16
-    )
+    return await folders_service.create(services, principal=principal, folder_in=folder_in)
 
 
 class TestCreate:
-    async def test_sibling_names_are_unique_case_insensitively(self, engine: AIOEngine) -> None:
+    async def test_sibling_names_are_unique_case_insensitively(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
-        await create(engine, alice, parent=top, name="Plant A")
+        await create(services, alice, parent=top, name="Plant A")
         with pytest.raises(FolderNameTaken):
-            await create(engine, alice, parent=top, name="plant a")
+            await create(services, alice, parent=top, name="plant a")
         other = await new_folder(engine, owner=alice)
-        await create(engine, alice, parent=other, name="Plant A")
+        await create(services, alice, parent=other, name="Plant A")
 
-    async def test_top_level_names_do_not_clash_between_users(self, engine: AIOEngine) -> None:
-        await create(engine, user_principal(), name="Home")
-        await create(engine, user_principal(), name="Home")
+    async def test_top_level_names_do_not_clash_between_users(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
+        await create(services, user_principal(), name="Home")
+        await create(services, user_principal(), name="Home")
 
-    async def test_parent_must_be_visible_and_editable(self, engine: AIOEngine) -> None:
+    async def test_parent_must_be_visible_and_editable(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice, bob = user_principal(), user_principal()
         top = await new_folder(engine, owner=alice)
         with pytest.raises(FolderNotFound):
-            await create(engine, bob, parent=top)
+            await create(services, bob, parent=top)
         await grant(engine, principal=bob, resource=top, role="viewer")
         with pytest.raises(NotAllowed):
-            await create(engine, bob, parent=top)
+            await create(services, bob, parent=top)
 
-    async def test_child_records_its_ancestors(self, engine: AIOEngine) -> None:
+    async def test_child_records_its_ancestors(self, engine: AIOEngine, services: Services) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
-        mid = await create(engine, alice, parent=top)
-        leaf = await create(engine, alice, parent=mid)
+        mid = await create(services, alice, parent=top)
+        leaf = await create(services, alice, parent=mid)
         assert leaf.ancestors == [str(top.id), str(mid.id)]
 
 
 class TestMove:
-    async def test_descendants_and_held_items_follow(self, engine: AIOEngine) -> None:
+    async def test_descendants_and_held_items_follow(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         a, b = await new_folder(engine, owner=alice), await new_folder(engine, owner=alice)
         moving = await new_folder(engine, owner=alice, parent=a)
@@ -84,11 +97,10 @@ class TestMove:
         product = await new_product(engine, owner=alice, folder=child)
         device, _ = await new_device(engine, owner=alice, product=product, folder=child)
         await folders_service.update(
-            engine,
+            services,
             principal=alice,
             folder=moving,
             folder_in=FolderUpdate(parent_id=str(b.id)),
-            max_depth=16,
         )
         child_now = await crud.get(engine, Folder, str(child.id))
         assert child_now.ancestors == [str(b.id), str(moving.id)]
@@ -97,7 +109,7 @@ class TestMove:
         assert (await crud.get(engine, Device, str(device.id))).folder_path == expected
 
     async def test_move_below_itself_is_a_cycle_and_changes_nothing(
-        self, engine: AIOEngine
+        self, engine: AIOEngine, services: Services
     ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
@@ -105,77 +117,78 @@ class TestMove:
         for target in (top, child):
             with pytest.raises(FolderCycle):
                 await folders_service.update(
-                    engine,
+                    services,
                     principal=alice,
                     folder=top,
                     folder_in=FolderUpdate(parent_id=str(target.id)),
-                    max_depth=16,
                 )
         assert (await crud.get(engine, Folder, str(top.id))).parent_id is None
 
-    async def test_move_needs_owner_not_just_editor(self, engine: AIOEngine) -> None:
+    async def test_move_needs_owner_not_just_editor(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice, bob = user_principal(), user_principal()
         top, dest = await new_folder(engine, owner=alice), await new_folder(engine, owner=bob)
         await grant(engine, principal=bob, resource=top, role="editor")
         with pytest.raises(NotAllowed):
             await folders_service.update(
-                engine,
+                services,
                 principal=bob,
                 folder=top,
                 folder_in=FolderUpdate(parent_id=str(dest.id)),
-                max_depth=16,
             )
 
-    async def test_rename_to_a_sibling_name_is_refused(self, engine: AIOEngine) -> None:
+    async def test_rename_to_a_sibling_name_is_refused(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         await new_folder(engine, owner=alice, parent=top, name="one")
         two = await new_folder(engine, owner=alice, parent=top, name="two")
         with pytest.raises(FolderNameTaken):
             await folders_service.update(
-                engine,
+                services,
                 principal=alice,
                 folder=two,
                 folder_in=FolderUpdate(name="ONE"),
-                max_depth=16,
             )
         assert (await crud.get(engine, Folder, str(two.id))).name == "two"
 
 
 class TestDelete:
     async def test_non_empty_is_refused_without_recursive(
-        self, engine: AIOEngine, key_cache: DeviceKeyCache
+        self, engine: AIOEngine, services: Services
     ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         await new_folder(engine, owner=alice, parent=top)
         with pytest.raises(FolderNotEmpty):
-            await folders_service.delete(engine, folder=top, recursive=False, key_cache=key_cache)
+            await folders_service.delete(services, folder=top, recursive=False)
         assert await crud.get(engine, Folder, str(top.id))
 
     async def test_recursive_removes_subtree_and_its_grants(
-        self, engine: AIOEngine, key_cache: DeviceKeyCache
+        self, engine: AIOEngine, services: Services
     ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         child = await new_folder(engine, owner=alice, parent=top)
         product = await new_product(engine, owner=alice, folder=child)
         device, _ = await new_device(engine, owner=alice, product=product, folder=child)
-        await folders_service.delete(engine, folder=top, recursive=True, key_cache=key_cache)
+        await folders_service.delete(services, folder=top, recursive=True)
         for model, oid in ((Folder, child.id), (Device, device.id)):
             assert await db.find_one(engine, model, {"_id": oid}) is None
         ids = [str(x.id) for x in (top, child, product, device)]
         assert await db.find_many(engine, Grant, {"resource_id": {"$in": ids}}) == []
 
     async def test_recursive_refuses_products_used_outside(
-        self, engine: AIOEngine, key_cache: DeviceKeyCache
+        self, engine: AIOEngine, services: Services
     ) -> None:
         alice = user_principal()
         top = await new_folder(engine, owner=alice)
         product = await new_product(engine, owner=alice, folder=top)
         await new_device(engine, owner=alice, product=product)
         with pytest.raises(ProductInUse):
-            await folders_service.delete(engine, folder=top, recursive=True, key_cache=key_cache)
+            await folders_service.delete(services, folder=top, recursive=True)
         assert await crud.get(engine, Product, str(product.id))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from odmantic import AIOEngine
 
 from app.auth.principal import Principal
@@ -13,39 +14,45 @@ from app.catalog.products import service as products_service
 from app.catalog.products.schemas import ProductCreate, ProductFilters, ProductUpdate
 from app.catalog.telemetry import TelemetrySchema
 from app.core.pagination import PageParams
+from app.core.services import Services, services_of
 from tests.fixtures.catalog import new_device, new_folder, new_product, unique, user_principal
 
 PAGE = PageParams(limit=100)
 
 
-async def create(engine: AIOEngine, principal: Principal, *, sku: str) -> Product:
+@pytest.fixture
+def services(app: FastAPI) -> Services:
+    """The test app's clients, as the routes get them."""
+    return services_of(app)
+
+
+async def create(services: Services, principal: Principal, *, sku: str) -> Product:
     """Create a product through the service (its rules are what these tests check)."""
     product_in = ProductCreate(name=unique("p"), sku=sku)
-    return await products_service.create(
-        engine, principal=principal, product_in=product_in, max_ingest_limit=6000
-    )
+    return await products_service.create(services, principal=principal, product_in=product_in)
 
 
 class TestSku:
-    async def test_unique_per_owner_only(self, engine: AIOEngine) -> None:
+    async def test_unique_per_owner_only(self, engine: AIOEngine, services: Services) -> None:
         alice, bob = user_principal(), user_principal()
         sku = unique("SKU")
-        await create(engine, alice, sku=sku)
+        await create(services, alice, sku=sku)
         with pytest.raises(SkuTaken):
-            await create(engine, alice, sku=sku.lower())
-        await create(engine, bob, sku=sku)
+            await create(services, alice, sku=sku.lower())
+        await create(services, bob, sku=sku)
 
-    async def test_update_to_a_taken_sku_changes_nothing(self, engine: AIOEngine) -> None:
+    async def test_update_to_a_taken_sku_changes_nothing(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         first = await new_product(engine, owner=alice)
         second = await new_product(engine, owner=alice)
         with pytest.raises(SkuTaken):
             await products_service.update(
-                engine,
+                services,
                 principal=alice,
                 product=second,
                 product_in=ProductUpdate(sku=first.sku, name="renamed"),
-                max_ingest_limit=6000,
             )
         stored = await crud.get(engine, Product, str(second.id))
         assert (stored.sku, stored.name) == (second.sku, second.name)
