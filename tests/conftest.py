@@ -9,6 +9,8 @@ its own database either way.
 
 pytest_plugins = [
     "tests.fixtures.corpus",
+    "tests.fixtures.distribution",
+    "tests.fixtures.fuzz_figures",
     "tests.fixtures.servers",
     "tests.fixtures.identities",
     "tests.fixtures.app",

@@ -9,9 +9,7 @@ by `make fuzz`) raises the number of examples per operation.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +35,6 @@ from tests.fixtures.identities import (
 from tests.fixtures.servers import free_port, port_open, wait_until
 
 API = "/api/v1"
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
-FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "14"))
-# Stateful scenarios (each up to 6 linked calls).
-FUZZ_SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "8"))
 _UNLIMITED = 1_000_000_000
 # The fuzzer is never throttled, and counts under its own limiter keys.
 FUZZ_SETTINGS: dict[str, Any] = {
@@ -65,36 +59,6 @@ def fuzz_document() -> dict[str, Any]:
         **FUZZ_SETTINGS,
     )
     return create_app(settings).openapi()
-
-
-# What the contract test saw, printed at the end of the run (the closing note's figures).
-FIGURES: dict[str, Counter[str]] = {
-    "cases": Counter(),
-    "statuses": Counter(),
-    "failed cases": Counter(),
-    "failures by check": Counter(),
-}
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the contract test's figures: operations, cases, statuses, failures."""
-    if not FIGURES["cases"]:
-        return
-    cases = FIGURES["cases"]
-    terminalreporter.write_line(
-        f"contract fuzzing: {len(cases)} operations, {sum(cases.values())} cases "
-        f"(seed {FUZZ_SEED}, up to {FUZZ_EXAMPLES} examples per operation and mode), "
-        f"{sum(FIGURES['failed cases'].values())} failed cases"
-    )
-    statuses = ", ".join(f"{s}: {n}" for s, n in sorted(FIGURES["statuses"].items()))
-    terminalreporter.write_line(f"  statuses: {statuses}")
-    if os.environ.get("FUZZ_VERBOSE"):
-        for label, count in sorted(cases.items()):
-            terminalreporter.write_line(f"  {label}: {count} cases")
-    for label, count in sorted(FIGURES["failed cases"].items()):
-        terminalreporter.write_line(f"  failed: {label}: {count}")
-    for check, count in sorted(FIGURES["failures by check"].items()):
-        terminalreporter.write_line(f"  failures of {check}: {count}")
 
 
 @dataclass

@@ -29,14 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.contract.conftest import (
-    FIGURES,
-    FUZZ_EXAMPLES,
-    FUZZ_SCENARIOS,
-    FUZZ_SEED,
-    FuzzWorld,
-    fuzz_document,
-)
+from tests.contract.conftest import FuzzWorld, fuzz_document
+from tests.fixtures.fuzz_figures import FIGURES, FUZZ_EXAMPLES, FUZZ_SCENARIOS, FUZZ_SEED
 
 CHECKS = [
     not_a_server_error,
