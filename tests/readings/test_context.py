@@ -5,13 +5,15 @@ while its feed is not followed (the cross-process behaviour: tests/security/test
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+import pytest
 from bson import ObjectId
 from odmantic import AIOEngine
 
 from app.core.db import MongoDatabase
 from app.readings.context import DeviceContextCache
-from tests.fixtures.readings import MakeDevice
+from tests.fixtures.readings import MakeDevice, TestDevice
 
 TTL_S = 300.0
 
@@ -47,72 +49,68 @@ async def allows_unknown(cache: DeviceContextCache, engine: AIOEngine, device_id
     return context.telemetry.allow_unknown
 
 
+@dataclass
+class Held:
+    """A device whose context `cache` holds, from before its schema was changed by hand."""
+
+    device: TestDevice
+    cache: DeviceContextCache
+    clock: Clock
+
+
+@pytest.fixture
+async def held(engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase) -> Held:
+    device = await make_device()
+    cache, clock = followed_cache(), Clock()
+    cache.clock = clock
+    assert await allows_unknown(cache, engine, device.id)
+    await schema_changed_by_hand(mongo_db, device.context.product_id)
+    return Held(device, cache, clock)
+
+
 class TestKeptUntilChanged:
     async def test_kept_past_the_old_five_seconds_and_dropped_at_the_bound(
-        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
+        self, engine: AIOEngine, held: Held
     ) -> None:
-        device = await make_device()
-        cache, clock = followed_cache(), Clock()
-        cache.clock = clock
-        assert (await cache.context(engine, device.id)) is not None
-        await schema_changed_by_hand(mongo_db, device.context.product_id)
-        clock.offset = TTL_S - 1
-        assert await allows_unknown(cache, engine, device.id)
-        clock.offset = TTL_S + 1
-        assert not await allows_unknown(cache, engine, device.id)
+        held.clock.offset = TTL_S - 1
+        assert await allows_unknown(held.cache, engine, held.device.id)
+        held.clock.offset = TTL_S + 1
+        assert not await allows_unknown(held.cache, engine, held.device.id)
 
-    async def test_notes_never_renew_an_entry(
-        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
-    ) -> None:
-        device = await make_device()
-        cache, clock = followed_cache(), Clock()
-        cache.clock = clock
-        await cache.context(engine, device.id)
-        await schema_changed_by_hand(mongo_db, device.context.product_id)
-        clock.offset = TTL_S - 1
-        cache.note_presence(device.id, {"reported_status": "ok"})
-        cache.note_metrics(device.id, frozenset({"temperature"}))
-        noted = await cache.context(engine, device.id)
+    async def test_notes_never_renew_an_entry(self, engine: AIOEngine, held: Held) -> None:
+        device_id = held.device.id
+        held.clock.offset = TTL_S - 1
+        held.cache.note_presence(device_id, {"reported_status": "ok"})
+        held.cache.note_metrics(device_id, frozenset({"temperature"}))
+        noted = await held.cache.context(engine, device_id)
         assert noted is not None
         assert (noted.presence, noted.known_metrics) == (
             {"reported_status": "ok"},
             frozenset({"temperature"}),
         )
-        clock.offset = TTL_S + 1
-        assert not await allows_unknown(cache, engine, device.id)
+        held.clock.offset = TTL_S + 1
+        assert not await allows_unknown(held.cache, engine, device_id)
 
     async def test_a_product_announcement_drops_its_devices_only(
-        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
+        self, engine: AIOEngine, held: Held, make_device: MakeDevice, mongo_db: MongoDatabase
     ) -> None:
-        changed, other = await make_device(), await make_device()
-        cache = followed_cache()
-        for device in (changed, other):
-            await cache.context(engine, device.id)
-            await schema_changed_by_hand(mongo_db, device.context.product_id)
-        await cache.products_changed([changed.context.product_id])
-        assert not await allows_unknown(cache, engine, changed.id)
-        assert await allows_unknown(cache, engine, other.id)
+        other = await make_device()
+        await held.cache.context(engine, other.id)
+        await schema_changed_by_hand(mongo_db, other.context.product_id)
+        await held.cache.products_changed([held.device.context.product_id])
+        assert not await allows_unknown(held.cache, engine, held.device.id)
+        assert await allows_unknown(held.cache, engine, other.id)
 
-    async def test_a_device_announcement_drops_it(
-        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
-    ) -> None:
-        device = await make_device()
-        cache = followed_cache()
-        await cache.context(engine, device.id)
-        await schema_changed_by_hand(mongo_db, device.context.product_id)
-        await cache.devices_changed([device.id])
-        assert not await allows_unknown(cache, engine, device.id)
+    async def test_a_device_announcement_drops_it(self, engine: AIOEngine, held: Held) -> None:
+        await held.cache.devices_changed([held.device.id])
+        assert not await allows_unknown(held.cache, engine, held.device.id)
 
 
 class TestWithoutTheFeed:
     async def test_every_context_is_read_while_the_feed_is_lost(
-        self, engine: AIOEngine, make_device: MakeDevice, mongo_db: MongoDatabase
+        self, engine: AIOEngine, held: Held
     ) -> None:
-        device = await make_device()
-        cache = followed_cache()
-        await cache.context(engine, device.id)
-        cache.feed_live(False)
-        await schema_changed_by_hand(mongo_db, device.context.product_id)
-        assert not await allows_unknown(cache, engine, device.id)
-        cache.feed_live(True)  # subscribed again: starts empty
-        assert not await allows_unknown(cache, engine, device.id)
+        held.cache.feed_live(False)
+        assert not await allows_unknown(held.cache, engine, held.device.id)
+        held.cache.feed_live(True)  # subscribed again: starts empty
+        assert not await allows_unknown(held.cache, engine, held.device.id)

@@ -10,8 +10,7 @@ names, which are not announced, through the conditional writes they feed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -19,38 +18,20 @@ import pytest
 from odmantic import AIOEngine
 
 from app.catalog.models import Device
-from app.catalog.telemetry import TelemetrySchema
+from app.catalog.telemetry import MetricSpec, TelemetrySchema
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from app.core.services import services_of
 from tests.fixtures.app import client_for
 from tests.fixtures.catalog import new_device, new_product, user_principal
-from tests.fixtures.servers import ManagedProcess
 from tests.fixtures.worker import eventually
-from tests.live.conftest import Api, start_api
 
 API = "/api/v1"
 WITHIN_S = 0.1
 CAP = 3  # READINGS_MAX_METRICS_PER_DEVICE of both processes in the metric-cap test
 # Both processes refresh presence on every flush, so each reading exercises the write.
-B_ENV = {"PRESENCE_THROTTLE_S": "0", "READINGS_MAX_METRICS_PER_DEVICE": str(CAP)}
+PROCESS_B_ENV = {"PRESENCE_THROTTLE_S": "0", "READINGS_MAX_METRICS_PER_DEVICE": str(CAP)}
 OPEN = TelemetrySchema(allow_unknown=True)
-
-
-@pytest.fixture(scope="module")
-def process_b(settings: Settings, workdir: Path, redis_server: ManagedProcess) -> Iterator[Api]:
-    """A second API process on the same MongoDB and Redis, following every change feed."""
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
-    api = start_api(settings, workdir, redis_url, "api-contexts-b", **B_ENV)
-    yield api
-    api.proc.stop()
-
-
-@pytest.fixture
-async def there(process_b: Api) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on process B."""
-    async with httpx.AsyncClient(base_url=process_b.url, timeout=10) as http:
-        yield http
 
 
 @pytest.fixture
@@ -104,57 +85,50 @@ async def refused_within(
         assert elapsed <= WITHIN_S, f"still accepted after {elapsed * 1000:.0f} ms"
 
 
+@pytest.fixture
+async def held_there(engine: AIOEngine, there: httpx.AsyncClient) -> tuple[Device, str]:
+    """A device whose context process B holds: it has just taken two of its readings."""
+    device, key = await a_device(engine)
+    for _ in range(2):
+        assert await accepted(there, device, key, humidity=40) == 1
+    return device, key
+
+
+STRICT = TelemetrySchema(allow_unknown=False, metrics=[MetricSpec(name="temperature")])
+
+
 class TestAnnouncedChangesReachTheOtherProcess:
-    async def test_a_schema_change_applies_to_the_next_reading(
+    @pytest.mark.parametrize("change", ["product schema", "device product"])
+    async def test_the_next_reading_follows_the_new_schema(
         self,
+        change: str,
         client: httpx.AsyncClient,
         there: httpx.AsyncClient,
-        engine: AIOEngine,
+        held_there: tuple[Device, str],
         master_headers: dict[str, str],
+        engine: AIOEngine,
     ) -> None:
-        device, key = await a_device(engine)
-        for _ in range(2):  # B holds the context now
-            assert await accepted(there, device, key, humidity=40) == 1
-        resp = await client.patch(
-            f"{API}/products/{device.product_id}",
-            json={"telemetry": {"allow_unknown": False, "metrics": [{"name": "temperature"}]}},
-            headers=master_headers,
-        )
+        """The product's schema changes, or the device moves to a product with another."""
+        device, key = held_there
+        if change == "product schema":
+            path = f"{API}/products/{device.product_id}"
+            body: dict[str, Any] = {"telemetry": STRICT.model_dump(mode="json")}
+        else:
+            strict = await new_product(engine, owner=user_principal(), telemetry=STRICT)
+            path, body = f"{API}/devices/{device.id}", {"product_id": str(strict.id)}
+        resp = await client.patch(path, json=body, headers=master_headers)
         assert resp.status_code == 200, resp.text
         assert await refused_within(there, device, key, humidity=41) <= WITHIN_S
         assert await accepted(there, device, key, temperature=20) == 1
-
-    async def test_moving_the_device_to_another_product(
-        self,
-        client: httpx.AsyncClient,
-        there: httpx.AsyncClient,
-        engine: AIOEngine,
-        master_headers: dict[str, str],
-    ) -> None:
-        device, key = await a_device(engine)
-        strict = await new_product(
-            engine, owner=user_principal(), telemetry=TelemetrySchema(allow_unknown=False)
-        )
-        for _ in range(2):
-            assert await accepted(there, device, key, humidity=40) == 1
-        resp = await client.patch(
-            f"{API}/devices/{device.id}",
-            json={"product_id": str(strict.id)},
-            headers=master_headers,
-        )
-        assert resp.status_code == 200, resp.text
-        assert await refused_within(there, device, key, humidity=41) <= WITHIN_S
 
     async def test_a_deleted_device_is_refused(
         self,
         client: httpx.AsyncClient,
         there: httpx.AsyncClient,
-        engine: AIOEngine,
+        held_there: tuple[Device, str],
         master_headers: dict[str, str],
     ) -> None:
-        device, key = await a_device(engine)
-        for _ in range(2):
-            assert await accepted(there, device, key, humidity=40) == 1
+        device, key = held_there
         resp = await client.delete(f"{API}/devices/{device.id}", headers=master_headers)
         assert resp.status_code == 204, resp.text
         started = time.monotonic()
@@ -168,21 +142,19 @@ class TestPresenceHealsItself:
         self,
         here: httpx.AsyncClient,
         there: httpx.AsyncClient,
-        engine: AIOEngine,
+        held_there: tuple[Device, str],
         mongo_db: MongoDatabase,
     ) -> None:
         """B's cached presence goes stale when A records a heartbeat (a new status, then only
         a new detail): B's presence refreshes must never write the old status or detail
         back, and must resume (the failed one read the stored presence again)."""
-        device, key = await a_device(engine)
+        device, key = held_there
 
         async def stored() -> dict[str, Any]:
             doc = await mongo_db.devices.find_one({"_id": device.id}, {"presence": 1})
             assert doc is not None
             return dict(doc["presence"])
 
-        for _ in range(2):
-            assert await accepted(there, device, key, humidity=40) == 1
         for detail in ({"battery": 1}, {"battery": 2}):
             resp = await here.post(
                 f"{API}/devices/{device.id}/heartbeat",
