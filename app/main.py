@@ -89,7 +89,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(_cancel, revocations)
         principals = PrincipalCache(ttl_s=settings.auth_cache_s, publisher=redis_client)
         access = AccessCache(ttl_s=settings.auth_cache_s, publisher=redis_client)
-        for cache, name in ((principals, "principal-changes"), (access, "access-changes")):
+        device_contexts = DeviceContextCache(
+            ttl_s=settings.readings_context_cache_s,
+            max_entries=settings.readings_context_cache_max,
+            publisher=redis_client,
+        )
+        for cache, name in (
+            (principals, "principal-changes"),
+            (access, "access-changes"),
+            (device_contexts, "device-context-changes"),
+        ):
             follower = asyncio.create_task(
                 cache.follow(settings.redis_url, timeout_s=settings.redis_timeout_s), name=name
             )
@@ -116,7 +125,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(mongo_client, settings)
         await migrations.ensure_current(engine, settings)
         await db.check_timeseries(db.database(engine), schema.readings_spec(settings))
-        device_contexts = DeviceContextCache(ttl_s=settings.readings_context_cache_s)
         celery = create_celery(settings)
         alert_evaluator = AlertEvaluator(
             engine,

@@ -111,18 +111,21 @@ def recent_ms_filter(*, now: datetime, offline_after_s: int) -> Doc:
 def refresh_op(
     device_id: str, previous: Doc | None, *, now: datetime, cutoff: datetime
 ) -> tuple[UpdateOne, Doc]:
-    """Refresh `last_seen_at` unless written since `cutoff` or its status changed meanwhile."""
+    """Refresh `last_seen_at` unless written since `cutoff` or changed since `previous`."""
     oid = ObjectId(device_id)
     if previous is None:
         query: Doc = {"_id": oid, "presence": None}
         new = document(now=now, reported_status=None, detail={})
     else:
-        # Sub-document equality is not portable; the status stands for the whole presence.
+        # Sub-document equality is not portable; the status stands for the whole presence,
+        # and `last_seen_ms` (every write sets it) for the rest, e.g. a heartbeat's detail.
         query = {
             "_id": oid,
             "presence.last_seen_at": {"$lt": cutoff},
             "presence.reported_status": previous.get("reported_status"),
         }
+        if previous.get("last_seen_ms") is not None:
+            query["presence.last_seen_ms"] = previous["last_seen_ms"]
         new = document(
             now=now,
             reported_status=previous.get("reported_status"),
@@ -146,6 +149,16 @@ async def read(engine: AIOEngine, device_id: str) -> Doc | None:
         return None
     device = await db.collection(engine, Device).find_one({"_id": oid}, {"presence": 1})
     return None if device is None else device.get("presence")
+
+
+async def read_many(engine: AIOEngine, device_ids: Sequence[str]) -> dict[str, Doc | None]:
+    """The stored presence of each device that exists (fresh, not cached)."""
+    found: dict[str, Doc | None] = {}
+    for chunk in db.chunks([ObjectId(d) for d in device_ids]):
+        cursor = db.collection(engine, Device).find({"_id": {"$in": chunk}}, {"presence": 1})
+        async for doc in cursor:
+            found[str(doc["_id"])] = doc.get("presence")
+    return found
 
 
 async def _replace(

@@ -273,7 +273,12 @@ class Settings(BaseSettings):
     # or the database went away before the key could be handed on). Longer than any request.
     idempotency_lease_s: float = Field(default=60.0, gt=0, le=3600)
     presence_throttle_s: float = Field(default=30.0, ge=0)
-    readings_context_cache_s: float = Field(default=5.0, ge=0)
+    # Seconds each API process may keep a device's context (product, telemetry schema,
+    # presence, known metric names) at most (0 = read it every request). Schema changes and
+    # devices moved or deleted reach every process over Redis at once; this bounds only
+    # changes made in the database by hand. At most `readings_context_cache_max` are kept.
+    readings_context_cache_s: float = Field(default=300.0, ge=0, le=86_400)
+    readings_context_cache_max: int = Field(default=100_000, ge=1)
     # Seconds a device's latest values stay copied in Redis after their last write or fill
     # (0 = read device_latest in MongoDB every time). Flushes keep the copy current; this
     # bounds only a copy left behind while Redis was unreachable.

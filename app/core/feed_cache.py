@@ -18,7 +18,8 @@ follows the channel (`app.core.feeds`) drops the entries carrying them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 from cachetools import TTLCache
@@ -64,12 +65,17 @@ class FeedCache(feeds.ChannelFollower, Generic[K, V]):
         self.publisher = publisher
         self.publish_attempts = publish_attempts
         self.max_entries = max_entries
+        # The time entries age by (tests replace it to age them without waiting).
+        self.clock: Callable[[], float] = time.monotonic
         self._entries: TTLCache[K, tuple[V, tuple[str, ...]]] | None = (
-            TTLCache(maxsize=max_entries, ttl=ttl_s) if ttl_s > 0 else None
+            TTLCache(maxsize=max_entries, ttl=ttl_s, timer=self._now) if ttl_s > 0 else None
         )
         # tag -> keys that carry it (may name keys already expired; pruned when too large)
         self._tagged: dict[str, set[K]] = {}
         self._generation = 0
+
+    def _now(self) -> float:
+        return self.clock()
 
     @property
     def enabled(self) -> bool:

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bson import ObjectId
@@ -413,10 +413,25 @@ class IngestBatcher:
             self._presence_memo.clear()
         for device_id in noted:
             self._presence_memo[device_id] = mono
-        await presence.write_refreshes(self.engine, ops)
-        if self.cache is not None:
+        if await presence.write_refreshes(self.engine, ops) < len(ops):
+            await self._presence_missed(noted, cutoff)
+        elif self.cache is not None:
             for device_id, written in noted.items():
                 self.cache.note_presence(device_id, written)
+
+    async def _presence_missed(self, noted: dict[str, dict[str, Any]], cutoff: datetime) -> None:
+        """Some refresh matched nothing: its expected presence was stale (another process, or
+        a heartbeat, wrote since the context was read). Read what is stored, so the next
+        refresh expects it; a device whose stored presence is older than `cutoff` (its
+        refresh was lost, not merely made elsewhere) is refreshed at its next reading."""
+        stored = await presence.read_many(self.engine, list(noted))
+        for device_id in noted:
+            current = stored.get(device_id)
+            if self.cache is not None:
+                self.cache.note_presence(device_id, current)
+            seen_at = presence.parse(current).last_seen_at
+            if seen_at is None or seen_at < cutoff:
+                self._presence_memo.pop(device_id, None)
 
     async def _record_answers(self, items: list[_Item], outcomes: list[WriteOutcome]) -> None:
         ops: list[UpdateOne] = []

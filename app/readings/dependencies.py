@@ -47,7 +47,7 @@ async def own_device(
         if ratelimit.is_self_limited(connection):
             await ratelimit.check_device(connection, principal.device_id or principal.uid)
         raise DeviceNotFound()
-    context = await services.device_contexts.get(services.engine, device_id)
+    context = await services.device_contexts.context(services.engine, device_id)
     if context is None:
         raise DeviceNotFound()
     return context
@@ -101,7 +101,7 @@ async def readable_device(
         role=Role.VIEWER,
         access=services.access,
     )
-    context = await services.device_contexts.get(services.engine, str(device.id))
+    context = await services.device_contexts.context(services.engine, str(device.id))
     if context is None:
         raise DeviceNotFound()
     return context

@@ -169,7 +169,8 @@ async def heartbeat(
     except presence.PresenceConflict:
         raise IngestUnavailable("The heartbeat conflicted with concurrent updates; retry") from None
     if written:
-        cache.forget(device_id)
+        # The next ingest refresh (in this process) expects what was just written.
+        cache.note_presence(device_id, stored)
     return PresenceRead(
         device_id=device_id,
         last_seen_at=stored.get("last_seen_at"),

@@ -10,6 +10,7 @@ own Redis database (this app uses one no other process does).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -143,7 +144,11 @@ async def scene(
     settings = make_settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{BUDGET_DB}")
     async with running_app(settings) as app, client_for(app) as http:
         services = services_of(app)
-        await eventually(lambda: services.principals.live and services.access.live)
+        await eventually(
+            lambda: (
+                services.principals.live and services.access.live and services.device_contexts.live
+            )
+        )
         viewer = await new_viewer(services.engine, http, make_user)
         yield Scene(
             app=app,
@@ -240,3 +245,32 @@ class TestIngestBudget:
         )
         reads = [name for name in mongo if name in READ_COMMANDS]
         assert reads == [], mongo
+
+    async def test_a_device_posting_once_a_minute_reads_nothing(
+        self, scene: Scene, mongo_counter: MongoCounter
+    ) -> None:
+        """The context read at the device's earlier readings, a minute ago (the old 5 s TTL
+        would have cost three reads), is still used: only an announced change or
+        `READINGS_CONTEXT_CACHE_S` (300 s) ends it."""
+        contexts = services_of(scene.app).device_contexts
+        path = f"{API}/devices/{scene.device.id}/readings"
+
+        async def one_reading() -> list[str]:
+            mongo_counter.commands.clear()
+            mongo_counter.armed = True
+            try:
+                resp = await scene.http.post(
+                    path, json={"metrics": {"temperature": 21.5}}, headers=scene.device_headers
+                )
+            finally:
+                mongo_counter.armed = False
+            assert resp.status_code == 202, resp.text
+            return [name for name in mongo_counter.commands if name in READ_COMMANDS]
+
+        for _ in range(2):  # the context is read and kept; first-reading work settles
+            await one_reading()
+        for age_s in (6, 60, 299):
+            contexts.clock = lambda age_s=age_s: time.monotonic() + age_s
+            assert await one_reading() == [], f"context {age_s} s old"
+        contexts.clock = lambda: time.monotonic() + 301  # past the bound: read again
+        assert await one_reading()

@@ -9,40 +9,17 @@ within 100 ms.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from odmantic import AIOEngine
 
-from app.core.config import Settings
 from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
 from tests.fixtures.catalog_http import Viewer, new_viewer, principal_of, session_of
 from tests.fixtures.identities import MakeUser, bearer
-from tests.fixtures.servers import ManagedProcess
-from tests.live.conftest import Api, start_api
 
 API = "/api/v1"
 WITHIN_S = 0.1
-
-
-@pytest.fixture(scope="module")
-def process_b(settings: Settings, workdir: Path, redis_server: ManagedProcess) -> Iterator[Api]:
-    """A second API process of the deployment (uvicorn, in a process of its own) on the same
-    MongoDB and Redis; it follows every change feed from its start."""
-    api = start_api(
-        settings, workdir, f"redis://127.0.0.1:{redis_server.port}/0", "api-revocation-b"
-    )
-    yield api
-    api.proc.stop()
-
-
-@pytest.fixture
-async def there(process_b: Api) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on process B."""
-    async with httpx.AsyncClient(base_url=process_b.url, timeout=10) as http:
-        yield http
 
 
 @pytest.fixture

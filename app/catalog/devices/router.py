@@ -98,6 +98,8 @@ async def update_device(
         services, principal=principal, device=device, device_in=body
     )
     await services.on_devices_changed(device_ids=[str(device.id)])
+    if updated.product_id != device.product_id:  # its readings follow the new product's schema
+        await services.device_contexts.devices_changed([str(device.id)])
     return device_read(updated, services.settings)
 
 
@@ -107,6 +109,7 @@ async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
     await devices_service.delete(services, device=device)
     await services.on_devices_changed(device_ids=[str(device.id)])
+    await services.device_contexts.devices_changed([str(device.id)])
 
 
 @router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)

@@ -23,6 +23,7 @@ from app.catalog.products.schemas import (
     ProductRead,
     ProductUpdate,
 )
+from app.core.feed_cache import InvalidationPending
 from app.core.openapi import raises
 from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
@@ -61,7 +62,7 @@ async def get_product(product: ProductForView) -> ProductRead:
 
 
 @router.patch("/{product_id}", response_model=ProductRead)
-@raises(FolderNotFound, NotAllowed, SkuTaken, IngestLimitTooHigh)
+@raises(FolderNotFound, NotAllowed, SkuTaken, IngestLimitTooHigh, InvalidationPending)
 async def update_product(
     product: ProductForEdit,
     body: ProductUpdate,
@@ -72,11 +73,14 @@ async def update_product(
     updated = await products_service.update(
         services, principal=principal, product=product, product_in=body
     )
+    if body.telemetry is not None:  # every process validates the next reading by the new one
+        await services.device_contexts.products_changed([str(product.id)])
     return ProductRead.of(updated)
 
 
 @router.delete("/{product_id}", **NO_CONTENT)
-@raises(ProductInUse)
+@raises(ProductInUse, InvalidationPending)
 async def delete_product(product: ProductForOwner, services: ServicesDep) -> None:
     """Delete a product no device uses (409 otherwise)."""
     await products_service.delete(services.engine, product=product)
+    await services.device_contexts.products_changed([str(product.id)])
