@@ -29,6 +29,7 @@ from app.commands.schemas import (
     CommandRead,
     CommandResultIn,
 )
+from app.core import idempotency
 from app.core.idempotency import IdempotencyKeyReused
 from app.core.openapi import raises
 from app.core.pagination import Listing, Page, listing
@@ -69,7 +70,14 @@ async def send_command(
     body: CommandCreate,
     services: ServicesDep,
     principal: CurrentPrincipal,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=idempotency.KEY_PATTERN,
+            description="a retry with the same key and body returns the first command",
+        ),
+    ] = None,
 ) -> CommandRead:
     """Queue a command the device's product declares; a retry with the same Idempotency-Key
     returns the first command (`Idempotent-Replayed: true`) and queues nothing."""

@@ -201,8 +201,14 @@ class TestIdempotentSend:
     ) -> None:
         target = await make_commanded()
         resp = await send(client, target, {**master_headers, "Idempotency-Key": "a b"})
+        # The header's documented pattern refuses it, as on the readings route; nothing queued.
         assert resp.status_code == 422
-        assert resp.json()["type"] == "/problems/idempotency-key-invalid"
+        assert resp.json()["type"] == "/problems/validation-error"
+        [error] = resp.json()["errors"]
+        assert error["loc"] == ["header", "Idempotency-Key"]
+        assert error["type"] == "string_pattern_mismatch"
+        listed = await client.get(target.url, headers=master_headers)
+        assert listed.json()["items"] == []
 
 
 class TestCancel:
