@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     user_seen_interval_s: int = Field(default=60, ge=0)
     # Seconds a device key's lookup is kept in memory (0 = look up every request). Rotation
     # and deletion revoke it everywhere at once over Redis; this bounds hand-made DB changes.
-    device_key_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    device_key_cache_s: float = Field(default=300.0, ge=0, le=3600)
     # Seconds each API process may keep a session's user, a user's grants and a device's
     # access path in memory (0 = read them every request). Logout, disabling, role and grant
     # removals, moves and deletions reach every process over Redis at once; this bounds only
