@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.dependencies import CurrentPrincipal
 from app.catalog.dependencies import DeviceForEdit, DeviceForView
@@ -72,11 +72,7 @@ async def send_command(
     principal: CurrentPrincipal,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=idempotency.KEY_PATTERN,
-            description="a retry with the same key and body returns the first command",
-        ),
+        idempotency.key_header("a retry with the same key and body returns the first command"),
     ] = None,
 ) -> CommandRead:
     """Queue a command the device's product declares; a retry with the same Idempotency-Key

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from fastapi import Header
 
 from app.core.errors import Unprocessable
 
 # 1-255 printable ASCII characters: the header's OpenAPI pattern and the check below.
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 _KEY = re.compile(KEY_PATTERN)
+
+
+def key_header(description: str) -> Any:
+    """The optional `Idempotency-Key` header of a route, documented with its pattern."""
+    return Header(alias="Idempotency-Key", pattern=KEY_PATTERN, description=description)
 
 
 class IdempotencyKeyReused(Unprocessable):

@@ -6,7 +6,7 @@ import zoneinfo
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -99,10 +99,8 @@ async def post_readings(
     services: ServicesDep,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=idempotency.KEY_PATTERN,
-            description="a retry with the same key and body is answered without storing again",
+        idempotency.key_header(
+            "a retry with the same key and body is answered without storing again"
         ),
     ] = None,
 ) -> IngestResult:
