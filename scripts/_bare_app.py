@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
-from motor.motor_asyncio import AsyncIOMotorClient
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 
 
-def create_bare_app() -> FastAPI:
-    """An app with one POST endpoint writing the reading as it comes."""
+def bare_app(collection: str) -> tuple[FastAPI, AsyncIOMotorCollection[dict[str, Any]]]:
+    """A FastAPI app with `/health` only, and `collection` of MONGODB_DB through a client
+    that the app's lifespan closes (the frame both baselines share)."""
     client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
         os.environ["MONGODB_URL"], tz_aware=True
     )
-    readings = client[os.environ["MONGODB_DB"]]["readings"]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +34,13 @@ def create_bare_app() -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    return app, client[os.environ["MONGODB_DB"]][collection]
+
+
+def create_bare_app() -> FastAPI:
+    """An app with one POST endpoint writing the reading as it comes."""
+    app, readings = bare_app("readings")
 
     @app.post("/devices/{device_id}/readings", status_code=202)
     async def post(device_id: str, body: dict[str, Any]) -> dict[str, int]:

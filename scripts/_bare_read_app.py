@@ -7,32 +7,16 @@ helper, not part of the app).
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from motor.motor_asyncio import AsyncIOMotorClient
+
+from scripts._bare_app import bare_app
 
 
 def create_bare_read_app() -> FastAPI:
     """An app with one GET endpoint reading the device's latest-values document."""
-    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
-        os.environ["MONGODB_URL"], tz_aware=True
-    )
-    latest = client[os.environ["MONGODB_DB"]]["device_latest"]
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        client.close()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app, latest = bare_app("device_latest")
 
     @app.get("/api/v1/devices/{device_id}/readings/latest")
     async def get_latest(device_id: str) -> dict[str, Any]:
