@@ -205,23 +205,13 @@ class TestAuthorisedReadBudget:
         assert len(redis_cmds) + len(mongo) <= 2, (mongo, redis_cmds)
         assert len(redis_cmds) >= 1, "the limiter's round trip is counted"
 
-    async def test_device(
-        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor
+    @pytest.mark.parametrize("path", ["devices/{device}", "auth/me"])
+    async def test_device_and_me(
+        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor, path: str
     ) -> None:
+        url = f"{API}/{path.format(device=scene.device.id)}"
         mongo, redis_cmds = await counted(
-            lambda: scene.http.get(f"{API}/devices/{scene.device.id}", headers=scene.user_headers),
-            expected=200,
-            counter=mongo_counter,
-            monitor=monitor,
-        )
-        assert mongo == ["find"]
-        assert len(redis_cmds) == 1, redis_cmds
-
-    async def test_me(
-        self, scene: Scene, mongo_counter: MongoCounter, monitor: RedisMonitor
-    ) -> None:
-        mongo, redis_cmds = await counted(
-            lambda: scene.http.get(f"{API}/auth/me", headers=scene.user_headers),
+            lambda: scene.http.get(url, headers=scene.user_headers),
             expected=200,
             counter=mongo_counter,
             monitor=monitor,
