@@ -194,7 +194,7 @@ class TestSmtpDown:
         celery_worker: ManagedProcess,
         worker_settings: Settings,
         smtp_sink: SmtpSink,
-        sentry_endpoint: SentryEndpoint,
+        worker_sentry_endpoint: SentryEndpoint,
         make_settings: Any,
         mongo_db: Any,
     ) -> None:
@@ -213,7 +213,7 @@ class TestSmtpDown:
         assert doc["attempts"] == worker_settings.email_max_attempts
         assert doc["last_error"] == "ConnectionRefusedError"
         [event] = await eventually(
-            lambda: sentry_events_for(sentry_endpoint, oid), what="the Sentry event"
+            lambda: sentry_events_for(worker_sentry_endpoint, oid), what="the Sentry event"
         )
         assert event["level"] == "error"
         assert to not in json.dumps(event)
@@ -225,7 +225,7 @@ class TestSmtpDown:
         self,
         app: FastAPI,
         celery_worker: ManagedProcess,
-        sentry_endpoint: SentryEndpoint,
+        worker_sentry_endpoint: SentryEndpoint,
         mongo_db: Any,
     ) -> None:
         oid = await queue(app, to=new_address(), template="no_such_template")
@@ -237,7 +237,9 @@ class TestSmtpDown:
         doc = await eventually(failed, what="status failed")
         assert doc["attempts"] == 1
         assert "unknown email template" in doc["last_error"]
-        await eventually(lambda: sentry_events_for(sentry_endpoint, oid), what="Sentry event")
+        await eventually(
+            lambda: sentry_events_for(worker_sentry_endpoint, oid), what="Sentry event"
+        )
 
 
 class TestBrokerDown:
