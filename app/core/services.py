@@ -79,9 +79,9 @@ class Services:
     on_sign_in: SignInHook
     # Active alarms by severity for the fleet statistics (the alerts domain's, once wired).
     alarm_counter: AlarmCounter
-    # Device counts per scope for the fleet statistics (app/stats/devices.py). Catalog routes
-    # call `on_devices_changed(device_ids=..., folder_ids=...)` after a device is created,
-    # changed or deleted, or a folder is moved or deleted; heartbeats too.
+    # Device counts per scope for the fleet statistics (app/stats/devices.py). The catalog
+    # services call `on_devices_changed(device_ids=..., folder_ids=...)` after a device is
+    # created, changed or deleted, or a folder is moved or deleted; heartbeats too.
     device_counters: DeviceCounters
     on_devices_changed: Callable[..., Awaitable[None]]
     # Loads figures kept outside this process (outbox sizes, worker outcomes) before a scrape.

@@ -61,7 +61,6 @@ async def create_device(
 ) -> DeviceCreated:
     """Create a device; the response carries its API key, shown this once."""
     device, key = await devices_service.create(services, principal=principal, device_in=body)
-    await services.on_devices_changed(device_ids=[str(device.id)])
     return DeviceCreated(**device_read(device, services.settings).model_dump(), key=key)
 
 
@@ -97,9 +96,6 @@ async def update_device(
     updated = await devices_service.update(
         services, principal=principal, device=device, device_in=body
     )
-    await services.on_devices_changed(device_ids=[str(device.id)])
-    if updated.product_id != device.product_id:  # its readings follow the new product's schema
-        await services.device_contexts.devices_changed([str(device.id)])
     return device_read(updated, services.settings)
 
 
@@ -108,8 +104,6 @@ async def update_device(
 async def delete_device(device: DeviceForOwner, services: ServicesDep) -> None:
     """Delete a device; its key stops working."""
     await devices_service.delete(services, device=device)
-    await services.on_devices_changed(device_ids=[str(device.id)])
-    await services.device_contexts.devices_changed([str(device.id)])
 
 
 @router.post("/{device_id}/keys", response_model=DeviceKeyRead, status_code=status.HTTP_201_CREATED)

@@ -56,6 +56,7 @@ async def create(
         created_by=uid,
     )
     await crud.insert_owned(engine, device, principal=principal, taken=SerialTaken)
+    await services.on_devices_changed(device_ids=[str(device.id)])
     return device, key.key
 
 
@@ -85,7 +86,9 @@ async def update(
 ) -> Device:
     """Change fields with a targeted `$set` (never touching `presence`); moves need owner.
 
-    A move is announced through the access cache: every process checks the new path at once."""
+    A move is announced through the access cache: every process checks the new path at once;
+    a new product through the context cache: every process checks the next reading by its
+    schema."""
     engine, metadata_max_bytes = services.engine, services.settings.device_metadata_max_bytes
     changes = crud.renamed(device_in.name)
     fields = device_in.model_fields_set
@@ -112,8 +115,12 @@ async def update(
             )
         )
     updated = await crud.apply_changes(engine, device, changes, taken=SerialTaken)
+    device_ids = [str(device.id)]
     if "folder_path" in changes:
-        await services.access.resources_changed([str(device.id)])
+        await services.access.resources_changed(device_ids)
+    await services.on_devices_changed(device_ids=device_ids)
+    if "product_id" in changes:
+        await services.device_contexts.devices_changed(device_ids)
     return updated
 
 
@@ -134,3 +141,5 @@ async def delete(services: Services, *, device: Device) -> None:
     await services.access.resources_changed([device_id])
     await services.device_keys.revoke([device_id])
     await sharing.delete_for(services.engine, resource_type=ResourceType.DEVICE, ids=[device_id])
+    await services.on_devices_changed(device_ids=[device_id])
+    await services.device_contexts.devices_changed([device_id])

@@ -73,8 +73,6 @@ async def update_folder(
     updated = await folders_service.update(
         services, principal=principal, folder=folder, folder_in=body
     )
-    if "parent_id" in body.model_fields_set:  # the devices below have a new path
-        await services.on_devices_changed(folder_ids=[str(folder.id)])
     return FolderRead.of(updated)
 
 
@@ -87,4 +85,3 @@ async def delete_folder(
 ) -> None:
     """Delete an empty folder (409 otherwise), or everything below it with `recursive=true`."""
     await folders_service.delete(services, folder=folder, recursive=recursive)
-    await services.on_devices_changed(folder_ids=[str(folder.id)])

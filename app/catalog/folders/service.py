@@ -111,6 +111,7 @@ async def update(
         # Every path through the folder may have changed, even by a move that failed half
         # way where there are no transactions.
         await services.access.resources_changed([str(folder.id)])
+    await services.on_devices_changed(folder_ids=[str(folder.id)])  # the devices below moved
     return await crud.get(engine, Folder, str(folder.id))
 
 
@@ -134,6 +135,7 @@ async def delete(services: Services, *, folder: Folder, recursive: bool) -> None
         await db.delete(engine, folder)
         await access.resources_changed([fid])
         await sharing.delete_for(engine, resource_type=ResourceType.FOLDER, ids=[fid])
+        await services.on_devices_changed(folder_ids=[fid])
         return
     folder_ids = [folder.id] + [
         d["_id"] async for d in folders.find({"ancestors": {"$in": [fid]}}, {"_id": 1})
@@ -162,3 +164,4 @@ async def delete(services: Services, *, folder: Folder, recursive: bool) -> None
     ):
         await sharing.delete_for(engine, resource_type=rtype, ids=[str(i) for i in ids])
     await services.device_keys.revoke(str(i) for i in device_ids)
+    await services.on_devices_changed(folder_ids=[fid])

@@ -73,8 +73,6 @@ async def update_product(
     updated = await products_service.update(
         services, principal=principal, product=product, product_in=body
     )
-    if body.telemetry is not None:  # every process validates the next reading by the new one
-        await services.device_contexts.products_changed([str(product.id)])
     return ProductRead.of(updated)
 
 
@@ -82,5 +80,4 @@ async def update_product(
 @raises(ProductInUse, InvalidationPending)
 async def delete_product(product: ProductForOwner, services: ServicesDep) -> None:
     """Delete a product no device uses (409 otherwise)."""
-    await products_service.delete(services.engine, product=product)
-    await services.device_contexts.products_changed([str(product.id)])
+    await products_service.delete(services, product=product)

@@ -90,13 +90,17 @@ async def update(
                 engine, principal=principal, resource=product, folder_id=product_in.folder_id
             )
         )
-    return await crud.apply_changes(engine, product, changes, taken=SkuTaken)
+    updated = await crud.apply_changes(engine, product, changes, taken=SkuTaken)
+    if "telemetry" in changes:  # every process checks the next reading by the new schema
+        await services.device_contexts.products_changed([str(product.id)])
+    return updated
 
 
-async def delete(engine: AIOEngine, *, product: Product) -> None:
+async def delete(services: Services, *, product: Product) -> None:
     """Delete a product no device uses (owner checked by the caller)."""
-    pid = str(product.id)
+    engine, pid = services.engine, str(product.id)
     if await db.collection(engine, Device).find_one({"product_id": pid}, {"_id": 1}):
         raise ProductInUse("delete or move its devices to another product first")
     await db.delete(engine, product)
     await sharing.delete_for(engine, resource_type=ResourceType.PRODUCT, ids=[pid])
+    await services.device_contexts.products_changed([pid])

@@ -91,10 +91,12 @@ class TestList:
 
 
 class TestDelete:
-    async def test_refused_while_devices_use_it(self, engine: AIOEngine) -> None:
+    async def test_refused_while_devices_use_it(
+        self, engine: AIOEngine, services: Services
+    ) -> None:
         alice = user_principal()
         product = await new_product(engine, owner=alice)
         await new_device(engine, owner=alice, product=product)
         with pytest.raises(ProductInUse):
-            await products_service.delete(engine, product=product)
+            await products_service.delete(services, product=product)
         assert await crud.get(engine, Product, str(product.id))
