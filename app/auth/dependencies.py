@@ -120,12 +120,7 @@ async def admit(
     if authentication is None:
         raise CredentialsRequired("This endpoint needs credentials")
     check(authentication.principal)
-    await auth_service.accept(
-        services,
-        authentication=authentication,
-        seen=services.seen,
-        principals=services.principals,
-    )
+    await auth_service.accept(services, authentication=authentication)
     return authentication.principal
 
 

@@ -17,7 +17,6 @@ from app.auth.models import User
 from app.auth.principal import ADMIN_ROLE, Principal, PrincipalKind
 from app.auth.principal_cache import PrincipalCache
 from app.auth.schemas import MeRead, SessionTokens
-from app.auth.seen import SeenRecorder
 from app.core import collections, db
 from app.core.config import Settings
 from app.core.models import utcnow
@@ -128,26 +127,21 @@ async def _session_user(
     return user
 
 
-async def accept(
-    services: Services,
-    *,
-    authentication: Authentication,
-    seen: SeenRecorder | None = None,
-    principals: PrincipalCache | None = None,
-) -> None:
-    """Record an accepted user request (first sight, profile sync, last seen).
+async def accept(services: Services, *, authentication: Authentication) -> None:
+    """Record an accepted user request or socket (first sight, profile sync, last seen).
 
-    With `seen`, a known user's "last seen" is written in the background, at most once per
-    USER_SEEN_INTERVAL_S: a steady caller costs no write on the request path.
+    A known user's "last seen" is written in the background, at most once per
+    USER_SEEN_INTERVAL_S: a steady caller costs no write on the request path. A profile or
+    claim change is announced to every process's principal cache.
     """
     if authentication.principal.kind is not PrincipalKind.USER:
         return
     user, identity = authentication.user, authentication.identity
-    if seen is not None and user is not None and identity is None:
-        seen.seen(services.engine, user)
+    if user is not None and identity is None:
+        services.seen.seen(services.engine, user)
         return
     await identities.record_sight(
-        services, user=user, identity=identity, seen=seen, principals=principals
+        services, user=user, identity=identity, seen=services.seen, principals=services.principals
     )
 
 

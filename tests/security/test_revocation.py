@@ -8,15 +8,21 @@ within 100 ms.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from firebase_admin import auth
 from odmantic import AIOEngine
+from websockets.asyncio.client import connect
 
+from app.core.services import services_of
 from tests.fixtures.catalog import grant, new_device, new_folder, new_product, user_principal
 from tests.fixtures.catalog_http import Viewer, new_viewer, principal_of, session_of
-from tests.fixtures.identities import MakeUser, bearer
+from tests.fixtures.identities import EmulatorRest, MakeUser, bearer, next_second_after
+from tests.live.conftest import Api, recv, send
 
 API = "/api/v1"
 WITHIN_S = 0.1
@@ -158,3 +164,28 @@ class TestCatalogChangesReachTheOtherProcess:
         assert (await there.get(path, headers=viewer.headers)).status_code == 404
         await grant(engine, principal=principal_of(viewer.user), resource=other, role="viewer")
         assert (await there.get(path, headers=viewer.headers)).status_code == 200
+
+
+class TestClaimsFirstSeenOnASocket:
+    async def test_an_admin_claim_removed_in_firebase_ends_the_admin_sessions_everywhere(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        process_b: Api,
+        make_user: MakeUser,
+        emulator_rest: EmulatorRest,
+    ) -> None:
+        """The claim is removed in Firebase (not through the API); the first fresh ID token
+        that shows it arrives on a socket of process B, and the admin's session in process A
+        loses the admin role with it."""
+        admin = await make_user(admin=True)
+        headers = bearer((await session_of(client, admin))["access_token"])
+        await served(client, f"{API}/users", headers)
+        firebase_app = services_of(app).firebase.app
+        await asyncio.to_thread(auth.set_custom_user_claims, admin.uid, None, app=firebase_app)
+        await next_second_after(admin.id_token)  # the new token is issued after the old one
+        fresh = await emulator_rest.sign_in(email=admin.email, password=admin.password)
+        async with connect(process_b.ws) as ws:
+            await send(ws, type="auth", token=fresh["idToken"])
+            assert (await recv(ws))["type"] == "authenticated"
+        assert await refused_within(client, f"{API}/users", headers, refused=403) <= WITHIN_S
