@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # How often the beat mends stale folder paths (catalog.repair_tree).
     catalog_repair_interval_s: float = Field(default=900.0, gt=0)
     outbox_archive_after_days: int = Field(default=30, ge=1)
+    # Archived outbox entries are deleted this many days after their last change; their
+    # dedupe keys go with them. At least OUTBOX_ARCHIVE_AFTER_DAYS.
+    outbox_retention_days: int = Field(default=365, ge=1)
 
     # --- observability: Sentry and Prometheus (app/core/observability.py, /metrics) --------
     sentry_dsn: str | None = None
@@ -403,6 +406,16 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not an IP address or CIDR range ({exc})") from None
         return value
+
+    @model_validator(mode="after")
+    def _outbox_kept_until_archived(self) -> Settings:
+        """An entry is archived before it is deleted."""
+        if self.outbox_retention_days < self.outbox_archive_after_days:
+            raise ValueError(
+                "OUTBOX_RETENTION_DAYS must be at least OUTBOX_ARCHIVE_AFTER_DAYS "
+                f"({self.outbox_archive_after_days})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _upstash_complete(self) -> Settings:

@@ -148,26 +148,38 @@ def deleted_devices_data(ctx: WorkerContext, *, batch: int = 1000) -> dict[str, 
 
 
 def archive_outbox(ctx: WorkerContext) -> dict[str, Any]:
-    """Archive sent and failed emails older than OUTBOX_ARCHIVE_AFTER_DAYS.
+    """Archive sent and failed emails older than OUTBOX_ARCHIVE_AFTER_DAYS, and delete
+    archived ones older than OUTBOX_RETENTION_DAYS, so the outbox does not grow forever.
 
     Archived entries keep who, what template and the outcome, but drop the template context
-    (names, links), which is no longer needed.
+    (names, links), which is no longer needed. Both steps go by `updated_at`, which archiving
+    leaves alone: the retention counts from the entry's last delivery attempt.
     """
-    cutoff = utcnow() - timedelta(days=ctx.settings.outbox_archive_after_days)
+    now = utcnow()
+    archive_before = now - timedelta(days=ctx.settings.outbox_archive_after_days)
+    delete_before = now - timedelta(days=ctx.settings.outbox_retention_days)
+    outbox = ctx.engine.get_collection(EmailOutbox)
     with redis_lock(ctx.redis, "cleanup.outbox", ttl_ms=LOCK_TTL_MS) as acquired:
         if not acquired:
             logger.info("cleanup skipped: locked", extra={"job": "cleanup.outbox"})
             return SKIPPED
-        result = ctx.engine.get_collection(EmailOutbox).update_many(
+        deleted = outbox.delete_many(
+            {
+                "status": OutboxStatus.ARCHIVED.value,
+                "updated_at": {"$lt": delete_before},
+            }
+        )
+        archived = outbox.update_many(
             {
                 "status": {"$in": [OutboxStatus.SENT.value, OutboxStatus.FAILED.value]},
-                "updated_at": {"$lt": cutoff},
+                "updated_at": {"$lt": archive_before},
             },
             {"$set": {"status": OutboxStatus.ARCHIVED.value, "context": {}}},
         )
-    if result.modified_count:
-        logger.info("cleanup", extra={"job": "cleanup.outbox", "archived": result.modified_count})
-    return {"archived": result.modified_count}
+    counts = {"archived": archived.modified_count, "deleted": deleted.deleted_count}
+    if any(counts.values()):
+        logger.info("cleanup", extra={"job": "cleanup.outbox", **counts})
+    return counts
 
 
 REPAIR_LAST_RUN_KEY = "sensorhub:catalog-repair:last-run"

@@ -95,3 +95,12 @@ class TestIdentitySecrets:
             build(jwt_algorithm="none")
         with pytest.raises(ValidationError):
             build(jwt_algorithm="RS256")
+
+
+class TestOutboxRetention:
+    def test_entries_must_be_archived_before_they_are_deleted(self) -> None:
+        with pytest.raises(ValidationError, match="OUTBOX_RETENTION_DAYS must be at least"):
+            build(outbox_archive_after_days=30, outbox_retention_days=7)
+        assert (
+            build(outbox_archive_after_days=7, outbox_retention_days=7).outbox_retention_days == 7
+        )

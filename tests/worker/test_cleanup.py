@@ -137,6 +137,34 @@ class TestArchiveOutbox:
         assert by_key[f"{run}-0"]["context"] == {}
         assert by_key[f"{run}-4"]["context"]["run"] == run
 
+    def test_deletes_archived_entries_past_the_retention_only(
+        self, ctx: WorkerContext, settings: Settings
+    ) -> None:
+        run = tag()
+        past = utcnow() - timedelta(days=settings.outbox_retention_days + 1)
+        within = utcnow() - timedelta(days=settings.outbox_retention_days - 1)
+        rows = [("archived", past), ("archived", within), ("failed", past)]
+        ctx.db.email_outbox.insert_many(
+            [
+                {
+                    "to": "x@example.com",
+                    "template": "welcome",
+                    "context": {},
+                    "status": status,
+                    "attempts": 1,
+                    "dedupe_key": f"{run}-{i}",
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                for i, (status, at) in enumerate(rows)
+            ]
+        )
+        assert cleanup.archive_outbox(ctx)["deleted"] >= 1
+        docs = ctx.db.email_outbox.find({"dedupe_key": {"$regex": f"^{run}-"}})
+        left = {d["dedupe_key"]: d["status"] for d in docs}
+        # The failed one is archived by this run and deleted by a later one.
+        assert left == {f"{run}-1": "archived", f"{run}-2": "archived"}
+
 
 class TestOneRunAtATime:
     """The lock mechanics, on a collection of the test's own: the real ones have TTL indexes,
