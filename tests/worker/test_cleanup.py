@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -100,6 +100,25 @@ class TestOldReadings:
         assert cleanup.readings_expire_themselves(ctx) is expires
 
 
+def insert_outbox(ctx: WorkerContext, run: str, rows: list[tuple[str, datetime]]) -> None:
+    """Outbox entries `{run}-{i}` with the given status, last changed at the given time."""
+    ctx.db.email_outbox.insert_many(
+        [
+            {
+                "to": "x@example.com",
+                "template": "welcome",
+                "context": {"name": "Kept only until archived", "run": run},
+                "status": status,
+                "attempts": 1,
+                "dedupe_key": f"{run}-{i}",
+                "created_at": at,
+                "updated_at": at,
+            }
+            for i, (status, at) in enumerate(rows)
+        ]
+    )
+
+
 class TestArchiveOutbox:
     def test_archives_old_sent_and_failed_only(
         self, ctx: WorkerContext, settings: Settings
@@ -114,21 +133,7 @@ class TestArchiveOutbox:
             ("sending", old),
             ("sent", recent),
         ]
-        ctx.db.email_outbox.insert_many(
-            [
-                {
-                    "to": "x@example.com",
-                    "template": "welcome",
-                    "context": {"name": "Kept only until archived", "run": run},
-                    "status": status,
-                    "attempts": 1,
-                    "dedupe_key": f"{run}-{i}",
-                    "created_at": at,
-                    "updated_at": at,
-                }
-                for i, (status, at) in enumerate(rows)
-            ]
-        )
+        insert_outbox(ctx, run, rows)
         assert cleanup.archive_outbox(ctx)["archived"] >= 2
         docs = list(ctx.db.email_outbox.find({"dedupe_key": {"$regex": f"^{run}-"}}))
         by_key = {d["dedupe_key"]: d for d in docs}
@@ -144,21 +149,7 @@ class TestArchiveOutbox:
         past = utcnow() - timedelta(days=settings.outbox_retention_days + 1)
         within = utcnow() - timedelta(days=settings.outbox_retention_days - 1)
         rows = [("archived", past), ("archived", within), ("failed", past)]
-        ctx.db.email_outbox.insert_many(
-            [
-                {
-                    "to": "x@example.com",
-                    "template": "welcome",
-                    "context": {},
-                    "status": status,
-                    "attempts": 1,
-                    "dedupe_key": f"{run}-{i}",
-                    "created_at": at,
-                    "updated_at": at,
-                }
-                for i, (status, at) in enumerate(rows)
-            ]
-        )
+        insert_outbox(ctx, run, rows)
         assert cleanup.archive_outbox(ctx)["deleted"] >= 1
         docs = ctx.db.email_outbox.find({"dedupe_key": {"$regex": f"^{run}-"}})
         left = {d["dedupe_key"]: d["status"] for d in docs}
