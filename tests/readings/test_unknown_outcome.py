@@ -44,7 +44,7 @@ async def proxied_app(
         mongodb_url=proxy.url,
         mongodb_timeout_ms=500,
         # A lost reply is noticed when the operation's budget runs out: keep it short.
-        mongodb_operation_timeout_ms=1000,
+        mongodb_operation_timeout_ms=2000,
         ingest_reconcile_timeout_s=1.0,
         idempotency_lease_s=2.0,
     )

@@ -144,11 +144,16 @@ async def scene(
     settings = make_settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{BUDGET_DB}")
     async with running_app(settings) as app, client_for(app) as http:
         services = services_of(app)
-        await eventually(
-            lambda: (
-                services.principals.live and services.access.live and services.device_contexts.live
-            )
+        # Every cache trusted on these paths follows its change feed; until it is subscribed
+        # it is bypassed (a read per request), and it starts empty when it is.
+        followers = (
+            services.principals,
+            services.access,
+            services.device_contexts,
+            services.device_keys,
+            services.alert_rules,
         )
+        await eventually(lambda: all(follower.live for follower in followers))
         viewer = await new_viewer(services.engine, http, make_user)
         yield Scene(
             app=app,
