@@ -168,7 +168,12 @@ class IngestBatcher:
             await self._task
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
-        if self._notifications:
+        await self.listeners_idle()
+
+    async def listeners_idle(self) -> None:
+        """Wait until the listeners have been told of every flush so far (their work runs
+        after the flush's readings are acknowledged)."""
+        while self._notifications:
             await asyncio.gather(*self._notifications, return_exceptions=True)
 
     async def submit(

@@ -3,8 +3,9 @@ most one MongoDB command (the data itself) and one Redis round trip (the limiter
 single-reading ingest reads nothing from MongoDB.
 
 MongoDB commands are counted by a pymongo `CommandListener` (registered before the app under
-test makes its client), Redis commands by `MONITOR`, keeping only the commands of the app's
-own Redis database (this app uses one no other process does).
+test makes its client), Redis commands by `MONITOR`. Each keeps only the commands sent to the
+app's own database: a MongoDB database and a Redis database no other app uses, so the shared
+app's background work in the same process never counts.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pymongo import monitoring
+from pymongo import MongoClient, monitoring
 from redis.asyncio import Redis
 
 from app.catalog.models import Device
 from app.core.config import Settings
 from app.core.services import services_of
+from app.readings.batcher import IngestBatcher
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.catalog_http import new_viewer
 from tests.fixtures.identities import MakeUser
@@ -41,15 +43,16 @@ IDLE_COMMANDS = {"PING"}
 
 
 class MongoCounter(monitoring.CommandListener):
-    """Names of the MongoDB commands started while armed."""
+    """Names of the MongoDB commands started on `database` while armed."""
 
     def __init__(self) -> None:
         self.armed = False
+        self.database = ""
         self.commands: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Record a command started while armed."""
-        if self.armed:
+        """Record a command started on the app's database while armed."""
+        if self.armed and event.database_name == self.database:
             self.commands.append(event.command_name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
@@ -64,11 +67,24 @@ _REGISTERED: list[bool] = []
 
 
 @pytest.fixture(scope="module")
-def mongo_counter() -> Iterator[MongoCounter]:
+def budget_db(db_name: str, mongodb_url: str) -> Iterator[str]:
+    """The MongoDB database only the app under test uses; dropped after the module."""
+    name = f"{db_name}_budget"
+    yield name
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def mongo_counter(budget_db: str) -> Iterator[MongoCounter]:
     """The listener (pymongo cannot unregister one; it records only while armed)."""
     if not _REGISTERED:
         monitoring.register(_COUNTER)  # applies to clients made from now on
         _REGISTERED.append(True)
+    _COUNTER.database = budget_db
     yield _COUNTER
     _COUNTER.armed = False
 
@@ -139,9 +155,12 @@ async def scene(
     redis_server: ManagedProcess,
     mongo_counter: MongoCounter,
     make_user: MakeUser,
+    budget_db: str,
 ) -> AsyncIterator[Scene]:
-    """The app under test (its own Redis database) and the user, folders and device."""
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/{BUDGET_DB}")
+    """The app under test (databases of its own) and the user, folders and device."""
+    settings = make_settings(
+        mongodb_db=budget_db, redis_url=f"redis://127.0.0.1:{redis_server.port}/{BUDGET_DB}"
+    )
     async with running_app(settings) as app, client_for(app) as http:
         services = services_of(app)
         # Every cache trusted on these paths follows its change feed; until it is subscribed
@@ -168,12 +187,18 @@ Call = Callable[[], Awaitable[httpx.Response]]
 
 
 async def counted(
-    call: Call, *, expected: int, counter: MongoCounter, monitor: RedisMonitor
+    call: Call,
+    *,
+    expected: int,
+    counter: MongoCounter,
+    monitor: RedisMonitor,
+    batcher: IngestBatcher,
 ) -> tuple[list[str], list[str]]:
     """Warm the path (twice), then count the MongoDB and Redis commands of one more call."""
     for _ in range(2):
         resp = await call()
         assert resp.status_code == expected, resp.text
+    await batcher.listeners_idle()  # first-reading work after a flush is not the next call's
     counter.commands.clear()
     async with monitor.watching() as redis_commands:
         counter.armed = True
@@ -205,6 +230,7 @@ class TestAuthorisedReadBudget:
             expected=200,
             counter=mongo_counter,
             monitor=monitor,
+            batcher=services_of(scene.app).batcher,
         )
         assert len(mongo) <= 1, mongo
         assert len(redis_cmds) + len(mongo) <= 2, (mongo, redis_cmds)
@@ -220,6 +246,7 @@ class TestAuthorisedReadBudget:
             expected=200,
             counter=mongo_counter,
             monitor=monitor,
+            batcher=services_of(scene.app).batcher,
         )
         assert mongo == ["find"]
         assert len(redis_cmds) == 1, redis_cmds
@@ -237,6 +264,7 @@ class TestIngestBudget:
             expected=202,
             counter=mongo_counter,
             monitor=monitor,
+            batcher=services_of(scene.app).batcher,
         )
         reads = [name for name in mongo if name in READ_COMMANDS]
         assert reads == [], mongo
@@ -264,6 +292,7 @@ class TestIngestBudget:
 
         for _ in range(2):  # the context is read and kept; first-reading work settles
             await one_reading()
+        await services_of(scene.app).batcher.listeners_idle()
         for age_s in (6, 60, 299):
             contexts.clock = lambda age_s=age_s: time.monotonic() + age_s
             assert await one_reading() == [], f"context {age_s} s old"
