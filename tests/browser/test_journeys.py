@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
+from app.core.config import Settings
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.identities import PASSWORD, MakeUser
 
@@ -70,6 +71,23 @@ async def _live_events(page: Page, channel: str) -> int:
 async def _chart(page: Page) -> dict[str, Any]:
     data: dict[str, Any] = await page.evaluate("window.sensorhubChart ?? null") or {}
     return data
+
+
+async def _fleet_count_reaches(page: Page, url: str, label: str, expected: str) -> None:
+    """The fleet page shows `expected` for `label`. Statistics are shared by scope for up to
+    STATS_CACHE_S (5 s, Settings default), so a count asked for while the fleet was still
+    being created may be served that long: open the page again until it is past."""
+    deadline = time.monotonic() + Settings.model_fields["stats_cache_s"].default + 2
+    count = page.locator(f"[data-count={label}] strong")
+    while True:
+        try:
+            await expect(count).to_have_text(expected, timeout=1_000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await page.goto(f"{url}/console/#/alarms")
+        await page.goto(f"{url}/console/#/")
 
 
 class TestOperatorJourney:
@@ -155,7 +173,7 @@ class TestOperatorJourney:
 
             # The fleet's status dot follows the device live (folder.devices).
             await page.goto(f"{console_api}/console/#/")
-            await expect(page.locator("[data-count=devices] strong")).to_have_text("1")
+            await _fleet_count_reaches(page, console_api, "devices", "1")
             await expect(page.locator("#device-list")).to_contain_text(fleet["device"])
             row = page.locator(f"#device-list li[data-device='{fleet['device_id']}']")
             await expect(row.locator(".dot.error")).to_be_visible()
