@@ -277,17 +277,33 @@ def recount(
 
     Devices are re-synced from their stored documents, devices counted but gone are taken
     out, products whose count fell to 0 leave their scope's list, then `built` is set.
+
+    The API keeps syncing devices while this runs, so a device created, moved or deleted
+    after it was listed here could be written back as it was listed (or taken out though it
+    now exists). After each batch the batch's devices are read again, and those whose stored
+    document is not what was written are written once more, as they are now.
     """
     sync = redis.register_script(_SYNC)
     devices = database[collections.DEVICES]
     seen: set[str] = set()
     pending: list[tuple[str, dict[str, Any] | None]] = []
+    removed = 0
 
-    def flush() -> None:
+    def write(entries: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
         pipe = redis.pipeline(transaction=False)
-        for device_id, doc in pending:
+        for device_id, doc in entries:
             sync(keys=[], args=sync_args(device_id, doc), client=pipe)
         pipe.execute()
+
+    def flush() -> None:
+        nonlocal removed
+        if not pending:
+            return
+        write(pending)
+        ids = [ObjectId(d) for d, _ in pending if ObjectId.is_valid(d)]
+        stored = {str(d["_id"]): d for d in devices.find({"_id": {"$in": ids}}, _PROJECTION)}
+        write([(d, stored.get(d)) for d, doc in pending if stored.get(d) != doc])
+        removed += sum(1 for d, doc in pending if doc is None and d not in stored)
         pending.clear()
 
     for doc in devices.find({}, _PROJECTION):
@@ -296,12 +312,11 @@ def recount(
         pending.append((device_id, doc))
         if len(pending) >= batch:
             flush()
-    removed = 0
+    flush()
     for raw in redis.scan_iter(match=f"{PREFIX}in:*", count=1000):
         device_id = (raw.decode() if isinstance(raw, bytes) else str(raw))[len(PREFIX) + 3 :]
         if device_id not in seen:
             pending.append((device_id, None))
-            removed += 1
             if len(pending) >= batch:
                 flush()
     flush()

@@ -7,7 +7,7 @@ from the counters (a recount has built them) and compared with the indexed queri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -218,3 +218,61 @@ class TestRecount:
         # Twice changes nothing.
         await asyncio.to_thread(devices.recount, *sync_clients)
         assert (await _same_both_ways(app, alice, folder_id=folder))["status"] == _status(offline=1)
+
+
+class _ListedFirst:
+    """The worker's database, except that right after a recount has listed the devices,
+    `meanwhile` runs (the API creating and deleting devices while the recount reads)."""
+
+    def __init__(self, database: Any, meanwhile: Callable[[], None]) -> None:
+        self.database = database
+        self.meanwhile = meanwhile
+
+    def __getitem__(self, name: str) -> Any:
+        collection = self.database[name]
+        if name != "devices":
+            return collection
+        outer = self
+
+        class Devices:
+            def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
+                if query:
+                    return collection.find(query, projection)
+                listed = list(collection.find(query, projection))
+                outer.meanwhile()
+                return iter(listed)
+
+        return Devices()
+
+
+class TestRecountWhileTheApiWrites:
+    async def test_devices_created_and_deleted_meanwhile_are_counted_as_they_are(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        make_user: MakeUser,
+        sync_clients: tuple[Any, Redis],
+        built: None,
+    ) -> None:
+        alice = await signed_in(make_user, client)
+        folder = (await api_folder(client, alice))["id"]
+        engine = services_of(app).engine
+        old, new = [await new_product(engine, owner=principal_of(alice)) for _ in range(2)]
+        doomed = await _device(client, alice, old, folder)
+        loop = asyncio.get_running_loop()
+
+        async def api_writes() -> None:  # each synced by the API as it happens
+            await _device(client, alice, new, folder)
+            resp = await client.delete(f"{API}/devices/{doomed['id']}", headers=alice.headers)
+            assert resp.status_code == 204, resp.text
+
+        def meanwhile() -> None:
+            asyncio.run_coroutine_threadsafe(api_writes(), loop).result(timeout=30)
+
+        database, redis = sync_clients
+        await asyncio.to_thread(devices.recount, _ListedFirst(database, meanwhile), redis)
+        # One device: the new one, which the recount never listed; not the deleted one, which
+        # it listed and wrote back after the API had taken it out.
+        counted = await _same_both_ways(app, alice, folder_id=folder)
+        assert counted["status"] == _status(offline=1)
+        assert counted["products"] == {str(new.id): 1}
