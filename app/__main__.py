@@ -20,7 +20,6 @@ from app.core import db, redis
 from app.core.config import Settings, get_settings
 from app.core.services import SensorhubApp
 from app.core.startup import StartupError, wait_for_dependencies
-from app.main import create_app, drain, open_streams
 from app.migrations import runner as migrations
 
 # How long a graceful stop waits for HTTP requests in flight, then for sockets to close.
@@ -53,6 +52,8 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain HTTP, then the app (1001 to sockets), then uvicorn's own shutdown."""
+        from app.main import drain, open_streams  # imported late: see `serve`
+
         for server in self.servers:
             server.close()
         connections = self.server_state.connections
@@ -131,6 +132,13 @@ def main() -> None:
         asyncio.run(check_dependencies(settings))
     except StartupError as exc:
         sys.exit(f"startup failed: {exc}")
+    serve(settings)
+
+
+def serve(settings: Settings) -> None:
+    """Serve the API with uvicorn (the app is imported here, so `migrate` starts quickly)."""
+    from app.main import create_app  # the API is most of the import time: only when serving
+
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
