@@ -8,12 +8,12 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.config import Settings
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.identities import PASSWORD, MakeUser
+from tests.fixtures.servers import local_http
 
 PHONE = {"width": 375, "height": 740}
 
@@ -110,7 +110,7 @@ class TestOperatorJourney:
         await page.wait_for_timeout(200)  # let the subscriptions be confirmed
         events_before = await _live_events(page, "device.latest")
         device = {"X-Device-Key": fleet["key"]}
-        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+        async with local_http(f"{console_api}/api/v1", timeout=30) as api:
             values = [20.5, 21.25, 22.75]
             resp = await api.post(
                 f"/devices/{fleet['device_id']}/readings",
@@ -200,7 +200,7 @@ class TestSharing:
         # A verified address the API already knows: the share is a grant at once.
         bob_user = await make_user(email_verified=True)
         bob = bob_user.email
-        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1") as api:
+        async with local_http(f"{console_api}/api/v1") as api:
             assert (await api.get("/auth/me", headers=bob_user.headers)).status_code == 200
         await owner.goto(f"{console_api}/console/#/")
         await owner.get_by_role("link", name="share").first.click()
@@ -254,7 +254,7 @@ class TestAlarms:
         await page.goto(f"{console_api}/console/#/device/{fleet['device_id']}")
         await expect(page.locator("#device-alarms")).to_contain_text("No alarms", timeout=10_000)
         device = {"X-Device-Key": fleet["key"]}
-        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+        async with local_http(f"{console_api}/api/v1", timeout=30) as api:
             resp = await api.post(
                 f"/devices/{fleet['device_id']}/readings",
                 json={"readings": [{"metrics": {"temperature": 35.5}}]},
@@ -372,7 +372,7 @@ class TestLiveFallback:
             await ws.close(code=1012, reason="test: server restarting")
         await page.wait_for_function("window.sensorhubLive.state !== 'live'", timeout=5_000)
         live_events = await _live_events(page, "device.latest")
-        async with httpx.AsyncClient(base_url=f"{console_api}/api/v1", timeout=30) as api:
+        async with local_http(f"{console_api}/api/v1", timeout=30) as api:
             resp = await api.post(
                 f"/devices/{fleet['device_id']}/readings",
                 json={"metrics": {"temperature": 18.5}},

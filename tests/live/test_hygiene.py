@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from odmantic import AIOEngine
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from app.core.config import Settings
 from tests.fixtures.identities import MakeUser
 from tests.fixtures.readings import MakeDevice
-from tests.fixtures.servers import ManagedProcess
+from tests.fixtures.servers import ManagedProcess, local_http
 from tests.fixtures.worker import eventually
 from tests.live.conftest import Api, authed, recv, send, start_api, until
 from tests.live.test_socket import closed_with, post, viewer
@@ -141,7 +140,7 @@ class TestShutdown:
             await send(ws, type="subscribe", id="r", channel="device.readings", device_id=device.id)
             assert (await recv(ws))["type"] == "subscribed"
         # And an SSE stream: an HTTP request that never ends by itself, ended by the drain.
-        http = httpx.AsyncClient(base_url=app_process.url, timeout=10)
+        http = local_http(app_process.url, timeout=10)
         stream_url = f"/api/v1/devices/{device.id}/readings/stream"
         frames: list[str] = []
 

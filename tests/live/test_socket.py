@@ -21,7 +21,7 @@ from app.core.models import utcnow
 from tests.fixtures.catalog import grant, revoke
 from tests.fixtures.identities import ApiSession, MakeUser, token_claims
 from tests.fixtures.readings import MakeDevice, TestDevice
-from tests.fixtures.servers import ManagedProcess
+from tests.fixtures.servers import ManagedProcess, local_http
 from tests.live.conftest import Api, authed, recv, send, until
 
 
@@ -44,7 +44,7 @@ async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> tuple[int |
 
 
 async def post(api: Api, device: TestDevice, body: dict[str, object]) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+    async with local_http(api.url, timeout=10) as http:
         return await http.post(
             f"/api/v1/devices/{device.id}/readings", json=body, headers=device.headers
         )
@@ -311,7 +311,7 @@ class TestBackPressure:
 
 async def cut_off(api: Api) -> float:
     """Sockets the process has cut off for reading too slowly (from /metrics)."""
-    async with httpx.AsyncClient(base_url=api.url) as http:
+    async with local_http(api.url) as http:
         text = (await http.get("/metrics")).text
     for line in text.splitlines():
         if line.startswith('sensorhub_live_disconnects_total{reason="slow_consumer"}'):
@@ -351,7 +351,7 @@ class TestRedisRestart:
             except TimeoutError:
                 assert asyncio.get_running_loop().time() < deadline
         assert message["data"]["readings"][0]["metrics"]["temperature"] == 5
-        async with httpx.AsyncClient(base_url=api_b.url) as http:
+        async with local_http(api_b.url) as http:
             ready = (await http.get("/ready")).json()
         assert ready["checks"]["live"] == "ok"
 
@@ -361,7 +361,7 @@ class TestFolderDevices:
         self, api_a: Api, make_user: MakeUser, opened: list[ClientConnection]
     ) -> None:
         user = await make_user()
-        async with httpx.AsyncClient(base_url=f"{api_a.url}/api/v1", timeout=10) as http:
+        async with local_http(f"{api_a.url}/api/v1", timeout=10) as http:
             folder = await http.post("/folders", json={"name": "Site"}, headers=user.headers)
             assert folder.status_code == 201, folder.text
             folder_id = folder.json()["id"]

@@ -15,6 +15,7 @@ from app.catalog.models import Device
 from tests.fixtures.catalog import grant, revoke
 from tests.fixtures.identities import MakeUser, bearer
 from tests.fixtures.readings import MakeDevice
+from tests.fixtures.servers import local_http
 from tests.live.conftest import Api
 from tests.live.test_socket import person, post
 
@@ -56,7 +57,7 @@ class TestStream:
     ) -> None:
         device = await make_device()
         user = await make_user()
-        async with httpx.AsyncClient(base_url=api_b.url) as http:
+        async with local_http(api_b.url) as http:
             hidden = await http.get(
                 f"/api/v1/devices/{device.id}/readings/stream", headers=bearer(user.id_token)
             )
@@ -81,7 +82,7 @@ class TestStream:
         await grant(engine, principal=person(user.uid), resource=stored, role="viewer")
         url = f"/api/v1/devices/{device.id}/readings/stream"
         headers = bearer(user.id_token)
-        async with httpx.AsyncClient(base_url=api_b.url, timeout=10) as http:
+        async with local_http(api_b.url, timeout=10) as http:
             reader = asyncio.create_task(take(http, url, headers, 1))
             deadline = asyncio.get_running_loop().time() + 5
             while not reader.done():  # the stream subscribes after its headers
@@ -109,7 +110,7 @@ class TestStream:
         user = await make_user()
         stored = await crud.get(engine, Device, device.id)
         await grant(engine, principal=person(user.uid), resource=stored, role="viewer")
-        async with httpx.AsyncClient(base_url=api_b.url) as http:
+        async with local_http(api_b.url) as http:
             resp = await http.get(
                 f"/api/v1/devices/{device.id}/readings/stream",
                 headers={**bearer(user.id_token), "Last-Event-ID": "nope"},
@@ -125,7 +126,7 @@ class TestStream:
         stored = await crud.get(engine, Device, device.id)
         await grant(engine, principal=person(user.uid), resource=stored, role="viewer")
         url = f"/api/v1/devices/{device.id}/readings/stream"
-        async with httpx.AsyncClient(base_url=api_b.url, timeout=10) as http:
+        async with local_http(api_b.url, timeout=10) as http:
             reader = asyncio.create_task(take(http, url, bearer(user.id_token), 1))
             await asyncio.sleep(0.2)
             await revoke(engine, principal=person(user.uid), resource=stored)

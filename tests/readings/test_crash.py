@@ -19,7 +19,7 @@ import httpx
 from app.core.config import Settings
 from app.core.db import MongoDatabase
 from tests.fixtures.readings import MakeDevice
-from tests.fixtures.servers import ROOT, ManagedProcess, free_port
+from tests.fixtures.servers import ROOT, ManagedProcess, free_port, local_http
 
 READINGS = 400
 CONCURRENCY = 16
@@ -69,7 +69,7 @@ class TestCrash:
             for i in range(READINGS):
                 queue.put_nowait(i)
 
-            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            async with local_http(url, timeout=10) as http:
 
                 async def device_loop() -> None:
                     nonlocal failed

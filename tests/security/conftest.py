@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from tests.fixtures.app import running_app
-from tests.fixtures.servers import ManagedProcess
+from tests.fixtures.servers import ManagedProcess, local_http
 from tests.live.conftest import Api, start_api
 
 HardenedApp = Callable[..., AbstractAsyncContextManager[FastAPI]]
@@ -59,5 +59,5 @@ def process_b(
 @pytest.fixture
 async def there(process_b: Api) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on process B."""
-    async with httpx.AsyncClient(base_url=process_b.url, timeout=10) as http:
+    async with local_http(process_b.url, timeout=10) as http:
         yield http
