@@ -17,6 +17,10 @@ METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 # Python checks use `fullmatch`: `$` would also accept a name ending in a newline.
 METRIC_NAME = re.compile(METRIC_NAME_PATTERN)
 MetricName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN)]
+# Query parameters that name metrics take up to 50 names, comma-separated, no spaces.
+MAX_METRICS_PER_QUERY = 50
+_NAME = METRIC_NAME_PATTERN.strip("^$")
+METRIC_LIST_PATTERN = f"^{_NAME}(,{_NAME}){{0,{MAX_METRICS_PER_QUERY - 1}}}$"
 
 
 class MetricType(StrEnum):

@@ -5,13 +5,6 @@ from __future__ import annotations
 from app.core.errors import Unprocessable
 
 
-class BadMetrics(Unprocessable):
-    """The `metrics` filter is malformed."""
-
-    type = "live-bad-metrics"
-    title = "Bad metrics filter"
-
-
 class BadLastEventId(Unprocessable):
     """`Last-Event-ID` is not an id this stream sends."""
 

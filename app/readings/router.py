@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
 from app.catalog.exceptions import DeviceNotFound
-from app.catalog.telemetry import METRIC_NAME, METRIC_NAME_PATTERN
+from app.catalog.telemetry import METRIC_LIST_PATTERN, METRIC_NAME
 from app.core import idempotency
 from app.core.openapi import raises, raw_body
 from app.core.responses import ModelResponse
@@ -56,13 +56,12 @@ _INGEST_EXAMPLES = {
     },
 }
 TIME_ZONES = sorted(zoneinfo.available_timezones())
-_METRIC = METRIC_NAME_PATTERN.strip("^$")
 _AGG = "(avg|min|max|sum|count|first|last)"
 # Comma-separated metric names (up to 50), as `_names` reads them.
 MetricsQuery = Annotated[
     str | None,
     Query(
-        pattern=f"^{_METRIC}(,{_METRIC}){{0,49}}$",
+        pattern=METRIC_LIST_PATTERN,
         description="comma-separated metric names (at most 50); all metrics when omitted",
     ),
 ]

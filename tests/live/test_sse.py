@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from odmantic import AIOEngine
 
 from app.catalog import crud
@@ -117,6 +118,62 @@ class TestStream:
             )
         assert resp.status_code == 422
         assert resp.headers["content-type"] == "application/problem+json"
+
+    async def test_metrics_filter_keeps_only_the_named_metrics(
+        self,
+        api_a: Api,
+        api_b: Api,
+        engine: AIOEngine,
+        make_user: MakeUser,
+        make_device: MakeDevice,
+    ) -> None:
+        device = await make_device()
+        user = await make_user()
+        stored = await crud.get(engine, Device, device.id)
+        await grant(engine, principal=person(user.uid), resource=stored, role="viewer")
+        url = f"/api/v1/devices/{device.id}/readings/stream?metrics=humidity,pressure"
+        async with local_http(api_b.url, timeout=10) as http:
+            reader = asyncio.create_task(take(http, url, bearer(user.id_token), 1))
+            deadline = asyncio.get_running_loop().time() + 5
+            while not reader.done():  # the stream subscribes after its headers
+                body = {"metrics": {"temperature": 20, "humidity": 40}}
+                assert (await post(api_a, device, body)).status_code == 202
+                await asyncio.sleep(0.1)
+                assert asyncio.get_running_loop().time() < deadline
+            frame = (await reader)[0]
+        assert frame["data"]["readings"][-1]["metrics"] == {"humidity": 40}
+
+    @pytest.mark.parametrize(
+        "metrics",
+        [
+            "temperature, humidity",  # a space
+            "temperature,,humidity",  # an empty name
+            "1st",  # not a metric name
+            "t" * 65,  # a name too long
+            ",".join(f"m{i}" for i in range(51)),  # more than 50
+        ],
+    )
+    async def test_malformed_metrics_filter_is_422(
+        self,
+        api_b: Api,
+        engine: AIOEngine,
+        make_user: MakeUser,
+        make_device: MakeDevice,
+        metrics: str,
+    ) -> None:
+        device = await make_device()
+        user = await make_user()
+        stored = await crud.get(engine, Device, device.id)
+        await grant(engine, principal=person(user.uid), resource=stored, role="viewer")
+        async with local_http(api_b.url) as http:
+            resp = await http.get(
+                f"/api/v1/devices/{device.id}/readings/stream",
+                params={"metrics": metrics},
+                headers=bearer(user.id_token),
+            )
+        assert resp.status_code == 422
+        assert resp.headers["content-type"] == "application/problem+json"
+        assert resp.json()["errors"][0]["loc"] == ["query", "metrics"]
 
     async def test_grant_removed_ends_the_stream(
         self, api_b: Api, engine: AIOEngine, make_user: MakeUser, make_device: MakeDevice
