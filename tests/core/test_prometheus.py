@@ -121,6 +121,9 @@ class TestRouteLabels:
             for _ in range(2):
                 await http.get(f"/api/v1/probe/{ObjectId()}")
                 await http.get(f"/api/v1/nothing/{ObjectId()}")
+            # /metrics counts itself after answering: its own series appear with the second call
+            # when no earlier test of this process asked for it.
+            await series_count()
             baseline = await series_count()
             ids = [str(ObjectId()) for _ in range(100)]
             for device_id in ids:
