@@ -145,8 +145,9 @@ def fuzz_http() -> Iterator[requests.Session]:
 schema = schemathesis.pytest.from_fixture("fuzz_schema")
 
 
-# One test item runs every operation: its time limit grows with the examples per operation.
-@pytest.mark.timeout(60 * FUZZ_EXAMPLES)
+# One test item runs every operation: a time limit for the ~4,000 coverage cases any run
+# makes, plus some for each example per operation and mode.
+@pytest.mark.timeout(240 + 30 * FUZZ_EXAMPLES)
 @schema.parametrize()
 @hypothesis.settings(
     deadline=None,
