@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, status
 
 from app.auth.dependencies import CurrentPrincipal, UserPrincipal
 from app.auth.exceptions import KeyRevocationPending
-from app.catalog import presence
 from app.catalog.dependencies import DeviceForEdit, DeviceForOwner, DeviceForView, visible
 from app.catalog.devices import service as devices_service
 from app.catalog.devices.schemas import (
@@ -26,11 +25,8 @@ from app.catalog.exceptions import (
     ProductNotFound,
     SerialTaken,
 )
-from app.catalog.models import Device
 from app.catalog.permissions.exceptions import NotAllowed
-from app.core.config import Settings
 from app.core.feed_cache import InvalidationPending
-from app.core.models import utcnow
 from app.core.openapi import raises
 from app.core.pagination import Listing, Page
 from app.core.responses import NO_CONTENT
@@ -42,16 +38,6 @@ router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 DeviceListing = Annotated[Listing[DeviceFilters], Depends(visible(DeviceFilters))]
 
 
-def device_read(device: Device, settings: Settings) -> DeviceRead:
-    """The API view of a stored device, with its derived status."""
-    data = device.model_dump()
-    data["status"] = presence.derive_status(
-        device.presence, now=utcnow(), offline_after_s=settings.device_offline_after_s
-    )
-    data["last_seen_at"] = presence.parse(device.presence).last_seen_at
-    return DeviceRead.model_validate(data)
-
-
 @router.post("", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED)
 @raises(
     ProductNotFound, FolderNotFound, NotAllowed, SerialTaken, MetadataTooLarge, InvalidationPending
@@ -61,25 +47,26 @@ async def create_device(
 ) -> DeviceCreated:
     """Create a device; the response carries its API key, shown this once."""
     device, key = await devices_service.create(services, principal=principal, device_in=body)
-    return DeviceCreated(**device_read(device, services.settings).model_dump(), key=key)
+    view = DeviceRead.of(device, offline_after_s=services.settings.device_offline_after_s)
+    return DeviceCreated(**view.model_dump(), key=key)
 
 
 @router.get("", response_model=Page[DeviceRead])
 async def list_devices(listing: DeviceListing) -> Page[DeviceRead]:
     """Devices you can see, filtered by folder, product, status or a name/serial prefix."""
-    settings = listing.services.settings
+    offline_after_s = listing.services.settings.device_offline_after_s
     return await listing.page_of(
         Page[DeviceRead],
         devices_service.list_,
-        lambda d: device_read(d, settings),
-        offline_after_s=settings.device_offline_after_s,
+        lambda d: DeviceRead.of(d, offline_after_s=offline_after_s),
+        offline_after_s=offline_after_s,
     )
 
 
 @router.get("/{device_id}", response_model=DeviceRead)
 async def get_device(device: DeviceForView, services: ServicesDep) -> DeviceRead:
     """One device you can see (a device key sees its own device)."""
-    return device_read(device, services.settings)
+    return DeviceRead.of(device, offline_after_s=services.settings.device_offline_after_s)
 
 
 @router.patch("/{device_id}", response_model=DeviceRead)
@@ -96,7 +83,7 @@ async def update_device(
     updated = await devices_service.update(
         services, principal=principal, device=device, device_in=body
     )
-    return device_read(updated, services.settings)
+    return DeviceRead.of(updated, offline_after_s=services.settings.device_offline_after_s)
 
 
 @router.delete("/{device_id}", **NO_CONTENT)
@@ -119,15 +106,4 @@ async def rotate_device_key(device: DeviceForEdit, services: ServicesDep) -> Dev
 @router.get("/{device_id}/status", response_model=DeviceStatusRead)
 async def device_status(device: DeviceForView, services: ServicesDep) -> DeviceStatusRead:
     """online / offline / error, derived from the device's last reading or heartbeat."""
-    offline_after_s = services.settings.device_offline_after_s
-    seen = presence.parse(device.presence)
-    return DeviceStatusRead(
-        device_id=str(device.id),
-        status=presence.derive_status(
-            device.presence, now=utcnow(), offline_after_s=offline_after_s
-        ),
-        last_seen_at=seen.last_seen_at,
-        reported_status=seen.reported_status,
-        detail=seen.detail,
-        offline_after_s=offline_after_s,
-    )
+    return DeviceStatusRead.of(device, offline_after_s=services.settings.device_offline_after_s)

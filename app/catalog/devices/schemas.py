@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -15,10 +15,14 @@ from pydantic import (
     field_validator,
 )
 
+from app.catalog import presence
 from app.catalog.presence import DeviceStatus
 from app.catalog.schemas import Name, PatchBody
 from app.core import openapi
-from app.core.models import IdStr
+from app.core.models import IdStr, utcnow
+
+if TYPE_CHECKING:
+    from app.catalog.models import Device
 
 Serial = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,100}$")]
 METADATA_MAX_DEPTH = 8
@@ -148,6 +152,16 @@ class DeviceRead(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, device: Device, *, offline_after_s: int) -> Self:
+        """The API view of a stored device, with its status derived now."""
+        data = device.model_dump()
+        data["status"] = presence.derive_status(
+            device.presence, now=utcnow(), offline_after_s=offline_after_s
+        )
+        data["last_seen_at"] = presence.parse(device.presence).last_seen_at
+        return cls.model_validate(data)
+
 
 class DeviceCreated(DeviceRead):
     """The new device with its API key, shown this once."""
@@ -172,3 +186,18 @@ class DeviceStatusRead(BaseModel):
     reported_status: str | None
     detail: dict[str, Any] | None
     offline_after_s: int
+
+    @classmethod
+    def of(cls, device: Device, *, offline_after_s: int) -> Self:
+        """A stored device's status, derived now, and what it was derived from."""
+        seen = presence.parse(device.presence)
+        return cls(
+            device_id=str(device.id),
+            status=presence.derive_status(
+                device.presence, now=utcnow(), offline_after_s=offline_after_s
+            ),
+            last_seen_at=seen.last_seen_at,
+            reported_status=seen.reported_status,
+            detail=seen.detail,
+            offline_after_s=offline_after_s,
+        )
