@@ -41,6 +41,16 @@ class Presence:
     reported_status: str | None
     detail: dict[str, Any] | None
 
+    def status(self, *, now: datetime, offline_after_s: int) -> DeviceStatus:
+        """online / offline / error: silent too long is offline whatever it said."""
+        if self.last_seen_at is None or self.last_seen_at < now - timedelta(
+            seconds=offline_after_s
+        ):
+            return DeviceStatus.OFFLINE
+        if self.reported_status == "error":
+            return DeviceStatus.ERROR
+        return DeviceStatus.ONLINE
+
 
 class PresenceConflict(Exception):
     """A heartbeat kept losing to concurrent presence writes."""
@@ -61,13 +71,8 @@ def parse(raw: Doc | None) -> Presence:
 
 
 def derive_status(raw: Doc | None, *, now: datetime, offline_after_s: int) -> DeviceStatus:
-    """online / offline / error: silent too long is offline whatever it said."""
-    seen = parse(raw)
-    if seen.last_seen_at is None or seen.last_seen_at < now - timedelta(seconds=offline_after_s):
-        return DeviceStatus.OFFLINE
-    if seen.reported_status == "error":
-        return DeviceStatus.ERROR
-    return DeviceStatus.ONLINE
+    """The status of a stored presence sub-document (`Presence.status`)."""
+    return parse(raw).status(now=now, offline_after_s=offline_after_s)
 
 
 def status_filter(status: DeviceStatus, *, now: datetime, offline_after_s: int) -> Doc:

@@ -155,12 +155,10 @@ class DeviceRead(BaseModel):
     @classmethod
     def of(cls, device: Device, *, offline_after_s: int) -> Self:
         """The API view of a stored device, with its status derived now."""
-        data = device.model_dump()
-        data["status"] = presence.derive_status(
-            device.presence, now=utcnow(), offline_after_s=offline_after_s
+        derived = DeviceStatusRead.of(device, offline_after_s=offline_after_s)
+        return cls.model_validate(
+            {**device.model_dump(), "status": derived.status, "last_seen_at": derived.last_seen_at}
         )
-        data["last_seen_at"] = presence.parse(device.presence).last_seen_at
-        return cls.model_validate(data)
 
 
 class DeviceCreated(DeviceRead):
@@ -193,9 +191,7 @@ class DeviceStatusRead(BaseModel):
         seen = presence.parse(device.presence)
         return cls(
             device_id=str(device.id),
-            status=presence.derive_status(
-                device.presence, now=utcnow(), offline_after_s=offline_after_s
-            ),
+            status=seen.status(now=utcnow(), offline_after_s=offline_after_s),
             last_seen_at=seen.last_seen_at,
             reported_status=seen.reported_status,
             detail=seen.detail,
