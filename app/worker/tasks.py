@@ -7,6 +7,8 @@ TASK_RETRY_BACKOFF_MAX_S.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task
@@ -17,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.alerts import notify as alert_notify
 from app.alerts import sweep as alert_sweep
 from app.alerts import webhooks
+from app.core.config import Settings
 from app.core.models import epoch_ms, utcnow
 from app.emails import delivery as emails
 from app.emails.mailer import TransientEmailError
@@ -53,12 +56,49 @@ TASK_NAMES = (
     RECOUNT_DEVICES,
 )
 
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A periodic task that needs nothing but the worker context: what it runs, how often."""
+
+    run: Callable[[WorkerContext], dict[str, Any]]
+    every: Callable[[Settings], float]
+
+
+def _cleanup_interval(settings: Settings) -> float:
+    return settings.cleanup_interval_s
+
+
+# Beat's jobs without arguments or follow-up tasks; a new one is a line here and a function
+# taking the context (app/worker/cleanup.py), which also takes its lock where it needs one.
+JOBS: dict[str, Job] = {
+    CLEANUP_SESSIONS: Job(cleanup.expired_sessions, _cleanup_interval),
+    CLEANUP_IDEMPOTENCY_KEYS: Job(cleanup.expired_idempotency_keys, _cleanup_interval),
+    CLEANUP_READINGS: Job(cleanup.old_readings, _cleanup_interval),
+    CLEANUP_DELETED_DEVICES: Job(cleanup.deleted_devices_data, _cleanup_interval),
+    CLEANUP_OUTBOX: Job(cleanup.archive_outbox, _cleanup_interval),
+    REPAIR_TREE: Job(cleanup.repair_folder_tree, lambda s: s.catalog_repair_interval_s),
+    RECOUNT_DEVICES: Job(cleanup.recount_devices, lambda s: s.stats_recount_interval_s),
+    SWEEP_COMMANDS: Job(cleanup.sweep_commands, lambda s: s.commands_sweep_interval_s),
+}
+
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     TransientEmailError,
     ConnectionFailure,  # pymongo AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
     RedisConnectionError,
     RedisTimeoutError,
 )
+
+
+def _bound(job: Job, ctx: WorkerContext) -> Callable[[], dict[str, Any]]:
+    """`job` as a task body: no arguments, this process's context, the job's docstring."""
+
+    def run() -> dict[str, Any]:
+        return job.run(ctx)
+
+    run.__name__ = job.run.__name__
+    run.__doc__ = job.run.__doc__
+    return run
 
 
 def register_tasks(app: Celery, ctx: WorkerContext) -> None:
@@ -89,30 +129,9 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
                 return cleanup.SKIPPED
             return dict(emails.requeue_stuck(ctx, lambda oid: send_email.delay(oid)))
 
-    @app.task(name=CLEANUP_SESSIONS, **options)
-    def cleanup_sessions() -> dict[str, Any]:
-        """Delete expired sessions."""
-        return cleanup.expired_sessions(ctx)
-
-    @app.task(name=CLEANUP_IDEMPOTENCY_KEYS, **options)
-    def cleanup_idempotency_keys() -> dict[str, Any]:
-        """Delete expired idempotency keys."""
-        return cleanup.expired_idempotency_keys(ctx)
-
-    @app.task(name=CLEANUP_READINGS, **options)
-    def cleanup_readings() -> dict[str, Any]:
-        """Delete readings past retention."""
-        return cleanup.old_readings(ctx)
-
-    @app.task(name=CLEANUP_DELETED_DEVICES, **options)
-    def cleanup_deleted_devices() -> dict[str, Any]:
-        """Delete the readings and latest values of deleted devices."""
-        return cleanup.deleted_devices_data(ctx)
-
-    @app.task(name=CLEANUP_OUTBOX, **options)
-    def cleanup_outbox() -> dict[str, Any]:
-        """Archive old sent and failed outbox entries."""
-        return cleanup.archive_outbox(ctx)
+    for name, job in JOBS.items():
+        define: Callable[[Callable[[], dict[str, Any]]], object] = app.task(name=name, **options)
+        define(_bound(job, ctx))
 
     @app.task(name=NOTIFY_ALERT, **options)
     def notify_alert(event_id: str) -> str:
@@ -150,65 +169,16 @@ def register_tasks(app: Celery, ctx: WorkerContext) -> None:
             )
             return sweeper.run()
 
-    @app.task(name=REPAIR_TREE, **options)
-    def repair_tree() -> dict[str, Any]:
-        """Mend stale folder paths and cycles (moves without transactions, crashes, races)."""
-        return cleanup.repair_folder_tree(ctx)
-
-    @app.task(name=RECOUNT_DEVICES, **options)
-    def recount_devices() -> dict[str, Any]:
-        """Rebuild the fleet statistics' per-scope device counters from MongoDB."""
-        return cleanup.recount_devices(ctx)
-
-    @app.task(name=SWEEP_COMMANDS, **options)
-    def sweep_commands() -> dict[str, Any]:
-        """Expire, time out and requeue device commands; delete old finished ones."""
-        return cleanup.sweep_commands(ctx)
-
 
 def beat_schedule(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
     """What beat runs and how often; a run that waited past its interval is dropped."""
     settings = ctx.settings
-    requeue = settings.email_requeue_interval_s
-    every = settings.cleanup_interval_s
-    schedule: dict[str, dict[str, Any]] = {
-        REQUEUE_EMAILS: {
-            "task": REQUEUE_EMAILS,
-            "schedule": requeue,
-            "options": {"expires": requeue},
-        },
+    intervals = {
+        REQUEUE_EMAILS: settings.email_requeue_interval_s,
+        SWEEP_ALERTS: settings.alerts_sweep_interval_s,
+        **{name: job.every(settings) for name, job in JOBS.items()},
     }
-    cleanups = (
-        CLEANUP_SESSIONS,
-        CLEANUP_IDEMPOTENCY_KEYS,
-        CLEANUP_READINGS,
-        CLEANUP_DELETED_DEVICES,
-        CLEANUP_OUTBOX,
-    )
-    for name in cleanups:
-        schedule[name] = {"task": name, "schedule": every, "options": {"expires": every}}
-    repair = settings.catalog_repair_interval_s
-    schedule[REPAIR_TREE] = {
-        "task": REPAIR_TREE,
-        "schedule": repair,
-        "options": {"expires": repair},
+    return {
+        name: {"task": name, "schedule": every, "options": {"expires": every}}
+        for name, every in intervals.items()
     }
-    sweep = settings.commands_sweep_interval_s
-    schedule[SWEEP_COMMANDS] = {
-        "task": SWEEP_COMMANDS,
-        "schedule": sweep,
-        "options": {"expires": sweep},
-    }
-    recount = settings.stats_recount_interval_s
-    schedule[RECOUNT_DEVICES] = {
-        "task": RECOUNT_DEVICES,
-        "schedule": recount,
-        "options": {"expires": recount},
-    }
-    sweep = settings.alerts_sweep_interval_s
-    schedule[SWEEP_ALERTS] = {
-        "task": SWEEP_ALERTS,
-        "schedule": sweep,
-        "options": {"expires": sweep},
-    }
-    return schedule

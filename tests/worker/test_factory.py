@@ -23,8 +23,21 @@ class TestCeleryApp:
         schedule = create_celery(settings).conf.beat_schedule
         on_demand = {"emails.send", "alerts.notify", "alerts.webhook"}
         assert {entry["task"] for entry in schedule.values()} == set(TASK_NAMES) - on_demand
-        assert schedule["emails.requeue_pending"]["schedule"] == settings.email_requeue_interval_s
-        assert schedule["alerts.sweep"]["schedule"] == settings.alerts_sweep_interval_s
+        every = {name: entry["schedule"] for name, entry in schedule.items()}
+        assert every == {
+            "emails.requeue_pending": settings.email_requeue_interval_s,
+            "alerts.sweep": settings.alerts_sweep_interval_s,
+            "cleanup.sessions": settings.cleanup_interval_s,
+            "cleanup.idempotency_keys": settings.cleanup_interval_s,
+            "cleanup.readings": settings.cleanup_interval_s,
+            "cleanup.deleted_devices": settings.cleanup_interval_s,
+            "cleanup.outbox": settings.cleanup_interval_s,
+            "catalog.repair_tree": settings.catalog_repair_interval_s,
+            "stats.recount_devices": settings.stats_recount_interval_s,
+            "commands.sweep": settings.commands_sweep_interval_s,
+        }
+        # A run that waited past its interval is dropped rather than run late.
+        assert all(entry["options"]["expires"] == entry["schedule"] for entry in schedule.values())
 
     def test_reliable_delivery_settings(self, settings: Settings) -> None:
         conf = create_celery(settings).conf
