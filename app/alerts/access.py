@@ -16,6 +16,7 @@ from odmantic import AIOEngine
 from app.auth.principal import Principal
 from app.catalog.models import Device, Folder, Product
 from app.catalog.permissions import service as permissions_service
+from app.core.models import hex_ids
 
 KINDS: dict[str, type[Folder] | type[Product] | type[Device]] = {
     "folder": Folder,
@@ -35,7 +36,7 @@ def remap(query: Any, *, id_field: str, path_field: str, new_path: str) -> Any:
     out: dict[str, Any] = {}
     for key, value in query.items():
         if key == "_id":
-            out[id_field] = _hex(value)
+            out[id_field] = hex_ids(value)
         elif key == path_field:
             out[new_path] = value
         elif key.startswith("$"):
@@ -43,16 +44,6 @@ def remap(query: Any, *, id_field: str, path_field: str, new_path: str) -> Any:
         else:
             out[key] = value
     return out
-
-
-def _hex(value: Any) -> Any:
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _hex(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hex(v) for v in value]
-    return value
 
 
 async def readable_rules(engine: AIOEngine, *, principal: Principal) -> dict[str, Any]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -26,6 +27,22 @@ def _to_hex(value: Any) -> Any:
     if isinstance(value, ObjectId):
         return str(value)
     return value
+
+
+def map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """A copy of a JSON-like value (dicts, lists, tuples) with `leaf` applied to the rest."""
+    if isinstance(value, dict):
+        return {k: map_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_leaves(v, leaf) for v in value]
+    if isinstance(value, tuple):
+        return tuple(map_leaves(v, leaf) for v in value)
+    return leaf(value)
+
+
+def hex_ids(value: Any) -> Any:
+    """A copy of a JSON-like value with every ObjectId, at any depth, as its hex string."""
+    return map_leaves(value, _to_hex)
 
 
 # The constraint first, so that the JSON schema carries the pattern; the validator still runs

@@ -21,6 +21,7 @@ from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 from app import __version__
 from app.core.config import Settings
 from app.core.errors import AppError
+from app.core.models import map_leaves
 
 FILTERED = "[Filtered]"
 
@@ -98,16 +99,12 @@ def _redact_query(query: str) -> str:
     return urlencode([(k, FILTERED if k.lower() in _DENIED else v) for k, v in pairs])
 
 
+def _redact_leaf(value: Any) -> Any:
+    return redact_text(value) if isinstance(value, str) else value
+
+
 def _redact(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_redact(v) for v in value)
-    return value
+    return map_leaves(value, _redact_leaf)
 
 
 def _drop_raw_request_vars(event: dict[str, Any]) -> None:
